@@ -1,0 +1,8 @@
+//! `health`: `/health` answers 200 `OK` while the process runs; `lameduck` delays shutdown.
+
+mod setup;
+
+pub use setup::{HealthConfig, check_http_addr, parse};
+
+/// Directive name.
+pub const NAME: &str = "health";

@@ -1,0 +1,350 @@
+//! Plugins: the ORDER list (our `plugin.cfg`), typed configs, and building handlers.
+//!
+//! Three phases, as DEVELOPERS.md asks: [`parse`] turns a directive's tokens into a
+//! [`PluginConfig`] (pure), [`build`] turns a config into a handler plus the process-wide
+//! services it needs (HTTP routes, readiness probes), and the server starts those services.
+
+pub mod bind;
+pub mod chain;
+pub mod errors;
+pub mod health;
+pub mod log;
+pub mod prometheus;
+pub mod ready;
+pub mod request;
+pub mod whoami;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use chain::{Chain, Handler, HandlerError, Next};
+pub use request::{Proto, Request, Response};
+
+use crate::corefile::{Directive, Dispenser, Error, Loc};
+
+/// One entry of [`ORDER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Directive name.
+    pub name: &'static str,
+    /// Whether clusterdns implements it yet.
+    pub built: bool,
+    /// Whether CoreDNS allows it only once per server block.
+    pub once: bool,
+}
+
+const fn e(name: &'static str, built: bool, once: bool) -> Entry {
+    Entry { name, built, once }
+}
+
+/// Execution order of the plugins, whatever the Corefile order: CoreDNS's plugin.cfg as shipped
+/// from v1.8 to v1.14.5 (what clusters run), i.e. `cache` before `rewrite` and `autopath`.
+/// Directives that only configure the server (bind, health, ready, reload, …) sit where CoreDNS
+/// has them; they add no handler.
+pub const ORDER: &[Entry] = &[
+    e("root", false, true),
+    e("metadata", false, true),
+    e("geoip", false, true),
+    e("cancel", false, true),
+    e("tls", false, true),
+    e("proxyproto", false, true),
+    e("quic", false, true),
+    e("grpc_server", false, true),
+    e("https", false, true),
+    e("https3", false, true),
+    e("timeouts", false, true),
+    e("multisocket", false, true),
+    e("reload", false, true),
+    e("nsid", false, true),
+    e("bufsize", false, true),
+    e("bind", true, false),
+    e("debug", false, true),
+    e("trace", false, true),
+    e("ready", true, true),
+    e("health", true, true),
+    e("pprof", false, true),
+    e("shed", false, true),
+    e("prometheus", true, true),
+    e("errors", true, true),
+    e("log", true, false),
+    e("dnstap", false, false),
+    e("local", false, true),
+    e("dns64", false, true),
+    e("acl", false, false),
+    e("any", false, true),
+    e("chaos", false, true),
+    e("loadbalance", false, true),
+    e("tsig", false, true),
+    e("cache", false, true),
+    e("rewrite", false, false),
+    e("header", false, false),
+    e("dnssec", false, true),
+    e("autopath", false, true),
+    e("minimal", false, true),
+    e("template", false, false),
+    e("transfer", false, false),
+    e("hosts", false, true),
+    e("route53", false, false),
+    e("azure", false, false),
+    e("clouddns", false, false),
+    e("k8s_external", false, true),
+    e("kubernetes", false, true),
+    e("file", false, false),
+    e("auto", false, false),
+    e("secondary", false, false),
+    e("etcd", false, true),
+    e("loop", false, true),
+    e("forward", false, false),
+    e("grpc", false, false),
+    e("erratic", false, true),
+    e("whoami", true, true),
+    e("on", false, false),
+    e("sign", false, false),
+    e("view", false, true),
+    e("nomad", false, true),
+];
+
+/// The ORDER entry of a directive name.
+pub fn entry(name: &str) -> Option<&'static Entry> {
+    ORDER.iter().find(|e| e.name == name)
+}
+
+/// Whether `name` is a directive the Corefile may use (built or not, plus `import`).
+pub fn is_directive(name: &str) -> bool {
+    name == "import" || entry(name).is_some()
+}
+
+/// Plugins clusterdns implements, in chain order (`-plugins`).
+pub fn built() -> impl Iterator<Item = &'static str> {
+    ORDER.iter().filter(|e| e.built).map(|e| e.name)
+}
+
+/// A parsed directive: one variant per implemented plugin.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PluginConfig {
+    /// `bind`
+    Bind(bind::BindConfig),
+    /// `ready`
+    Ready(ready::ReadyConfig),
+    /// `health`
+    Health(health::HealthConfig),
+    /// `prometheus`
+    Prometheus(prometheus::PrometheusConfig),
+    /// `errors`
+    Errors(errors::ErrorsConfig),
+    /// `log`
+    Log(log::LogConfig),
+    /// `whoami`
+    Whoami,
+}
+
+impl PluginConfig {
+    /// The directive name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Bind(_) => bind::NAME,
+            Self::Ready(_) => ready::NAME,
+            Self::Health(_) => health::NAME,
+            Self::Prometheus(_) => prometheus::NAME,
+            Self::Errors(_) => errors::NAME,
+            Self::Log(_) => log::NAME,
+            Self::Whoami => whoami::NAME,
+        }
+    }
+
+    /// Position in [`ORDER`].
+    pub fn rank(&self) -> usize {
+        let name = self.name();
+        ORDER
+            .iter()
+            .position(|e| e.name == name)
+            .expect("every config is in ORDER")
+    }
+}
+
+/// Parses one directive of a block whose zones are `zones` (setup, CoreDNS-style errors).
+pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
+    let loc = dir.tokens.first().map(|t| t.loc.clone());
+    let wrap = |e: Error| Error::plugin(&dir.name, loc.clone(), e);
+    let Some(entry) = entry(&dir.name) else {
+        return Err(Error::parse(
+            loc,
+            format!("Unknown directive '{}'", dir.name),
+        ));
+    };
+    let occurrences = dir
+        .tokens
+        .iter()
+        .filter(|t| t.text == dir.name && is_first(t, dir))
+        .count();
+    if entry.once && occurrences > 1 {
+        let second = dir
+            .tokens
+            .iter()
+            .filter(|t| is_first(t, dir))
+            .nth(1)
+            .map(|t| t.loc.clone());
+        return Err(Error::plugin(
+            &dir.name,
+            second.or(loc),
+            Error::plain(None, "this plugin can only be used once per Server Block"),
+        ));
+    }
+    if !entry.built {
+        return Err(wrap(Error::plain(None, "not built yet in clusterdns")));
+    }
+    let mut d = Dispenser::new(&dir.tokens);
+    let cfg = match entry.name {
+        bind::NAME => PluginConfig::Bind(bind::parse(&mut d).map_err(wrap)?),
+        ready::NAME => PluginConfig::Ready(ready::parse(&mut d).map_err(wrap)?),
+        health::NAME => PluginConfig::Health(health::parse(&mut d).map_err(wrap)?),
+        prometheus::NAME => PluginConfig::Prometheus(prometheus::parse(&mut d).map_err(wrap)?),
+        errors::NAME => PluginConfig::Errors(errors::parse(&mut d).map_err(wrap)?),
+        log::NAME => PluginConfig::Log(log::parse(&mut d, zones).map_err(wrap)?),
+        whoami::NAME => {
+            whoami::parse(&mut d).map_err(wrap)?;
+            PluginConfig::Whoami
+        }
+        other => unreachable!("built plugin {other} has no parse arm"),
+    };
+    Ok(cfg)
+}
+
+/// Whether `t` starts an occurrence of the directive (its name token, first on its line).
+fn is_first(t: &crate::corefile::Token, dir: &Directive) -> bool {
+    if t.text != dir.name {
+        return false;
+    }
+    let i = dir
+        .tokens
+        .iter()
+        .position(|x| std::ptr::eq(x, t))
+        .unwrap_or(0);
+    i == 0 || {
+        let prev = &dir.tokens[i - 1];
+        prev.loc.file != t.loc.file || prev.loc.line + prev.text.matches('\n').count() < t.loc.line
+    }
+}
+
+/// An HTTP endpoint a plugin asks the process to serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Route {
+    /// `/health` → 200 OK.
+    Health,
+    /// `/ready` → 200 or 503.
+    Ready,
+    /// `/metrics` → Prometheus text format.
+    Metrics,
+}
+
+/// Process-wide things the blocks ask for; started only once every block has built.
+#[derive(Debug, Default)]
+pub struct Services {
+    /// HTTP listeners: address → routes (blocks naming the same address share one listener).
+    pub http: BTreeMap<String, Vec<Route>>,
+    /// How long to keep serving DNS after SIGTERM (largest `health … lameduck`).
+    pub lameduck: Duration,
+}
+
+impl Services {
+    /// Adds `route` to the listener on `addr`.
+    pub fn add_route(&mut self, addr: &str, route: Route) {
+        let routes = self.http.entry(addr.to_string()).or_default();
+        if !routes.contains(&route) {
+            routes.push(route);
+        }
+    }
+}
+
+/// What `build` may use: the block's zones, the process's registry and services.
+pub struct BuildCtx<'a> {
+    /// The block's zones.
+    pub zones: &'a [String],
+    /// Where the block's directive starts (for error messages).
+    pub loc: Option<Loc>,
+    /// Process-wide services to start.
+    pub services: &'a mut Services,
+    /// The metrics of the process (one registry).
+    pub metrics: &'a Arc<prometheus::Metrics>,
+}
+
+/// Turns a config into its handler (`None` for plugins outside the query path).
+pub fn build(
+    cfg: &PluginConfig,
+    ctx: &mut BuildCtx<'_>,
+) -> Result<Option<Arc<dyn Handler>>, Error> {
+    Ok(match cfg {
+        PluginConfig::Bind(_) => None,
+        PluginConfig::Ready(c) => {
+            ctx.services.add_route(&c.addr, Route::Ready);
+            None
+        }
+        PluginConfig::Health(c) => {
+            ctx.services.add_route(&c.addr, Route::Health);
+            ctx.services.lameduck = ctx.services.lameduck.max(c.lameduck);
+            None
+        }
+        PluginConfig::Prometheus(c) => {
+            ctx.services.add_route(&c.addr, Route::Metrics);
+            // Metrics are recorded by the server after the reply is encoded (sizes, rcode);
+            // the handler only marks the chain position, as CoreDNS's `prometheus` does.
+            Some(Arc::new(prometheus::Marker))
+        }
+        PluginConfig::Errors(c) => Some(Arc::new(errors::Errors::new(c.clone()))),
+        PluginConfig::Log(c) => Some(Arc::new(log::Log::new(c.clone()))),
+        PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_has_unique_names_and_built_plugins_have_readmes() {
+        let mut names: Vec<_> = ORDER.iter().map(|e| e.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ORDER.len());
+        for name in built() {
+            let dir = if name == "loop" { "loop_detect" } else { name };
+            let readme = format!("{}/src/plugins/{dir}/README.md", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&readme).unwrap_or_else(|_| panic!("{readme}"));
+            for section in [
+                "## Name",
+                "## Description",
+                "## Syntax",
+                "## Examples",
+                "## Compatibility",
+            ] {
+                assert!(text.contains(section), "{readme} lacks {section}");
+            }
+        }
+    }
+
+    #[test]
+    fn order_matches_coredns_1_14_5_for_the_chain() {
+        let pos = |n: &str| ORDER.iter().position(|e| e.name == n).unwrap();
+        let chain = [
+            "prometheus",
+            "errors",
+            "log",
+            "loadbalance",
+            "cache",
+            "rewrite",
+            "autopath",
+            "template",
+            "transfer",
+            "hosts",
+            "k8s_external",
+            "kubernetes",
+            "loop",
+            "forward",
+            "whoami",
+        ];
+        for w in chain.windows(2) {
+            assert!(pos(w[0]) < pos(w[1]), "{} before {}", w[0], w[1]);
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! CoreDNS's DNS metrics, names and labels exactly as in its code (reference §4).
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+use crate::plugins::log::rcode_name;
+
+/// Every metric of the query path, registered once in the process's registry.
+pub struct Metrics {
+    /// The registry `/metrics` serves.
+    pub registry: Registry,
+    /// `coredns_dns_requests_total{server,zone,view,proto,family,type}`
+    pub requests: IntCounterVec,
+    /// `coredns_dns_responses_total{server,zone,view,rcode,plugin}`
+    pub responses: IntCounterVec,
+    /// `coredns_dns_request_duration_seconds{server,zone,view}`
+    pub duration: HistogramVec,
+    /// `coredns_dns_request_size_bytes{server,zone,view,proto}`
+    pub request_size: HistogramVec,
+    /// `coredns_dns_response_size_bytes{server,zone,view,proto}`
+    pub response_size: HistogramVec,
+    /// `coredns_dns_do_requests_total{server,zone,view}`
+    pub do_requests: IntCounterVec,
+    /// `coredns_plugin_enabled{server,zone,view,name}`
+    pub plugin_enabled: IntGaugeVec,
+    /// `coredns_panics_total`
+    pub panics: IntCounter,
+    /// `coredns_build_info{version,revision,goversion}`
+    pub build_info: IntGaugeVec,
+}
+
+/// CoreDNS's `TimeBuckets`: 0.25 ms × 2^i, i = 0..15.
+fn time_buckets() -> Vec<f64> {
+    (0..16).map(|i| 0.000_25 * f64::from(1u32 << i)).collect()
+}
+
+const SIZE_BUCKETS: &[f64] = &[
+    0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 8291.0, 16000.0, 32000.0,
+    48000.0, 64000.0,
+];
+
+impl Metrics {
+    /// Creates and registers the metrics in `registry`.
+    pub fn new(registry: Registry) -> Result<Self, prometheus::Error> {
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let histogram = |name: &str,
+                         help: &str,
+                         labels: &[&str],
+                         buckets: Vec<f64>|
+         -> Result<HistogramVec, prometheus::Error> {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let requests = counter(
+            "coredns_dns_requests_total",
+            "Counter of DNS requests made per zone, protocol and family.",
+            &["server", "zone", "view", "proto", "family", "type"],
+        )?;
+        let responses = counter(
+            "coredns_dns_responses_total",
+            "Counter of response status codes.",
+            &["server", "zone", "view", "rcode", "plugin"],
+        )?;
+        let do_requests = counter(
+            "coredns_dns_do_requests_total",
+            "Counter of DNS requests with DO bit set per zone.",
+            &["server", "zone", "view"],
+        )?;
+        let duration = histogram(
+            "coredns_dns_request_duration_seconds",
+            "Histogram of the time (in seconds) each request took per zone.",
+            &["server", "zone", "view"],
+            time_buckets(),
+        )?;
+        let request_size = histogram(
+            "coredns_dns_request_size_bytes",
+            "Size of the EDNS0 UDP buffer in bytes (64K for TCP) per zone and protocol.",
+            &["server", "zone", "view", "proto"],
+            SIZE_BUCKETS.to_vec(),
+        )?;
+        let response_size = histogram(
+            "coredns_dns_response_size_bytes",
+            "Size of the returned response in bytes.",
+            &["server", "zone", "view", "proto"],
+            SIZE_BUCKETS.to_vec(),
+        )?;
+        let plugin_enabled = IntGaugeVec::new(
+            Opts::new(
+                "coredns_plugin_enabled",
+                "A metric that indicates whether a plugin is enabled on per server and zone basis.",
+            ),
+            &["server", "zone", "view", "name"],
+        )?;
+        registry.register(Box::new(plugin_enabled.clone()))?;
+        let panics = IntCounter::new(
+            "coredns_panics_total",
+            "A metrics that counts the number of panics.",
+        )?;
+        registry.register(Box::new(panics.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "coredns_build_info",
+                "A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built.",
+            ),
+            &["version", "revision", "goversion"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("CLUSTERDNS_REVISION").unwrap_or("unknown"),
+                &format!("rust-{}", rust_version()),
+            ])
+            .set(1);
+        Ok(Self {
+            registry,
+            requests,
+            responses,
+            duration,
+            request_size,
+            response_size,
+            do_requests,
+            plugin_enabled,
+            panics,
+            build_info,
+        })
+    }
+}
+
+fn rust_version() -> &'static str {
+    option_env!("CARGO_PKG_RUST_VERSION").unwrap_or("stable")
+}
+
+/// The `type` label: the common types by name, everything else `other`.
+pub fn type_label(t: RecordType) -> &'static str {
+    match t {
+        RecordType::A => "A",
+        RecordType::AAAA => "AAAA",
+        RecordType::CNAME => "CNAME",
+        RecordType::DNSKEY => "DNSKEY",
+        RecordType::DS => "DS",
+        RecordType::MX => "MX",
+        RecordType::NSEC3 => "NSEC3",
+        RecordType::NSEC => "NSEC",
+        RecordType::NS => "NS",
+        RecordType::PTR => "PTR",
+        RecordType::RRSIG => "RRSIG",
+        RecordType::SOA => "SOA",
+        RecordType::SRV => "SRV",
+        RecordType::TXT => "TXT",
+        RecordType::HTTPS => "HTTPS",
+        RecordType::SVCB => "SVCB",
+        RecordType::IXFR => "IXFR",
+        RecordType::AXFR => "AXFR",
+        RecordType::ANY => "ANY",
+        _ => "other",
+    }
+}
+
+/// The `rcode` label.
+pub fn rcode_label(r: ResponseCode) -> String {
+    rcode_name(r)
+}
+
+/// The `family` label: `1` for IPv4, `2` for IPv6.
+pub fn family_label(ip: std::net::IpAddr) -> &'static str {
+    match ip {
+        std::net::IpAddr::V4(_) => "1",
+        std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => "1",
+        std::net::IpAddr::V6(_) => "2",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::Encoder;
+
+    #[test]
+    fn registers_coredns_names() {
+        let m = Metrics::new(Registry::new()).unwrap();
+        m.requests
+            .with_label_values(&["dns://:53", ".", "", "udp", "1", "A"])
+            .inc();
+        m.responses
+            .with_label_values(&["dns://:53", ".", "", "NOERROR", "whoami"])
+            .inc();
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&m.registry.gather(), &mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(r#"coredns_dns_requests_total{family="1",proto="udp",server="dns://:53",type="A",view="",zone="."} 1"#), "{text}");
+        assert!(text.contains("coredns_build_info{"));
+        assert_eq!(time_buckets().last().copied(), Some(8.192));
+        assert_eq!(type_label(RecordType::NULL), "other");
+        assert_eq!(rcode_label(ResponseCode::Unknown(3841)), "RCODE3841");
+    }
+}

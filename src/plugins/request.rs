@@ -1,0 +1,145 @@
+//! The request every handler sees (CoreDNS's `request.Request`) and the response it returns.
+
+use std::net::SocketAddr;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+
+/// Transport the query arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+impl Proto {
+    /// `udp` or `tcp`, as in CoreDNS's metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+/// One DNS query, decoded once by the server.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Message id.
+    pub id: u16,
+    /// Opcode (always `Query` once it reaches a chain).
+    pub op_code: OpCode,
+    /// RD flag.
+    pub recursion_desired: bool,
+    /// CD flag.
+    pub checking_disabled: bool,
+    /// AD flag.
+    pub authentic_data: bool,
+    /// The question, letter case as sent.
+    pub query: Query,
+    /// The client's OPT record, if any.
+    pub edns: Option<Edns>,
+    /// Client address.
+    pub src: SocketAddr,
+    /// Local address of the listener.
+    pub local: SocketAddr,
+    /// Transport.
+    pub proto: Proto,
+    /// Size of the request in bytes.
+    pub size: usize,
+    /// The zone of the server block that took the query (lower-case FQDN).
+    pub zone: String,
+    /// The listener label, e.g. `dns://:53`.
+    pub server: std::sync::Arc<str>,
+}
+
+impl Request {
+    /// Builds a request for tests and internal probes.
+    pub fn new(name: Name, qtype: RecordType, src: SocketAddr, proto: Proto) -> Self {
+        let mut query = Query::query(name, qtype);
+        query.set_query_class(DNSClass::IN);
+        Self {
+            id: 1,
+            op_code: OpCode::Query,
+            recursion_desired: true,
+            checking_disabled: false,
+            authentic_data: false,
+            query,
+            edns: None,
+            src,
+            local: src,
+            proto,
+            size: 0,
+            zone: ".".to_string(),
+            server: std::sync::Arc::from("dns://:53"),
+        }
+    }
+
+    /// The query name, as sent.
+    pub fn qname(&self) -> &Name {
+        self.query.name()
+    }
+
+    /// The query type.
+    pub fn qtype(&self) -> RecordType {
+        self.query.query_type()
+    }
+
+    /// The query class.
+    pub fn qclass(&self) -> DNSClass {
+        self.query.query_class()
+    }
+
+    /// The DO bit of the client's OPT record.
+    pub fn do_bit(&self) -> bool {
+        self.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok)
+    }
+
+    /// The largest reply the client takes: 65535 over TCP, else its EDNS size (at least 512).
+    pub fn max_size(&self) -> u16 {
+        match (self.proto, &self.edns) {
+            (Proto::Tcp, _) => u16::MAX,
+            (Proto::Udp, Some(e)) => e.max_payload().max(512),
+            (Proto::Udp, None) => 512,
+        }
+    }
+
+    /// An empty reply to this request: id, opcode, RD/CD echoed, question copied.
+    pub fn reply(&self) -> Message {
+        let mut msg = Message::new(self.id, MessageType::Response, self.op_code);
+        msg.metadata.recursion_desired = self.recursion_desired;
+        msg.metadata.checking_disabled = self.checking_disabled;
+        msg.add_query(self.query.clone());
+        msg
+    }
+
+    /// A bare reply with `rcode`.
+    pub fn error_reply(&self, rcode: ResponseCode) -> Message {
+        let mut msg = self.reply();
+        msg.metadata.response_code = rcode;
+        msg
+    }
+}
+
+/// What a handler answers: the message and the name of the plugin that made it.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The reply (its id and question are fixed up by the server).
+    pub msg: Message,
+    /// The plugin that wrote the reply (`plugin` label of `coredns_dns_responses_total`).
+    pub plugin: &'static str,
+}
+
+impl Response {
+    /// A response written by `plugin`.
+    pub fn new(msg: Message, plugin: &'static str) -> Self {
+        Self { msg, plugin }
+    }
+
+    /// The reply's rcode.
+    pub fn rcode(&self) -> ResponseCode {
+        self.msg.metadata.response_code
+    }
+}

@@ -1,0 +1,282 @@
+//! The query path of one listener: pick the server block by longest zone match, run its chain,
+//! write the reply with EDNS and truncation, record metrics. All hickory-server use is here.
+
+use std::collections::HashMap;
+use std::iter;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use hickory_proto::op::{Edns, Message, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request as HRequest, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use tokio::time::Instant;
+
+use crate::plugins::prometheus::{Metrics, family_label, rcode_label, type_label};
+use crate::plugins::{Chain, Proto, Request, Response};
+
+/// One server block as a listener sees it.
+pub(crate) struct Block {
+    /// The compiled chain.
+    pub(crate) chain: Chain,
+    /// Whether the block has `prometheus`.
+    pub(crate) metrics: bool,
+}
+
+/// Everything one listener (address:port) needs to answer.
+pub(crate) struct Dispatcher {
+    /// Metric label `dns://[HOST]:PORT`.
+    pub(crate) label: Arc<str>,
+    /// Local address of the listener.
+    pub(crate) local: SocketAddr,
+    /// Zone (lower-case FQDN) → block.
+    pub(crate) zones: HashMap<String, Arc<Block>>,
+    /// Whether classes other than IN reach the chain (a block has `forward` or `chaos`).
+    pub(crate) any_class: bool,
+    /// The process's metrics.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Whether any block on this listener records metrics (for `dropped`).
+    pub(crate) any_metrics: bool,
+}
+
+impl Dispatcher {
+    /// Longest zone that contains `qname` (lower-case); DS goes to the parent-most match.
+    fn find(&self, qname: &str, qtype: RecordType) -> Option<(&str, &Arc<Block>)> {
+        let mut found = None;
+        let mut name = qname;
+        loop {
+            if let Some((z, b)) = self.zones.get_key_value(name) {
+                found = Some((z.as_str(), b));
+                if qtype != RecordType::DS {
+                    return found;
+                }
+            }
+            if name == "." {
+                return found;
+            }
+            name = match name.find('.') {
+                Some(i) if i + 1 < name.len() => &name[i + 1..],
+                _ => ".",
+            };
+        }
+    }
+}
+
+fn reply_edns(req_edns: Option<&Edns>) -> Option<Edns> {
+    req_edns.map(|e| {
+        let mut out = Edns::new();
+        out.set_max_payload(e.max_payload().max(512));
+        out.set_dnssec_ok(e.flags().dnssec_ok);
+        out.set_version(0);
+        out
+    })
+}
+
+/// Encodes `msg` the way it goes on the wire (for the size metric).
+fn encoded_len(md: &Metadata, msg: &Message, edns: Option<&Edns>, max: u16) -> usize {
+    let mut m = Message::new(md.id, md.message_type, md.op_code);
+    m.metadata = *md;
+    m.queries.clone_from(&msg.queries);
+    m.answers.clone_from(&msg.answers);
+    m.authorities.clone_from(&msg.authorities);
+    m.additionals.clone_from(&msg.additionals);
+    m.edns = edns.cloned();
+    let mut buf = Vec::with_capacity(512);
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_max_size(max);
+    match m.emit(&mut enc) {
+        Ok(()) => buf.len(),
+        Err(_) => 0,
+    }
+}
+
+/// Writes the reply: header from the request, flags and sections from `msg`, our OPT record.
+/// hickory's encoder truncates to the OPT size (512 without EDNS, 65535 over TCP) and sets TC.
+async fn send<R: ResponseHandler>(
+    rh: &mut R,
+    request: &HRequest,
+    edns: Option<&Edns>,
+    rcode: ResponseCode,
+    msg: Option<&Message>,
+) -> (Metadata, ResponseInfo) {
+    let mut md = Metadata::response_from_request(&request.metadata);
+    md.response_code = rcode;
+    if let Some(m) = msg {
+        md.authoritative = m.metadata.authoritative;
+        md.recursion_available = m.metadata.recursion_available;
+        md.authentic_data = m.metadata.authentic_data;
+        md.truncation = m.metadata.truncation;
+    }
+    let mut b = MessageResponseBuilder::new(&request.queries, None);
+    if let Some(e) = edns {
+        b.edns(e);
+    }
+    let empty: &[hickory_proto::rr::Record] = &[];
+    let (a, n, d) = match msg {
+        Some(m) => (&m.answers[..], &m.authorities[..], &m.additionals[..]),
+        None => (empty, empty, empty),
+    };
+    let resp = b.build(md, a.iter(), n.iter(), iter::empty(), d.iter());
+    let info = match rh.send_response(resp).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!("error sending reply: {e}");
+            let mut h = hickory_proto::op::Header {
+                metadata: md,
+                counts: Default::default(),
+            };
+            h.metadata.response_code = ResponseCode::ServFail;
+            ResponseInfo::from(h)
+        }
+    };
+    (md, info)
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Dispatcher {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &HRequest,
+        mut rh: R,
+    ) -> ResponseInfo {
+        let start = Instant::now();
+        let proto = match request.protocol() {
+            Protocol::Tcp => Proto::Tcp,
+            _ => Proto::Udp,
+        };
+        let edns = request.edns.clone();
+        let resp_edns = reply_edns(edns.as_ref());
+        // Requests the chain never sees.
+        let early = if request.metadata.op_code != OpCode::Query {
+            Some(ResponseCode::NotImp)
+        } else if request.queries.len() != 1 {
+            Some(ResponseCode::FormErr)
+        } else if edns.as_ref().is_some_and(|e| e.version() != 0) {
+            Some(ResponseCode::BADVERS)
+        } else {
+            None
+        };
+        if let Some(rcode) = early {
+            return send(&mut rh, request, resp_edns.as_ref(), rcode, None)
+                .await
+                .1;
+        }
+
+        let lq = &request.queries.queries()[0];
+        let query = lq.original().clone();
+        let qtype = query.query_type();
+        let qname_lower = lq.name().to_string();
+        let qname_lower = if qname_lower.ends_with('.') {
+            qname_lower
+        } else {
+            format!("{qname_lower}.")
+        };
+        let src = request.src();
+        let found = if query.query_class() == DNSClass::IN || self.any_class {
+            self.find(&qname_lower, qtype)
+        } else {
+            None
+        };
+        let Some((zone, block)) = found else {
+            if self.any_metrics {
+                let m = &self.metrics;
+                m.requests
+                    .with_label_values(&[
+                        &*self.label,
+                        "dropped",
+                        "",
+                        proto.as_str(),
+                        family_label(src.ip()),
+                        type_label(qtype),
+                    ])
+                    .inc();
+                m.responses
+                    .with_label_values(&[&*self.label, "dropped", "", "REFUSED", ""])
+                    .inc();
+            }
+            return send(
+                &mut rh,
+                request,
+                resp_edns.as_ref(),
+                ResponseCode::Refused,
+                None,
+            )
+            .await
+            .1;
+        };
+
+        let req = Request {
+            id: request.metadata.id,
+            op_code: request.metadata.op_code,
+            recursion_desired: request.metadata.recursion_desired,
+            checking_disabled: request.metadata.checking_disabled,
+            authentic_data: request.metadata.authentic_data,
+            query,
+            edns,
+            src,
+            local: self.local,
+            proto,
+            size: request.as_slice().len(),
+            zone: zone.to_string(),
+            server: self.label.clone(),
+        };
+
+        let result = AssertUnwindSafe(block.chain.run(&req)).catch_unwind().await;
+        let (rcode, msg, plugin): (ResponseCode, Option<Message>, &'static str) = match result {
+            Ok(Ok(Response { msg, plugin })) => (msg.metadata.response_code, Some(msg), plugin),
+            Ok(Err(e)) => (e.rcode(), None, ""),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!("Recovered from panic in server: \"{}\" {what}", self.label);
+                self.metrics.panics.inc();
+                (ResponseCode::ServFail, None, "")
+            }
+        };
+
+        let (md, info) = send(&mut rh, request, resp_edns.as_ref(), rcode, msg.as_ref()).await;
+
+        if block.metrics {
+            let m = &self.metrics;
+            let labels3 = [&*self.label, zone, ""];
+            m.requests
+                .with_label_values(&[
+                    &*self.label,
+                    zone,
+                    "",
+                    proto.as_str(),
+                    family_label(src.ip()),
+                    type_label(qtype),
+                ])
+                .inc();
+            if req.do_bit() {
+                m.do_requests.with_label_values(&labels3).inc();
+            }
+            m.request_size
+                .with_label_values(&[&*self.label, zone, "", proto.as_str()])
+                .observe(req.size as f64);
+            let size = match &msg {
+                Some(msg) => encoded_len(&md, msg, resp_edns.as_ref(), req.max_size()),
+                None => encoded_len(&md, &req.reply(), resp_edns.as_ref(), req.max_size()),
+            };
+            m.response_size
+                .with_label_values(&[&*self.label, zone, "", proto.as_str()])
+                .observe(size as f64);
+            m.responses
+                .with_label_values(&[&*self.label, zone, "", &rcode_label(rcode), plugin])
+                .inc();
+            m.duration
+                .with_label_values(&labels3)
+                .observe(start.elapsed().as_secs_f64());
+        }
+        info
+    }
+}
