@@ -131,11 +131,14 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {
-                if cli.validate {
-                    eprintln!("{}", e.with_location());
-                } else {
-                    eprintln!("{e}");
-                }
+                eprintln!(
+                    "{}",
+                    if cli.validate {
+                        e.with_location()
+                    } else {
+                        e.located()
+                    }
+                );
             }
             return ExitCode::from(1);
         }

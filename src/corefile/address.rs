@@ -88,7 +88,11 @@ fn split_port(s: &str) -> Result<(&str, Option<u16>), String> {
         return Err(format!("expecting data after last colon: \"{s}\""));
     }
     if !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok((s, None));
+        // IPv6 CIDR keys (`fd00::/8`) have colons but no port.
+        if s.contains('/') {
+            return Ok((s, None));
+        }
+        return Err(format!("invalid port '{port}' in \"{s}\""));
     }
     let port: u16 = port
         .parse()
@@ -239,6 +243,7 @@ mod tests {
             ("foo://.", "unknown scheme"),
             ("example.org:", "expecting data after last colon"),
             (".:70000", "invalid port"),
+            ("example.org:dns", "invalid port 'dns'"),
             ("a..b", "not a valid domain name"),
             ("10.0.0.0/33", "invalid CIDR"),
             ("::/0", "invalid CIDR"),

@@ -26,6 +26,8 @@ impl<'a> Dispenser<'a> {
     }
 
     /// Moves to the next token, wherever it is. For directives this starts each occurrence.
+    // Named after caddy's `Dispenser.Next`, which every plugin's setup is written against.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> bool {
         if self.cursor < self.tokens.len() as isize - 1 {
             self.cursor += 1;

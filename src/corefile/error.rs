@@ -105,47 +105,71 @@ impl Error {
     /// Whether the displayed text already starts with or carries `FILE:LINE`.
     fn shows_loc(&self) -> bool {
         match &self.kind {
-            ErrorKind::Parse(_) | ErrorKind::Syntax { .. } => self.loc.is_some(),
+            ErrorKind::Parse(_) | ErrorKind::Syntax { .. } | ErrorKind::Plain(_) => {
+                self.loc.is_some()
+            }
             ErrorKind::Plugin { inner, .. } => inner.shows_loc(),
-            ErrorKind::Plain(_) => self.loc.is_some(),
             ErrorKind::Key(_) | ErrorKind::Io(_) => false,
         }
     }
 
-    /// The text `-validate` prints: always starts with `FILE:LINE - ` when a location is known.
-    pub fn with_location(&self) -> String {
+    /// The text printed when the server refuses a Corefile: CoreDNS's text, prefixed with
+    /// `FILE:LINE - ` when that text carries no location of its own.
+    pub fn located(&self) -> String {
         match (&self.loc, self.shows_loc()) {
             (Some(loc), false) => format!("{loc} - {self}"),
             _ => self.to_string(),
         }
     }
-}
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let prefix = |f: &mut fmt::Formatter<'_>| match &self.loc {
-            Some(loc) => write!(f, "{loc} - "),
-            None => Ok(()),
-        };
+    /// The text `-validate` prints: always `FILE:LINE - MESSAGE` when a location is known, with
+    /// inner locations dropped (`Corefile:3 - plugin/health: Error during parsing: …`).
+    pub fn with_location(&self) -> String {
+        match &self.loc {
+            Some(loc) => format!("{loc} - {}", Bare(self)),
+            None => self.to_string(),
+        }
+    }
+
+    fn fmt_kind(&self, f: &mut fmt::Formatter<'_>, show_loc: bool) -> fmt::Result {
+        if show_loc
+            && let Some(loc) = &self.loc
+            && matches!(
+                self.kind,
+                ErrorKind::Parse(_) | ErrorKind::Syntax { .. } | ErrorKind::Plain(_)
+            )
+        {
+            write!(f, "{loc} - ")?;
+        }
         match &self.kind {
-            ErrorKind::Parse(msg) => {
-                prefix(f)?;
-                write!(f, "Error during parsing: {msg}")
-            }
+            ErrorKind::Parse(msg) => write!(f, "Error during parsing: {msg}"),
             ErrorKind::Syntax { got, want } => {
-                prefix(f)?;
                 write!(
                     f,
                     "Syntax error: Unexpected token '{got}', expecting '{want}'"
                 )
             }
             ErrorKind::Key(msg) => write!(f, "error inspecting server blocks: {msg}"),
-            ErrorKind::Plugin { name, inner } => write!(f, "plugin/{name}: {inner}"),
-            ErrorKind::Plain(msg) => {
-                prefix(f)?;
-                f.write_str(msg)
+            ErrorKind::Plugin { name, inner } => {
+                write!(f, "plugin/{name}: ")?;
+                inner.fmt_kind(f, show_loc)
             }
-            ErrorKind::Io(msg) => f.write_str(msg),
+            ErrorKind::Plain(msg) | ErrorKind::Io(msg) => f.write_str(msg),
         }
+    }
+}
+
+/// Displays an error without any location.
+struct Bare<'a>(&'a Error);
+
+impl fmt::Display for Bare<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt_kind(f, false)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_kind(f, true)
     }
 }

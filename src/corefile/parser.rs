@@ -201,6 +201,9 @@ impl Parser<'_> {
                 }
                 return Ok(false);
             }
+            if self.is_close() {
+                return Err(self.err("Unexpected '}' because no matching opening brace"));
+            }
             let tok = self.tokens[self.cursor as usize].clone();
             if !tok.text.is_empty() {
                 let mut tok = tok;

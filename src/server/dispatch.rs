@@ -8,9 +8,11 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use hickory_proto::op::{Edns, Message, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{
+    Edns, EmitAndCount, Message, Metadata, OpCode, ResponseCode, emit_message_parts,
+};
 use hickory_proto::rr::{DNSClass, RecordType};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request as HRequest, RequestHandler, ResponseHandler, ResponseInfo};
@@ -77,22 +79,71 @@ fn reply_edns(req_edns: Option<&Edns>) -> Option<Edns> {
     })
 }
 
-/// Encodes `msg` the way it goes on the wire (for the size metric).
-fn encoded_len(md: &Metadata, msg: &Message, edns: Option<&Edns>, max: u16) -> usize {
-    let mut m = Message::new(md.id, md.message_type, md.op_code);
-    m.metadata = *md;
-    m.queries.clone_from(&msg.queries);
-    m.answers.clone_from(&msg.answers);
-    m.authorities.clone_from(&msg.authorities);
-    m.additionals.clone_from(&msg.additionals);
-    m.edns = edns.cloned();
+/// The question section as hickory-server writes it: the request's bytes, verbatim (so answer
+/// names cannot be compressed against it).
+struct RawQuestion<'a>(&'a [u8]);
+
+impl EmitAndCount for RawQuestion<'_> {
+    fn emit(&mut self, encoder: &mut BinEncoder<'_>) -> Result<usize, hickory_proto::ProtoError> {
+        encoder.emit_vec(self.0)?;
+        Ok(1)
+    }
+}
+
+/// The size of `msg` on the wire with header `md`, the request's question and our OPT record.
+fn wire_len(md: &Metadata, question: &[u8], msg: &Message, edns: Option<&Edns>) -> usize {
     let mut buf = Vec::with_capacity(512);
     let mut enc = BinEncoder::new(&mut buf);
-    enc.set_max_size(max);
-    match m.emit(&mut enc) {
-        Ok(()) => buf.len(),
-        Err(_) => 0,
+    let ok = emit_message_parts(
+        md,
+        &mut RawQuestion(question),
+        &mut msg.answers.iter(),
+        &mut msg.authorities.iter(),
+        &mut msg.additionals.iter(),
+        edns,
+        None,
+        &mut enc,
+    );
+    if ok.is_ok() { buf.len() } else { 0 }
+}
+
+/// Fits `msg` into `max` bytes *with* our OPT record (hickory's encoder would drop the OPT):
+/// keeps as many answer, then authority, then additional records as fit, in order, and sets TC
+/// when an answer or authority record had to go (CoreDNS's `Truncate`).
+fn fit(md: &Metadata, question: &[u8], msg: &mut Message, edns: Option<&Edns>, max: u16) {
+    let max = usize::from(max);
+    if wire_len(md, question, msg, edns) <= max {
+        return;
     }
+    let cut = |msg: &mut Message,
+               section: fn(&mut Message) -> &mut Vec<hickory_proto::rr::Record>|
+     -> bool {
+        let all = std::mem::take(section(msg));
+        let (mut lo, mut hi) = (0usize, all.len());
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            *section(msg) = all[..mid].to_vec();
+            if wire_len(md, question, msg, edns) <= max {
+                lo = mid
+            } else {
+                hi = mid - 1
+            }
+        }
+        *section(msg) = all[..lo].to_vec();
+        lo < all.len()
+    };
+    let additionals = std::mem::take(&mut msg.additionals);
+    let authorities = std::mem::take(&mut msg.authorities);
+    let mut truncated = cut(msg, |m| &mut m.answers);
+    if !truncated {
+        msg.authorities = authorities;
+        truncated = cut(msg, |m| &mut m.authorities);
+        if !truncated {
+            msg.additionals = additionals;
+            cut(msg, |m| &mut m.additionals);
+        }
+    }
+    msg.metadata.truncation |= truncated;
 }
 
 /// Writes the reply: header from the request, flags and sections from `msg`, our OPT record.
@@ -227,7 +278,7 @@ impl RequestHandler for Dispatcher {
         };
 
         let result = AssertUnwindSafe(block.chain.run(&req)).catch_unwind().await;
-        let (rcode, msg, plugin): (ResponseCode, Option<Message>, &'static str) = match result {
+        let (rcode, mut msg, plugin): (ResponseCode, Option<Message>, &'static str) = match result {
             Ok(Ok(Response { msg, plugin })) => (msg.metadata.response_code, Some(msg), plugin),
             Ok(Err(e)) => (e.rcode(), None, ""),
             Err(panic) => {
@@ -242,6 +293,13 @@ impl RequestHandler for Dispatcher {
             }
         };
 
+        let question = request.queries.as_bytes();
+        let mut header = Metadata::response_from_request(&request.metadata);
+        header.response_code = rcode;
+        if let Some(m) = msg.as_mut() {
+            header.authoritative = m.metadata.authoritative;
+            fit(&header, question, m, resp_edns.as_ref(), req.max_size());
+        }
         let (md, info) = send(&mut rh, request, resp_edns.as_ref(), rcode, msg.as_ref()).await;
 
         if block.metrics {
@@ -264,8 +322,13 @@ impl RequestHandler for Dispatcher {
                 .with_label_values(&[&*self.label, zone, "", proto.as_str()])
                 .observe(req.size as f64);
             let size = match &msg {
-                Some(msg) => encoded_len(&md, msg, resp_edns.as_ref(), req.max_size()),
-                None => encoded_len(&md, &req.reply(), resp_edns.as_ref(), req.max_size()),
+                Some(msg) => wire_len(&md, question, msg, resp_edns.as_ref()),
+                None => wire_len(
+                    &md,
+                    question,
+                    &Message::new(0, md.message_type, md.op_code),
+                    resp_edns.as_ref(),
+                ),
             };
             m.response_size
                 .with_label_values(&[&*self.label, zone, "", proto.as_str()])
@@ -278,5 +341,45 @@ impl RequestHandler for Dispatcher {
                 .observe(start.elapsed().as_secs_f64());
         }
         info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::MessageType;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{Name, RData, Record};
+    use hickory_proto::serialize::binary::BinEncodable;
+
+    #[test]
+    fn fit_keeps_the_opt_record_and_sets_tc() {
+        let name = Name::from_ascii("www.big.test.").unwrap();
+        let mut q = Vec::new();
+        hickory_proto::op::Query::query(name.clone(), RecordType::A)
+            .emit(&mut BinEncoder::new(&mut q))
+            .unwrap();
+        let md = Metadata::new(1, MessageType::Response, OpCode::Query);
+        let mut msg = Message::new(1, MessageType::Response, OpCode::Query);
+        for i in 0..100u8 {
+            msg.add_answer(Record::from_rdata(
+                name.clone(),
+                30,
+                RData::A(A::new(10, 0, 0, i)),
+            ));
+        }
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        let full = wire_len(&md, &q, &msg, Some(&edns));
+        assert!(full > 1232, "{full}");
+        fit(&md, &q, &mut msg, Some(&edns), 1232);
+        assert!(msg.metadata.truncation);
+        let len = wire_len(&md, &q, &msg, Some(&edns));
+        assert!(len <= 1232 && len > 1200, "{len}");
+        let mut small = Message::new(1, MessageType::Response, OpCode::Query);
+        small.add_answer(Record::from_rdata(name, 30, RData::A(A::new(10, 0, 0, 1))));
+        fit(&md, &q, &mut small, Some(&edns), 512);
+        assert!(!small.metadata.truncation);
+        assert_eq!(small.answers.len(), 1);
     }
 }

@@ -126,6 +126,20 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
     })
 }
 
+impl Built {
+    /// Replaces the chain that answers `zone` on every listener (for embedding and tests).
+    pub fn set_chain(&mut self, zone: &str, chain: Chain) {
+        for plan in self.listeners.values_mut() {
+            if let Some(b) = plan.zones.get_mut(zone) {
+                *b = Arc::new(Block {
+                    chain: chain.clone(),
+                    metrics: b.metrics,
+                });
+            }
+        }
+    }
+}
+
 fn label(host: Host, port: u16) -> String {
     format!("dns://{host}:{port}")
 }

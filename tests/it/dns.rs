@@ -1,0 +1,269 @@
+//! DNS over real sockets: UDP and TCP answers, REFUSED outside the zones, truncation, malformed
+//! input, EDNS, metrics and the HTTP endpoints.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use clusterdns::plugins::{Chain, Handler, HandlerError, Next, Request, Response};
+use hickory_proto::op::{MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
+
+use crate::util::{http_get, query, start, tcp, udp, udp_raw};
+
+const COREFILE: &str = r#"
+example.org:0 big.test:0 {
+    bind 127.0.0.1
+    errors
+    log
+    prometheus 127.0.0.1:0
+    health 127.0.0.1:0
+    ready 127.0.0.1:0
+    whoami
+}
+"#;
+
+/// Answers every query with 100 A records (about 1.6 KB).
+struct Big;
+
+#[async_trait::async_trait]
+impl Handler for Big {
+    fn name(&self) -> &'static str {
+        "big"
+    }
+    async fn serve(&self, req: &Request, _: Next<'_>) -> Result<Response, HandlerError> {
+        let mut m = req.reply();
+        m.metadata.authoritative = true;
+        for i in 0..100u8 {
+            m.add_answer(Record::from_rdata(
+                req.qname().clone(),
+                30,
+                RData::A(A(Ipv4Addr::new(10, 0, 0, i))),
+            ));
+        }
+        Ok(Response::new(m, "big"))
+    }
+}
+
+struct Panics;
+
+#[async_trait::async_trait]
+impl Handler for Panics {
+    fn name(&self) -> &'static str {
+        "panics"
+    }
+    async fn serve(&self, _: &Request, _: Next<'_>) -> Result<Response, HandlerError> {
+        panic!("boom")
+    }
+}
+
+#[tokio::test]
+async fn whoami_over_udp_and_tcp_and_refused_outside_zones() {
+    let s = start(COREFILE, vec![]).await;
+    let addr = s.dns();
+    for over_tcp in [false, true] {
+        let q = query("Host.Example.ORG.", RecordType::A, None);
+        let r = if over_tcp {
+            tcp(addr, &q).await
+        } else {
+            udp(addr, &q).await
+        };
+        assert_eq!(r.metadata.id, 4242);
+        assert_eq!(r.metadata.message_type, MessageType::Response);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert!(r.metadata.authoritative);
+        assert!(r.metadata.recursion_desired);
+        assert_eq!(
+            r.queries[0].name().to_string(),
+            "Host.Example.ORG.",
+            "question echoed verbatim"
+        );
+        assert_eq!(r.additionals.len(), 2);
+        assert_eq!(r.additionals[0].data, RData::A(A(Ipv4Addr::LOCALHOST)));
+        let proto = if over_tcp { "_tcp" } else { "_udp" };
+        assert_eq!(
+            r.additionals[1].name.to_string(),
+            format!("{proto}.Host.Example.ORG.")
+        );
+    }
+    for name in ["example.com.", "org.", "."] {
+        let r = udp(addr, &query(name, RecordType::A, None)).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{name}");
+    }
+    s.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn truncates_udp_to_the_client_buffer() {
+    let s = start(
+        COREFILE,
+        vec![("big.test.", Chain::new(vec![Arc::new(Big)]))],
+    )
+    .await;
+    let addr = s.dns();
+    let r = udp(addr, &query("www.big.test.", RecordType::A, None)).await;
+    assert!(r.metadata.truncation, "no EDNS: 512 bytes, TC set");
+    assert!(r.answers.len() < 100);
+    assert!(r.to_vec().unwrap().len() <= 512);
+    let r = udp(addr, &query("www.big.test.", RecordType::A, Some(1232))).await;
+    assert!(r.metadata.truncation, "1232-byte buffer is still too small");
+    assert_eq!(r.edns.as_ref().map(|e| e.max_payload()), Some(1232));
+    let r = udp(addr, &query("www.big.test.", RecordType::A, Some(4096))).await;
+    assert!(!r.metadata.truncation);
+    assert_eq!(r.answers.len(), 100);
+    let r = tcp(addr, &query("www.big.test.", RecordType::A, None)).await;
+    assert!(!r.metadata.truncation, "TCP takes the whole answer");
+    assert_eq!(r.answers.len(), 100);
+    s.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_input_gets_formerr_or_a_drop_and_never_kills_the_server() {
+    let s = start(COREFILE, vec![]).await;
+    let addr = s.dns();
+    // A header that promises one question, followed by garbage.
+    let mut garbage = vec![
+        0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    ];
+    garbage.extend_from_slice(&[0xff; 20]);
+    let reply = udp_raw(addr, &garbage).await.expect("FORMERR reply");
+    let m = hickory_proto::op::Message::from_vec(&reply).unwrap();
+    assert_eq!(m.metadata.id, 0x1234);
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    // Too short for a header: dropped.
+    assert!(udp_raw(addr, &[1, 2, 3]).await.is_none());
+    // Random byte strings of many lengths: the server answers or drops, and keeps serving.
+    let mut seed = 0x9e37_79b9_u32;
+    for len in 0..200usize {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                seed as u8
+            })
+            .collect();
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        sock.send_to(&bytes, addr).await.unwrap();
+    }
+    // No question at all: FORMERR. Two questions: FORMERR.
+    let mut none = query("example.org.", RecordType::A, None);
+    none.queries.clear();
+    assert_eq!(
+        udp(addr, &none).await.metadata.response_code,
+        ResponseCode::FormErr
+    );
+    let mut two = query("a.example.org.", RecordType::A, None);
+    two.add_query(hickory_proto::op::Query::query(
+        "b.example.org.".parse().unwrap(),
+        RecordType::A,
+    ));
+    assert_eq!(
+        udp(addr, &two).await.metadata.response_code,
+        ResponseCode::FormErr
+    );
+    // Unsupported opcode: NOTIMP.
+    let mut status = query("example.org.", RecordType::A, None);
+    status.metadata.op_code = OpCode::Status;
+    assert_eq!(
+        udp(addr, &status).await.metadata.response_code,
+        ResponseCode::NotImp
+    );
+    // EDNS version 1: BADVERS with an OPT of version 0.
+    let mut v1 = query("example.org.", RecordType::A, Some(1232));
+    v1.edns.as_mut().unwrap().set_version(1);
+    let r = udp(addr, &v1).await;
+    assert_eq!(u16::from(r.metadata.response_code), 16, "BADVERS");
+    assert_eq!(r.edns.as_ref().map(|e| e.version()), Some(0));
+    // Still serving.
+    let r = udp(addr, &query("example.org.", RecordType::A, None)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    s.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_panicking_plugin_gets_servfail_and_is_counted() {
+    let s = start(
+        COREFILE,
+        vec![("big.test.", Chain::new(vec![Arc::new(Panics)]))],
+    )
+    .await;
+    let r = udp(s.dns(), &query("x.big.test.", RecordType::A, None)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(s.metrics.panics.get(), 1);
+    let r = udp(s.dns(), &query("x.example.org.", RecordType::A, None)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    s.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_move_with_coredns_labels_and_http_endpoints_answer() {
+    let s = start(COREFILE, vec![]).await;
+    let addr = s.dns();
+    let http = s.http("127.0.0.1:0");
+    for _ in 0..3 {
+        udp(addr, &query("a.example.org.", RecordType::AAAA, None)).await;
+    }
+    tcp(addr, &query("b.big.test.", RecordType::SRV, None)).await;
+    udp(addr, &query("elsewhere.net.", RecordType::A, None)).await;
+    let (code, body) = http_get(http, "/metrics").await;
+    assert_eq!(code, 200);
+    let label = "server=\"dns://127.0.0.1:0\"";
+    let want = [
+        format!(
+            "coredns_dns_requests_total{{family=\"1\",proto=\"udp\",{label},type=\"AAAA\",view=\"\",zone=\"example.org.\"}} 3"
+        ),
+        format!(
+            "coredns_dns_requests_total{{family=\"1\",proto=\"tcp\",{label},type=\"SRV\",view=\"\",zone=\"big.test.\"}} 1"
+        ),
+        format!(
+            "coredns_dns_responses_total{{plugin=\"whoami\",rcode=\"NOERROR\",{label},view=\"\",zone=\"example.org.\"}} 3"
+        ),
+        format!(
+            "coredns_dns_responses_total{{plugin=\"\",rcode=\"REFUSED\",{label},view=\"\",zone=\"dropped\"}} 1"
+        ),
+        format!(
+            "coredns_dns_request_duration_seconds_count{{{label},view=\"\",zone=\"example.org.\"}} 3"
+        ),
+        format!(
+            "coredns_dns_response_size_bytes_count{{proto=\"udp\",{label},view=\"\",zone=\"example.org.\"}} 3"
+        ),
+        format!(
+            "coredns_plugin_enabled{{name=\"whoami\",{label},view=\"\",zone=\"example.org.\"}} 1"
+        ),
+        "coredns_panics_total 0".to_string(),
+    ];
+    for w in want {
+        assert!(body.contains(&w), "missing {w}\n{body}");
+    }
+    assert!(body.contains("coredns_build_info{"));
+    assert_eq!(http_get(http, "/health").await, (200, "OK".to_string()));
+    assert_eq!(http_get(http, "/ready").await, (200, "OK".to_string()));
+    assert_eq!(http_get(http, "/nope").await.0, 404);
+    let ready = s.running.readiness.clone();
+    ready.shut_down();
+    assert_eq!(
+        http_get(http, "/ready").await,
+        (503, "Shutting down".to_string())
+    );
+    s.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn ready_lists_plugins_that_are_not_ready() {
+    let s = start(COREFILE, vec![]).await;
+    let http = s.http("127.0.0.1:0");
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = flag.clone();
+    s.running.readiness.register(
+        "kubernetes",
+        Arc::new(move || f.load(std::sync::atomic::Ordering::SeqCst)),
+    );
+    assert_eq!(
+        http_get(http, "/ready").await,
+        (503, "kubernetes".to_string())
+    );
+    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(http_get(http, "/ready").await, (200, "OK".to_string()));
+    s.running.shutdown().await;
+}

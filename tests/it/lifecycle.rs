@@ -1,0 +1,90 @@
+//! The binary's lifecycle: SIGTERM → /ready 503 at once, DNS answered through lameduck, exit 0
+//! after it; pidfile written and removed.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use crate::util::{free_port, http_get, query, udp_raw};
+
+const BIN: &str = env!("CARGO_BIN_EXE_clusterdns");
+
+#[tokio::test]
+async fn sigterm_keeps_serving_for_lameduck_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dns, health, ready) = (free_port(), free_port(), free_port());
+    let corefile = format!(
+        ".:{dns} {{\n    bind 127.0.0.1\n    health 127.0.0.1:{health} {{\n        lameduck 2s\n    }}\n    ready 127.0.0.1:{ready}\n    whoami\n}}\n"
+    );
+    std::fs::write(dir.path().join("Corefile"), corefile).unwrap();
+    let pidfile = dir.path().join("clusterdns.pid");
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["-conf", "Corefile", "-pidfile"])
+        .arg(&pidfile)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dns_addr = format!("127.0.0.1:{dns}").parse().unwrap();
+    let ready_addr = format!("127.0.0.1:{ready}").parse().unwrap();
+    let health_addr = format!("127.0.0.1:{health}").parse().unwrap();
+    let q = query("a.example.", RecordType::A, None).to_vec().unwrap();
+    let up = Instant::now();
+    while udp_raw(dns_addr, &q).await.is_none() {
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "server did not come up"
+        );
+    }
+    assert_eq!(http_get(ready_addr, "/ready").await.0, 200);
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    assert_eq!(pid.trim(), child.id().to_string());
+
+    let sent = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", pid.trim()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        http_get(ready_addr, "/ready").await,
+        (503, "Shutting down".to_string())
+    );
+    assert_eq!(
+        http_get(health_addr, "/health").await.0,
+        200,
+        "alive during lameduck"
+    );
+    // Queries keep being answered during the lameduck period.
+    let mut answered = 0;
+    while sent.elapsed() < Duration::from_millis(1500) {
+        let r = udp_raw(dns_addr, &q).await.expect("answer during lameduck");
+        let m = hickory_proto::op::Message::from_vec(&r).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(answered > 10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(2 + 5),
+            "did not exit within lameduck + 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        sent.elapsed() >= Duration::from_secs(2),
+        "exited before lameduck ended"
+    );
+    assert_eq!(status.code(), Some(0));
+    assert!(!pidfile.exists(), "pidfile removed at exit");
+}

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, one module per area.
+
+mod bad_corefiles;
+mod corefile_examples;
+mod dns;
+mod lifecycle;
+mod real_corefiles;
+mod util;
