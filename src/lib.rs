@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod corefile;
+pub mod fuzzing;
 pub mod logging;
 pub mod plugins;
 pub mod server;

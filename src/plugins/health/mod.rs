@@ -2,7 +2,7 @@
 
 mod setup;
 
-pub use setup::{HealthConfig, check_http_addr, parse};
+pub use setup::{HealthConfig, address_arg, check_http_addr, parse};
 
 /// Directive name.
 pub const NAME: &str = "health";

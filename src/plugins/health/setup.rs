@@ -35,19 +35,25 @@ pub fn check_http_addr(addr: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Reads the optional `[ADDRESS]` argument of `health`, `ready` and `prometheus` into `addr`.
+pub fn address_arg(d: &mut Dispenser<'_>, addr: &mut String) -> Result<(), Error> {
+    let args = d.remaining_args();
+    match args.as_slice() {
+        [] => Ok(()),
+        [a] => {
+            check_http_addr(a).map_err(|e| d.err(e))?;
+            a.clone_into(addr);
+            Ok(())
+        }
+        _ => Err(d.arg_err()),
+    }
+}
+
 /// Parses the `health` directive.
 pub fn parse(d: &mut Dispenser<'_>) -> Result<HealthConfig, Error> {
     let mut cfg = HealthConfig::default();
     while d.next() {
-        let args = d.remaining_args();
-        match args.as_slice() {
-            [] => {}
-            [addr] => {
-                check_http_addr(addr).map_err(|e| d.err(e))?;
-                cfg.addr = addr.clone();
-            }
-            _ => return Err(d.arg_err()),
-        }
+        address_arg(d, &mut cfg.addr)?;
         while d.next_block() {
             match d.val() {
                 "lameduck" => {

@@ -1,7 +1,7 @@
 //! `prometheus [ADDRESS] { runtime_metrics | tls CONFIGFILE }`
 
 use crate::corefile::{Dispenser, Error};
-use crate::plugins::health::check_http_addr;
+use crate::plugins::health::address_arg;
 
 /// The `prometheus` configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,15 +22,7 @@ impl Default for PrometheusConfig {
 pub fn parse(d: &mut Dispenser<'_>) -> Result<PrometheusConfig, Error> {
     let mut cfg = PrometheusConfig::default();
     while d.next() {
-        let args = d.remaining_args();
-        match args.as_slice() {
-            [] => {}
-            [addr] => {
-                check_http_addr(addr).map_err(|e| d.err(e))?;
-                cfg.addr = addr.clone();
-            }
-            _ => return Err(d.arg_err()),
-        }
+        address_arg(d, &mut cfg.addr)?;
         while d.next_block() {
             match d.val() {
                 // Go runtime metrics have no Rust counterpart; accepted so Corefiles load.

@@ -1,7 +1,7 @@
 //! `ready [ADDRESS] { monitor until-ready|continuously }`
 
 use crate::corefile::{Dispenser, Error};
-use crate::plugins::health::check_http_addr;
+use crate::plugins::health::address_arg;
 
 /// How often plugins are asked once they were ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,15 +35,7 @@ impl Default for ReadyConfig {
 pub fn parse(d: &mut Dispenser<'_>) -> Result<ReadyConfig, Error> {
     let mut cfg = ReadyConfig::default();
     while d.next() {
-        let args = d.remaining_args();
-        match args.as_slice() {
-            [] => {}
-            [addr] => {
-                check_http_addr(addr).map_err(|e| d.err(e))?;
-                cfg.addr = addr.clone();
-            }
-            _ => return Err(d.arg_err()),
-        }
+        address_arg(d, &mut cfg.addr)?;
         while d.next_block() {
             match d.val() {
                 "monitor" => {
