@@ -90,12 +90,13 @@ impl EmitAndCount for RawQuestion<'_> {
     }
 }
 
-/// The size of `msg` on the wire with header `md`, the request's question and our OPT record.
-fn wire_len(md: &Metadata, question: &[u8], msg: &Message, edns: Option<&Edns>) -> usize {
+/// The size of `msg` on the wire with the request's question and our OPT record. The header
+/// is always 12 bytes, so `msg`'s own flags stand in for the reply's.
+fn wire_len(question: &[u8], msg: &Message, edns: Option<&Edns>) -> usize {
     let mut buf = Vec::with_capacity(512);
     let mut enc = BinEncoder::new(&mut buf);
     let ok = emit_message_parts(
-        md,
+        &msg.metadata,
         &mut RawQuestion(question),
         &mut msg.answers.iter(),
         &mut msg.authorities.iter(),
@@ -109,11 +110,13 @@ fn wire_len(md: &Metadata, question: &[u8], msg: &Message, edns: Option<&Edns>) 
 
 /// Fits `msg` into `max` bytes *with* our OPT record (hickory's encoder would drop the OPT):
 /// keeps as many answer, then authority, then additional records as fit, in order, and sets TC
-/// when an answer or authority record had to go (CoreDNS's `Truncate`).
-fn fit(md: &Metadata, question: &[u8], msg: &mut Message, edns: Option<&Edns>, max: u16) {
+/// when an answer or authority record had to go (CoreDNS's `Truncate`). Returns the size of
+/// the reply as it will be sent.
+fn fit(question: &[u8], msg: &mut Message, edns: Option<&Edns>, max: u16) -> usize {
     let max = usize::from(max);
-    if wire_len(md, question, msg, edns) <= max {
-        return;
+    let len = wire_len(question, msg, edns);
+    if len <= max {
+        return len;
     }
     let cut = |msg: &mut Message,
                section: fn(&mut Message) -> &mut Vec<hickory_proto::rr::Record>|
@@ -123,7 +126,7 @@ fn fit(md: &Metadata, question: &[u8], msg: &mut Message, edns: Option<&Edns>, m
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
             *section(msg) = all[..mid].to_vec();
-            if wire_len(md, question, msg, edns) <= max {
+            if wire_len(question, msg, edns) <= max {
                 lo = mid
             } else {
                 hi = mid - 1
@@ -144,17 +147,11 @@ fn fit(md: &Metadata, question: &[u8], msg: &mut Message, edns: Option<&Edns>, m
         }
     }
     msg.metadata.truncation |= truncated;
+    wire_len(question, msg, edns)
 }
 
-/// Writes the reply: header from the request, flags and sections from `msg`, our OPT record.
-/// hickory's encoder truncates to the OPT size (512 without EDNS, 65535 over TCP) and sets TC.
-async fn send<R: ResponseHandler>(
-    rh: &mut R,
-    request: &HRequest,
-    edns: Option<&Edns>,
-    rcode: ResponseCode,
-    msg: Option<&Message>,
-) -> (Metadata, ResponseInfo) {
+/// The reply header: id, opcode, RD and CD from the request; rcode; AA, RA, AD and TC from `msg`.
+fn reply_header(request: &HRequest, rcode: ResponseCode, msg: Option<&Message>) -> Metadata {
     let mut md = Metadata::response_from_request(&request.metadata);
     md.response_code = rcode;
     if let Some(m) = msg {
@@ -163,6 +160,18 @@ async fn send<R: ResponseHandler>(
         md.authentic_data = m.metadata.authentic_data;
         md.truncation = m.metadata.truncation;
     }
+    md
+}
+
+/// Writes the reply: header `md`, the request's question, the sections of `msg` (already
+/// [`fit`] to the client's buffer), our OPT record.
+async fn send<R: ResponseHandler>(
+    rh: &mut R,
+    request: &HRequest,
+    edns: Option<&Edns>,
+    md: Metadata,
+    msg: Option<&Message>,
+) -> ResponseInfo {
     let mut b = MessageResponseBuilder::new(&request.queries, None);
     if let Some(e) = edns {
         b.edns(e);
@@ -173,7 +182,7 @@ async fn send<R: ResponseHandler>(
         None => (empty, empty, empty),
     };
     let resp = b.build(md, a.iter(), n.iter(), iter::empty(), d.iter());
-    let info = match rh.send_response(resp).await {
+    match rh.send_response(resp).await {
         Ok(info) => info,
         Err(e) => {
             tracing::debug!("error sending reply: {e}");
@@ -184,8 +193,7 @@ async fn send<R: ResponseHandler>(
             h.metadata.response_code = ResponseCode::ServFail;
             ResponseInfo::from(h)
         }
-    };
-    (md, info)
+    }
 }
 
 #[async_trait::async_trait]
@@ -213,9 +221,8 @@ impl RequestHandler for Dispatcher {
             None
         };
         if let Some(rcode) = early {
-            return send(&mut rh, request, resp_edns.as_ref(), rcode, None)
-                .await
-                .1;
+            let md = reply_header(request, rcode, None);
+            return send(&mut rh, request, resp_edns.as_ref(), md, None).await;
         }
 
         let lq = &request.queries.queries()[0];
@@ -250,15 +257,8 @@ impl RequestHandler for Dispatcher {
                     .with_label_values(&[&*self.label, "dropped", "", "REFUSED", ""])
                     .inc();
             }
-            return send(
-                &mut rh,
-                request,
-                resp_edns.as_ref(),
-                ResponseCode::Refused,
-                None,
-            )
-            .await
-            .1;
+            let md = reply_header(request, ResponseCode::Refused, None);
+            return send(&mut rh, request, resp_edns.as_ref(), md, None).await;
         };
 
         let req = Request {
@@ -294,13 +294,11 @@ impl RequestHandler for Dispatcher {
         };
 
         let question = request.queries.as_bytes();
-        let mut header = Metadata::response_from_request(&request.metadata);
-        header.response_code = rcode;
-        if let Some(m) = msg.as_mut() {
-            header.authoritative = m.metadata.authoritative;
-            fit(&header, question, m, resp_edns.as_ref(), req.max_size());
-        }
-        let (md, info) = send(&mut rh, request, resp_edns.as_ref(), rcode, msg.as_ref()).await;
+        let size = msg
+            .as_mut()
+            .map(|m| fit(question, m, resp_edns.as_ref(), req.max_size()));
+        let md = reply_header(request, rcode, msg.as_ref());
+        let info = send(&mut rh, request, resp_edns.as_ref(), md, msg.as_ref()).await;
 
         if block.metrics {
             let m = &self.metrics;
@@ -321,15 +319,12 @@ impl RequestHandler for Dispatcher {
             m.request_size
                 .with_label_values(&[&*self.label, zone, "", proto.as_str()])
                 .observe(req.size as f64);
-            let size = match &msg {
-                Some(msg) => wire_len(&md, question, msg, resp_edns.as_ref()),
-                None => wire_len(
-                    &md,
-                    question,
-                    &Message::new(0, md.message_type, md.op_code),
-                    resp_edns.as_ref(),
-                ),
-            };
+            // `fit` measured the reply; a bare error reply is measured here.
+            let size = size.unwrap_or_else(|| {
+                let mut bare = Message::new(md.id, md.message_type, md.op_code);
+                bare.metadata = md;
+                wire_len(question, &bare, resp_edns.as_ref())
+            });
             m.response_size
                 .with_label_values(&[&*self.label, zone, "", proto.as_str()])
                 .observe(size as f64);
@@ -359,7 +354,6 @@ mod tests {
         hickory_proto::op::Query::query(name.clone(), RecordType::A)
             .emit(&mut BinEncoder::new(&mut q))
             .unwrap();
-        let md = Metadata::new(1, MessageType::Response, OpCode::Query);
         let mut msg = Message::new(1, MessageType::Response, OpCode::Query);
         for i in 0..100u8 {
             msg.add_answer(Record::from_rdata(
@@ -370,15 +364,17 @@ mod tests {
         }
         let mut edns = Edns::new();
         edns.set_max_payload(1232);
-        let full = wire_len(&md, &q, &msg, Some(&edns));
+        let full = wire_len(&q, &msg, Some(&edns));
         assert!(full > 1232, "{full}");
-        fit(&md, &q, &mut msg, Some(&edns), 1232);
+        let sent = fit(&q, &mut msg, Some(&edns), 1232);
         assert!(msg.metadata.truncation);
-        let len = wire_len(&md, &q, &msg, Some(&edns));
+        let len = wire_len(&q, &msg, Some(&edns));
         assert!(len <= 1232 && len > 1200, "{len}");
+        assert_eq!(sent, len, "fit reports the size it left");
         let mut small = Message::new(1, MessageType::Response, OpCode::Query);
         small.add_answer(Record::from_rdata(name, 30, RData::A(A::new(10, 0, 0, 1))));
-        fit(&md, &q, &mut small, Some(&edns), 512);
+        let sent = fit(&q, &mut small, Some(&edns), 512);
+        assert_eq!(sent, wire_len(&q, &small, Some(&edns)));
         assert!(!small.metadata.truncation);
         assert_eq!(small.answers.len(), 1);
     }
