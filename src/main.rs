@@ -127,18 +127,19 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // -validate: always `FILE:LINE - …`; serving: CoreDNS's text, located when it is not.
+    let show = |e: &clusterdns::corefile::Error| {
+        if cli.validate {
+            e.with_location()
+        } else {
+            e.located()
+        }
+    };
     let config = match config::load(&file, &text, cli.dns_port) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {
-                eprintln!(
-                    "{}",
-                    if cli.validate {
-                        e.with_location()
-                    } else {
-                        e.located()
-                    }
-                );
+                eprintln!("{}", show(e));
             }
             return ExitCode::from(1);
         }
@@ -156,14 +157,7 @@ fn main() -> ExitCode {
     let built = match server::build(&config, &metrics) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!(
-                "{}",
-                if cli.validate {
-                    e.with_location()
-                } else {
-                    e.to_string()
-                }
-            );
+            eprintln!("{}", show(&e));
             return ExitCode::from(1);
         }
     };

@@ -102,14 +102,22 @@ impl Error {
         }
     }
 
-    /// Whether the displayed text already starts with or carries `FILE:LINE`.
+    /// The location this error prints in front of its own message (CoreDNS prints one for
+    /// parse, syntax and plain errors, none for key, plugin and I/O errors).
+    fn own_loc(&self) -> Option<&Loc> {
+        match self.kind {
+            ErrorKind::Parse(_) | ErrorKind::Syntax { .. } | ErrorKind::Plain(_) => {
+                self.loc.as_ref()
+            }
+            ErrorKind::Key(_) | ErrorKind::Plugin { .. } | ErrorKind::Io(_) => None,
+        }
+    }
+
+    /// Whether the displayed text already carries `FILE:LINE`.
     fn shows_loc(&self) -> bool {
         match &self.kind {
-            ErrorKind::Parse(_) | ErrorKind::Syntax { .. } | ErrorKind::Plain(_) => {
-                self.loc.is_some()
-            }
             ErrorKind::Plugin { inner, .. } => inner.shows_loc(),
-            ErrorKind::Key(_) | ErrorKind::Io(_) => false,
+            _ => self.own_loc().is_some(),
         }
     }
 
@@ -132,13 +140,7 @@ impl Error {
     }
 
     fn fmt_kind(&self, f: &mut fmt::Formatter<'_>, show_loc: bool) -> fmt::Result {
-        if show_loc
-            && let Some(loc) = &self.loc
-            && matches!(
-                self.kind,
-                ErrorKind::Parse(_) | ErrorKind::Syntax { .. } | ErrorKind::Plain(_)
-            )
-        {
+        if show_loc && let Some(loc) = self.own_loc() {
             write!(f, "{loc} - ")?;
         }
         match &self.kind {
