@@ -18,6 +18,7 @@
 pub mod config;
 pub mod corefile;
 pub mod fuzzing;
+pub mod kube;
 pub mod logging;
 pub mod plugins;
 pub mod server;

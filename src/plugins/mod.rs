@@ -7,7 +7,9 @@
 pub mod bind;
 pub mod chain;
 pub mod errors;
+pub mod fall;
 pub mod health;
+pub mod kubernetes;
 pub mod log;
 pub mod prometheus;
 pub mod ready;
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use chain::{Chain, Handler, HandlerError, Next};
+pub use fall::{Fall, is_subdomain, origins};
 pub use request::{Proto, Request, Response};
 
 use crate::corefile::{Directive, Dispenser, Error, Loc};
@@ -89,7 +92,7 @@ pub const ORDER: &[Entry] = &[
     e("azure", false, false),
     e("clouddns", false, false),
     e("k8s_external", false, true),
-    e("kubernetes", false, true),
+    e("kubernetes", true, true),
     e("file", false, false),
     e("auto", false, false),
     e("secondary", false, false),
@@ -135,6 +138,8 @@ pub enum PluginConfig {
     Errors(errors::ErrorsConfig),
     /// `log`
     Log(log::LogConfig),
+    /// `kubernetes`
+    Kubernetes(Box<kubernetes::KubernetesConfig>),
     /// `whoami`
     Whoami,
 }
@@ -149,6 +154,7 @@ impl PluginConfig {
             Self::Prometheus(_) => prometheus::NAME,
             Self::Errors(_) => errors::NAME,
             Self::Log(_) => log::NAME,
+            Self::Kubernetes(_) => kubernetes::NAME,
             Self::Whoami => whoami::NAME,
         }
     }
@@ -202,6 +208,9 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
         prometheus::NAME => PluginConfig::Prometheus(prometheus::parse(&mut d).map_err(wrap)?),
         errors::NAME => PluginConfig::Errors(errors::parse(&mut d).map_err(wrap)?),
         log::NAME => PluginConfig::Log(log::parse(&mut d, zones).map_err(wrap)?),
+        kubernetes::NAME => {
+            PluginConfig::Kubernetes(Box::new(kubernetes::parse(&mut d, zones).map_err(wrap)?))
+        }
         whoami::NAME => {
             whoami::parse(&mut d).map_err(wrap)?;
             PluginConfig::Whoami
@@ -238,9 +247,30 @@ pub enum Route {
     Metrics,
 }
 
+/// Something a plugin starts in the start phase, before the DNS listeners open (e.g. the
+/// kubernetes watches, which also wait for the first sync). An error stops the process.
+pub type Starter = Box<
+    dyn FnOnce(
+            Arc<ready::Readiness>,
+        ) -> futures_util::future::BoxFuture<'static, Result<(), String>>
+        + Send,
+>;
+
+/// The starters of every block, in block order.
+#[derive(Default)]
+pub struct Starters(pub Vec<Starter>);
+
+impl std::fmt::Debug for Starters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} starters", self.0.len())
+    }
+}
+
 /// Process-wide things the blocks ask for; started only once every block has built.
 #[derive(Debug, Default)]
 pub struct Services {
+    /// Run before the DNS listeners open.
+    pub starters: Starters,
     /// HTTP listeners: address → routes (blocks naming the same address share one listener).
     pub http: BTreeMap<String, Vec<Route>>,
     /// How long to keep serving DNS after SIGTERM (largest `health … lameduck`).
@@ -261,6 +291,8 @@ impl Services {
 pub struct BuildCtx<'a> {
     /// The block's zones.
     pub zones: &'a [String],
+    /// The hosts the block listens on.
+    pub hosts: &'a [crate::config::Host],
     /// Where the block's directive starts (for error messages).
     pub loc: Option<Loc>,
     /// Process-wide services to start.
@@ -293,6 +325,7 @@ pub fn build(
         }
         PluginConfig::Errors(c) => Some(Arc::new(errors::Errors::new(c.clone()))),
         PluginConfig::Log(c) => Some(Arc::new(log::Log::new(c.clone()))),
+        PluginConfig::Kubernetes(c) => Some(kubernetes::build(c, ctx)),
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
     })
 }

@@ -53,7 +53,31 @@ pub struct Request {
     pub zone: String,
     /// The listener label, e.g. `dns://:53`.
     pub server: std::sync::Arc<str>,
+    /// This server, for lookups through its own chains (CoreDNS's `upstream`).
+    pub resolver: Option<Resolver>,
+    /// How many internal lookups led to this request (loop guard).
+    pub depth: u8,
 }
+
+/// Runs a request through a server's zones and chains, as if a client had sent it.
+#[async_trait::async_trait]
+pub trait Resolve: Send + Sync + 'static {
+    /// Answers `req` (the block is chosen by its name).
+    async fn resolve(&self, req: &Request) -> Result<Message, super::HandlerError>;
+}
+
+/// A handle on the server that took a request.
+#[derive(Clone)]
+pub struct Resolver(pub std::sync::Arc<dyn Resolve>);
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolver")
+    }
+}
+
+/// Internal lookups deeper than this fail (a CNAME loop through several plugins).
+pub const MAX_LOOKUP_DEPTH: u8 = 8;
 
 impl Request {
     /// Builds a request for tests and internal probes.
@@ -74,7 +98,37 @@ impl Request {
             size: 0,
             zone: ".".to_string(),
             server: std::sync::Arc::from("dns://:53"),
+            resolver: None,
+            depth: 0,
         }
+    }
+
+    /// Looks `name`/`qtype` up through this server's own chains (for ExternalName targets and
+    /// the like): same client, transport and EDNS, recursion desired.
+    pub async fn lookup(
+        &self,
+        name: Name,
+        qtype: RecordType,
+    ) -> Result<Message, super::HandlerError> {
+        let Some(resolver) = &self.resolver else {
+            return Err(super::HandlerError::Internal(
+                "no server to look up through".into(),
+            ));
+        };
+        if self.depth >= MAX_LOOKUP_DEPTH {
+            return Err(super::HandlerError::Internal(format!(
+                "lookup of {name} exceeds {MAX_LOOKUP_DEPTH} nested lookups"
+            )));
+        }
+        let mut query = Query::query(name, qtype);
+        query.set_query_class(DNSClass::IN);
+        let req = Request {
+            query,
+            recursion_desired: true,
+            depth: self.depth + 1,
+            ..self.clone()
+        };
+        resolver.0.resolve(&req).await
     }
 
     /// The query name, as sent.

@@ -20,7 +20,8 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use tokio::time::Instant;
 
 use crate::plugins::prometheus::{Metrics, family_label, rcode_label, type_label};
-use crate::plugins::{Chain, Proto, Request, Response};
+use crate::plugins::request::{Resolve, Resolver};
+use crate::plugins::{Chain, HandlerError, Proto, Request, Response};
 
 /// One server block as a listener sees it.
 pub(crate) struct Block {
@@ -30,23 +31,14 @@ pub(crate) struct Block {
     pub(crate) metrics: bool,
 }
 
-/// Everything one listener (address:port) needs to answer.
-pub(crate) struct Dispatcher {
-    /// Metric label `dns://[HOST]:PORT`.
-    pub(crate) label: Arc<str>,
-    /// Local address of the listener.
-    pub(crate) local: SocketAddr,
+/// A listener's zones: which block answers which name. Shared with the requests it makes, so
+/// plugins can look names up through this server (`Request::lookup`).
+pub(crate) struct Router {
     /// Zone (lower-case FQDN) → block.
     pub(crate) zones: HashMap<String, Arc<Block>>,
-    /// Whether classes other than IN reach the chain (a block has `forward` or `chaos`).
-    pub(crate) any_class: bool,
-    /// The process's metrics.
-    pub(crate) metrics: Arc<Metrics>,
-    /// Whether any block on this listener records metrics (for `dropped`).
-    pub(crate) any_metrics: bool,
 }
 
-impl Dispatcher {
+impl Router {
     /// Longest zone that contains `qname` (lower-case); DS goes to the parent-most match.
     fn find(&self, qname: &str, qtype: RecordType) -> Option<(&str, &Arc<Block>)> {
         let mut found = None;
@@ -67,6 +59,48 @@ impl Dispatcher {
             };
         }
     }
+}
+
+fn lower_fqdn(name: &hickory_proto::rr::Name) -> String {
+    let mut s = name.to_ascii().to_ascii_lowercase();
+    if !s.ends_with('.') {
+        s.push('.');
+    }
+    s
+}
+
+#[async_trait::async_trait]
+impl Resolve for Router {
+    async fn resolve(&self, req: &Request) -> Result<Message, HandlerError> {
+        let lower = lower_fqdn(req.qname());
+        let Some((zone, block)) = self.find(&lower, req.qtype()) else {
+            return Ok(req.error_reply(ResponseCode::Refused));
+        };
+        let req = Request {
+            zone: zone.to_string(),
+            ..req.clone()
+        };
+        Ok(match block.chain.run(&req).await {
+            Ok(resp) => resp.msg,
+            Err(e) => req.error_reply(e.rcode()),
+        })
+    }
+}
+
+/// Everything one listener (address:port) needs to answer.
+pub(crate) struct Dispatcher {
+    /// Metric label `dns://[HOST]:PORT`.
+    pub(crate) label: Arc<str>,
+    /// Local address of the listener.
+    pub(crate) local: SocketAddr,
+    /// The zones and their blocks.
+    pub(crate) router: Arc<Router>,
+    /// Whether classes other than IN reach the chain (a block has `forward` or `chaos`).
+    pub(crate) any_class: bool,
+    /// The process's metrics.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Whether any block on this listener records metrics (for `dropped`).
+    pub(crate) any_metrics: bool,
 }
 
 fn reply_edns(req_edns: Option<&Edns>) -> Option<Edns> {
@@ -228,15 +262,10 @@ impl RequestHandler for Dispatcher {
         let lq = &request.queries.queries()[0];
         let query = lq.original().clone();
         let qtype = query.query_type();
-        let qname_lower = lq.name().to_string();
-        let qname_lower = if qname_lower.ends_with('.') {
-            qname_lower
-        } else {
-            format!("{qname_lower}.")
-        };
+        let qname_lower = lower_fqdn(lq.name());
         let src = request.src();
         let found = if query.query_class() == DNSClass::IN || self.any_class {
-            self.find(&qname_lower, qtype)
+            self.router.find(&qname_lower, qtype)
         } else {
             None
         };
@@ -275,6 +304,8 @@ impl RequestHandler for Dispatcher {
             size: request.as_slice().len(),
             zone: zone.to_string(),
             server: self.label.clone(),
+            resolver: Some(Resolver(self.router.clone())),
+            depth: 0,
         };
 
         let result = AssertUnwindSafe(block.chain.run(&req)).catch_unwind().await;

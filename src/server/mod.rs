@@ -18,7 +18,7 @@ use crate::corefile::Error as ConfigError;
 use crate::plugins::prometheus::Metrics;
 use crate::plugins::ready::{Monitor, Readiness};
 use crate::plugins::{self, BuildCtx, Chain, PluginConfig, Services};
-use dispatch::{Block, Dispatcher};
+use dispatch::{Block, Dispatcher, Router};
 
 /// Errors while starting.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,9 @@ pub enum ServerError {
     /// A block failed to build.
     #[error("{0}")]
     Build(#[from] ConfigError),
+    /// A plugin could not start (e.g. no Kubernetes API configuration).
+    #[error("{0}")]
+    Start(String),
     /// A listener could not be opened.
     #[error("listen {addr}: {source}")]
     Listen {
@@ -61,6 +64,7 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
     let mut banner = Vec::new();
     for b in &config.blocks {
         let zones = b.zones();
+        let hosts = b.hosts();
         let mut handlers = Vec::new();
         for p in &b.plugins {
             if let PluginConfig::Ready(r) = p {
@@ -68,6 +72,7 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
             }
             let mut ctx = BuildCtx {
                 zones: &zones,
+                hosts: &hosts,
                 loc: Some(b.loc.clone()),
                 services: &mut services,
                 metrics,
@@ -175,7 +180,7 @@ async fn bind_pair(ip: IpAddr, port: u16) -> std::io::Result<(UdpSocket, TcpList
 
 /// Starts HTTP listeners, then DNS listeners.
 pub async fn start(
-    built: Built,
+    mut built: Built,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
 ) -> Result<Running, ServerError> {
@@ -195,6 +200,11 @@ pub async fn start(
             })?;
         http_addrs.insert(addr.clone(), local);
     }
+    // Plugins start (and the kubernetes plugin waits for its first sync) before DNS listens.
+    let starters = std::mem::take(&mut built.services.starters.0);
+    futures_util::future::try_join_all(starters.into_iter().map(|s| s(readiness.clone())))
+        .await
+        .map_err(ServerError::Start)?;
     let mut servers = Vec::new();
     let mut dns_addrs = Vec::new();
     for ((host, port), plan) in built.listeners {
@@ -216,7 +226,7 @@ pub async fn start(
         let dispatcher = Dispatcher {
             label: Arc::from(label(host, port)),
             local,
-            zones: plan.zones,
+            router: Arc::new(Router { zones: plan.zones }),
             any_class: plan.any_class,
             metrics: metrics.clone(),
             any_metrics: plan.any_metrics,

@@ -221,8 +221,20 @@ const CASES: &[Case] = &[
     ),
     (
         "not built yet",
-        ".:53 {\n    errors\n    kubernetes cluster.local\n}\n",
-        "Corefile:3 - plugin/kubernetes: not built yet",
+        ".:53 {\n    errors\n    hosts\n}\n",
+        "Corefile:3 - plugin/hosts: not built yet",
+        &[],
+    ),
+    (
+        "kubernetes pods value",
+        ".:53 {\n    kubernetes cluster.local {\n        pods giant_seed\n    }\n}\n",
+        "Corefile:3 - Error during parsing: wrong value for pods: giant_seed,  must be one of: disabled, verified, insecure",
+        &[],
+    ),
+    (
+        "kubernetes ttl",
+        ".:53 {\n    kubernetes cluster.local {\n        ttl 3601\n    }\n}\n",
+        "Corefile:3 - Error during parsing: ttl must be in range [0, 3600]: 3601",
         &[],
     ),
 ];
@@ -346,6 +358,7 @@ fn command_line() {
             "prometheus",
             "errors",
             "log",
+            "kubernetes",
             "whoami"
         ]
     );

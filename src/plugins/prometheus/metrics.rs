@@ -30,6 +30,8 @@ pub struct Metrics {
     pub panics: IntCounter,
     /// `coredns_build_info{version,revision,goversion}`
     pub build_info: IntGaugeVec,
+    /// The Kubernetes client and index metrics.
+    pub kubernetes: std::sync::Arc<crate::kube::KubeMetrics>,
 }
 
 /// CoreDNS's `TimeBuckets`: 0.25 ms × 2^i, i = 0..15.
@@ -121,7 +123,9 @@ impl Metrics {
                 &format!("rust-{}", rust_version()),
             ])
             .set(1);
+        let kubernetes = std::sync::Arc::new(crate::kube::KubeMetrics::new(&registry)?);
         Ok(Self {
+            kubernetes,
             registry,
             requests,
             responses,

@@ -1,0 +1,323 @@
+//! The object store behind a source: owned by one task, published as immutable [`Objects`].
+//!
+//! Each kind keeps its live map plus, during a (re)list, a pending map that replaces the live one
+//! only when the list is complete — a relist after 410 Gone never publishes a half-built view.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::metrics::KubeMetrics;
+use super::model::{EndpointSlice, Key, Pod, Service, ServiceKind};
+
+/// One kind's objects.
+pub type Map<T> = Arc<HashMap<Key, Arc<T>>>;
+
+/// An immutable view of everything watched. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Objects {
+    /// Services by (namespace, name).
+    pub services: Map<Service>,
+    /// EndpointSlices by (namespace, name).
+    pub slices: Map<EndpointSlice>,
+    /// Namespaces by ("", name).
+    pub namespaces: Map<()>,
+    /// Pods by (namespace, name); empty unless pods are watched.
+    pub pods: Map<Pod>,
+    /// Whether every watched kind has completed its first list.
+    pub synced: bool,
+    /// Unix time (seconds) of the last change that can alter an answer (the SOA serial).
+    pub serial: u32,
+}
+
+/// Which kinds a source watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// v1 Service.
+    Service,
+    /// discovery.k8s.io/v1 EndpointSlice.
+    EndpointSlice,
+    /// v1 Namespace.
+    Namespace,
+    /// v1 Pod.
+    Pod,
+}
+
+impl Kind {
+    /// Label value for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Service => "service",
+            Self::EndpointSlice => "endpointslice",
+            Self::Namespace => "namespace",
+            Self::Pod => "pod",
+        }
+    }
+}
+
+/// A trimmed object of some kind.
+#[derive(Debug, Clone)]
+pub enum Obj {
+    /// A Service.
+    Service(Key, Arc<Service>),
+    /// An EndpointSlice.
+    Slice(Key, Arc<EndpointSlice>),
+    /// A Namespace.
+    Namespace(Key),
+    /// A Pod.
+    Pod(Key, Arc<Pod>),
+}
+
+impl Obj {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Service(..) => Kind::Service,
+            Self::Slice(..) => Kind::EndpointSlice,
+            Self::Namespace(_) => Kind::Namespace,
+            Self::Pod(..) => Kind::Pod,
+        }
+    }
+}
+
+/// What a source reports.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A (re)list of `Kind` begins.
+    Init(Kind),
+    /// An object of the running (re)list.
+    InitApply(Obj),
+    /// The (re)list of `Kind` is complete.
+    InitDone(Kind),
+    /// Added or modified.
+    Apply(Obj),
+    /// Deleted (only the key matters).
+    Delete(Obj),
+}
+
+#[derive(Default)]
+struct Pending {
+    services: HashMap<Key, Arc<Service>>,
+    slices: HashMap<Key, Arc<EndpointSlice>>,
+    namespaces: HashMap<Key, Arc<()>>,
+    pods: HashMap<Key, Arc<Pod>>,
+}
+
+/// The mutable store one source task owns.
+pub struct Store {
+    objects: Objects,
+    pending: HashMap<Kind, Pending>,
+    synced: HashMap<Kind, bool>,
+    metrics: Option<Arc<KubeMetrics>>,
+    started: std::time::Instant,
+}
+
+fn now_serial() -> u32 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
+/// Replaces `map` with `new` and reports whether anything differs.
+fn replace<T: PartialEq>(map: &mut Map<T>, new: HashMap<Key, Arc<T>>) -> bool {
+    let same = map.len() == new.len()
+        && new
+            .iter()
+            .all(|(k, v)| map.get(k).is_some_and(|old| old == v));
+    *map = Arc::new(new);
+    !same
+}
+
+fn upsert<T: PartialEq>(map: &mut Map<T>, key: Key, v: Arc<T>) -> bool {
+    if map.get(&key).is_some_and(|old| *old == v) {
+        return false;
+    }
+    Arc::make_mut(map).insert(key, v);
+    true
+}
+
+fn remove<T>(map: &mut Map<T>, key: &Key) -> bool {
+    if !map.contains_key(key) {
+        return false;
+    }
+    Arc::make_mut(map).remove(key);
+    true
+}
+
+impl Store {
+    /// A store that waits for the given kinds to sync.
+    pub fn new(kinds: &[Kind], metrics: Option<Arc<KubeMetrics>>) -> Self {
+        Self {
+            objects: Objects {
+                serial: now_serial(),
+                ..Objects::default()
+            },
+            pending: HashMap::new(),
+            synced: kinds.iter().map(|k| (*k, false)).collect(),
+            metrics,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The current view.
+    pub fn objects(&self) -> &Objects {
+        &self.objects
+    }
+
+    /// Applies one change; true if the view changed (and should be published).
+    pub fn apply(&mut self, change: Change) -> bool {
+        let changed = match change {
+            Change::Init(kind) => {
+                self.pending.insert(kind, Pending::default());
+                false
+            }
+            Change::InitApply(obj) => {
+                let p = self.pending.entry(obj.kind()).or_default();
+                match obj {
+                    Obj::Service(k, v) => drop(p.services.insert(k, v)),
+                    Obj::Slice(k, v) => drop(p.slices.insert(k, v)),
+                    Obj::Namespace(k) => drop(p.namespaces.insert(k, Arc::new(()))),
+                    Obj::Pod(k, v) => drop(p.pods.insert(k, v)),
+                }
+                false
+            }
+            Change::InitDone(kind) => {
+                let p = self.pending.remove(&kind).unwrap_or_default();
+                let o = &mut self.objects;
+                let changed = match kind {
+                    Kind::Service => replace(&mut o.services, p.services),
+                    Kind::EndpointSlice => replace(&mut o.slices, p.slices),
+                    Kind::Namespace => replace(&mut o.namespaces, p.namespaces),
+                    Kind::Pod => replace(&mut o.pods, p.pods),
+                };
+                let was_synced = self.objects.synced;
+                self.synced.insert(kind, true);
+                self.objects.synced = self.synced.values().all(|s| *s);
+                if self.objects.synced && !was_synced {
+                    if let Some(m) = &self.metrics {
+                        m.sync_seconds.set(self.started.elapsed().as_secs_f64());
+                    }
+                }
+                changed || self.objects.synced != was_synced
+            }
+            Change::Apply(obj) => {
+                self.observe_programming(&obj);
+                let o = &mut self.objects;
+                match obj {
+                    Obj::Service(k, v) => upsert(&mut o.services, k, v),
+                    Obj::Slice(k, v) => upsert(&mut o.slices, k, v),
+                    Obj::Namespace(k) => upsert(&mut o.namespaces, k, Arc::new(())),
+                    Obj::Pod(k, v) => upsert(&mut o.pods, k, v),
+                }
+            }
+            Change::Delete(obj) => {
+                let o = &mut self.objects;
+                match &obj {
+                    Obj::Service(k, _) => remove(&mut o.services, k),
+                    Obj::Slice(k, _) => remove(&mut o.slices, k),
+                    Obj::Namespace(k) => remove(&mut o.namespaces, k),
+                    Obj::Pod(k, _) => remove(&mut o.pods, k),
+                }
+            }
+        };
+        if changed {
+            self.objects.serial = now_serial();
+            if let Some(m) = &self.metrics {
+                let o = &self.objects;
+                for (kind, n) in [
+                    (Kind::Service, o.services.len()),
+                    (Kind::EndpointSlice, o.slices.len()),
+                    (Kind::Namespace, o.namespaces.len()),
+                    (Kind::Pod, o.pods.len()),
+                ] {
+                    m.objects
+                        .with_label_values(&[kind.as_str()])
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+            }
+        }
+        changed
+    }
+
+    /// `coredns_kubernetes_dns_programming_duration_seconds`: from the slice's trigger time to
+    /// now, for slices of exactly one known Service.
+    fn observe_programming(&self, obj: &Obj) {
+        let (Some(m), Obj::Slice(_, es)) = (&self.metrics, obj) else {
+            return;
+        };
+        let Some(t) = es.trigger_time else { return };
+        let key = (es.namespace.clone(), es.service.clone());
+        let Some(svc) = self.objects.services.get(&key) else {
+            return;
+        };
+        let kind = match svc.kind {
+            ServiceKind::Headless => "headless_with_selector",
+            ServiceKind::ClusterIp(_) => "cluster_ip",
+            ServiceKind::ExternalName(_) => return,
+        };
+        let now = k8s_openapi::jiff::Timestamp::now();
+        if let Ok(d) = now.duration_since(t).try_into() {
+            let d: std::time::Duration = d;
+            m.programming
+                .with_label_values(&[kind])
+                .observe(d.as_secs_f64());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::model::Port;
+
+    fn svc(name: &str, ip: &str) -> Obj {
+        let key: Key = (Arc::from("ns1"), Arc::from(name));
+        Obj::Service(
+            key,
+            Arc::new(Service {
+                namespace: Arc::from("ns1"),
+                name: Arc::from(name),
+                kind: ServiceKind::ClusterIp(vec![ip.parse().unwrap()]),
+                ports: vec![Port {
+                    name: Arc::from(""),
+                    protocol: Arc::from(""),
+                    port: -1,
+                }],
+                external_ips: vec![],
+            }),
+        )
+    }
+
+    #[test]
+    fn relist_replaces_atomically_and_sync_waits_for_every_kind() {
+        let mut s = Store::new(&[Kind::Service, Kind::Namespace], None);
+        assert!(!s.apply(Change::Init(Kind::Service)));
+        assert!(!s.apply(Change::InitApply(svc("a", "10.0.0.1"))));
+        assert!(s.objects().services.is_empty(), "nothing before InitDone");
+        assert!(s.apply(Change::InitDone(Kind::Service)));
+        assert_eq!(s.objects().services.len(), 1);
+        assert!(!s.objects().synced);
+        s.apply(Change::Init(Kind::Namespace));
+        assert!(s.apply(Change::InitDone(Kind::Namespace)));
+        assert!(s.objects().synced);
+
+        // A relist that drops `a` and adds `b`: the old view stays until InitDone.
+        s.apply(Change::Init(Kind::Service));
+        s.apply(Change::InitApply(svc("b", "10.0.0.2")));
+        assert!(
+            s.objects()
+                .services
+                .contains_key(&(Arc::from("ns1"), Arc::from("a")))
+        );
+        assert!(s.apply(Change::InitDone(Kind::Service)));
+        let keys: Vec<_> = s.objects().services.keys().map(|k| k.1.clone()).collect();
+        assert_eq!(keys, [Arc::from("b")]);
+
+        // The same object again is not a change; a modified one is.
+        assert!(!s.apply(Change::Apply(svc("b", "10.0.0.2"))));
+        assert!(s.apply(Change::Apply(svc("b", "10.0.0.3"))));
+        assert!(s.apply(Change::Delete(svc("b", "0.0.0.0"))));
+        assert!(!s.apply(Change::Delete(svc("b", "0.0.0.0"))));
+    }
+}

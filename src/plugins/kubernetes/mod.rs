@@ -1,0 +1,98 @@
+//! `kubernetes`: the Kubernetes DNS specification from the objects `crate::kube` watches.
+//!
+//! Build creates the handler over an empty, unsynced index; the start phase starts the source,
+//! rebuilds the index on every published view (off the async workers) and swaps it in whole,
+//! then waits up to `startup_timeout` for the first sync before the DNS listeners open.
+
+mod handler;
+mod index;
+mod setup;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+pub use handler::{DNS_SCHEMA_VERSION, Kubernetes, address_from_reverse};
+pub use index::Index;
+pub use setup::{KubernetesConfig, PodMode, parse};
+
+use crate::config::Host;
+use crate::plugins::{BuildCtx, Handler};
+
+/// Directive name.
+pub const NAME: &str = "kubernetes";
+
+/// The non-loopback addresses a block serves on: its `bind` addresses, or every interface's.
+fn local_ips(hosts: &[Host]) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = if hosts.iter().any(|h| matches!(h, Host::Any)) {
+        if_addrs::get_if_addrs()
+            .map(|v| v.into_iter().map(|i| i.ip()).collect())
+            .unwrap_or_default()
+    } else {
+        hosts
+            .iter()
+            .filter_map(|h| match h {
+                Host::Ip(ip) => Some(*ip),
+                Host::Any => None,
+            })
+            .collect()
+    };
+    ips.retain(|ip| !ip.is_loopback());
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+/// Builds the handler and registers its starter.
+pub fn build(cfg: &KubernetesConfig, ctx: &mut BuildCtx<'_>) -> Arc<dyn Handler> {
+    let cfg = Arc::new(cfg.clone());
+    let index = Arc::new(ArcSwap::from_pointee(Index::default()));
+    let handler = Kubernetes::new(cfg.clone(), index.clone(), local_ips(ctx.hosts));
+    let metrics = ctx.metrics.kubernetes.clone();
+    ctx.services.starters.0.push(Box::new(move |readiness| {
+        Box::pin(async move {
+            let mut rx = crate::kube::start(&cfg.watch, metrics)
+                .await
+                .map_err(|e| format!("plugin/kubernetes: {e}"))?;
+            let swap = index.clone();
+            tokio::spawn(async move {
+                loop {
+                    let objects = rx.borrow_and_update().clone();
+                    match tokio::task::spawn_blocking(move || Index::build(&objects)).await {
+                        Ok(idx) => swap.store(Arc::new(idx)),
+                        Err(e) => {
+                            tracing::error!(target: "plugin/kubernetes", "index build failed: {e}")
+                        }
+                    }
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let probe = index.clone();
+            readiness.register(NAME, Arc::new(move || probe.load().synced));
+            wait_for_sync(&index, cfg.startup_timeout).await;
+            Ok(())
+        })
+    }));
+    Arc::new(handler)
+}
+
+/// CoreDNS's start-up wait: poll every 100 ms, log every 500 ms, give up after `timeout`.
+async fn wait_for_sync(index: &ArcSwap<Index>, timeout: Duration) {
+    let start = Instant::now();
+    let mut logged = start;
+    while !index.load().synced {
+        if start.elapsed() >= timeout {
+            tracing::warn!(target: "plugin/kubernetes", "starting server with unsynced Kubernetes API");
+            return;
+        }
+        if logged.elapsed() >= Duration::from_millis(500) {
+            tracing::info!(target: "plugin/kubernetes", "waiting for Kubernetes API before starting server");
+            logged = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
