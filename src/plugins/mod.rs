@@ -5,12 +5,16 @@
 //! services it needs (HTTP routes, readiness probes), and the server starts those services.
 
 pub mod bind;
+pub mod cache;
 pub mod chain;
 pub mod errors;
 pub mod fall;
+pub mod forward;
 pub mod health;
 pub mod kubernetes;
+pub mod loadbalance;
 pub mod log;
+pub mod loop_detect;
 pub mod prometheus;
 pub mod ready;
 pub mod request;
@@ -77,9 +81,9 @@ pub const ORDER: &[Entry] = &[
     e("acl", false, false),
     e("any", false, true),
     e("chaos", false, true),
-    e("loadbalance", false, true),
+    e("loadbalance", true, true),
     e("tsig", false, true),
-    e("cache", false, true),
+    e("cache", true, true),
     e("rewrite", false, false),
     e("header", false, false),
     e("dnssec", false, true),
@@ -97,8 +101,8 @@ pub const ORDER: &[Entry] = &[
     e("auto", false, false),
     e("secondary", false, false),
     e("etcd", false, true),
-    e("loop", false, true),
-    e("forward", false, false),
+    e("loop", true, true),
+    e("forward", true, false),
     e("grpc", false, false),
     e("erratic", false, true),
     e("whoami", true, true),
@@ -138,6 +142,14 @@ pub enum PluginConfig {
     Errors(errors::ErrorsConfig),
     /// `log`
     Log(log::LogConfig),
+    /// `loadbalance`
+    LoadBalance,
+    /// `loop`
+    Loop,
+    /// `cache`
+    Cache(cache::CacheConfig),
+    /// `forward` (every line of the block)
+    Forward(Vec<forward::ForwardConfig>),
     /// `kubernetes`
     Kubernetes(Box<kubernetes::KubernetesConfig>),
     /// `whoami`
@@ -155,6 +167,10 @@ impl PluginConfig {
             Self::Errors(_) => errors::NAME,
             Self::Log(_) => log::NAME,
             Self::Kubernetes(_) => kubernetes::NAME,
+            Self::Forward(_) => forward::NAME,
+            Self::Cache(_) => cache::NAME,
+            Self::LoadBalance => loadbalance::NAME,
+            Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
         }
     }
@@ -208,6 +224,16 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
         prometheus::NAME => PluginConfig::Prometheus(prometheus::parse(&mut d).map_err(wrap)?),
         errors::NAME => PluginConfig::Errors(errors::parse(&mut d).map_err(wrap)?),
         log::NAME => PluginConfig::Log(log::parse(&mut d, zones).map_err(wrap)?),
+        loadbalance::NAME => {
+            loadbalance::parse(&mut d).map_err(wrap)?;
+            PluginConfig::LoadBalance
+        }
+        loop_detect::NAME => {
+            loop_detect::parse(&mut d).map_err(wrap)?;
+            PluginConfig::Loop
+        }
+        cache::NAME => PluginConfig::Cache(cache::parse(&mut d, zones).map_err(wrap)?),
+        forward::NAME => PluginConfig::Forward(forward::parse(&mut d).map_err(wrap)?),
         kubernetes::NAME => {
             PluginConfig::Kubernetes(Box::new(kubernetes::parse(&mut d, zones).map_err(wrap)?))
         }
@@ -266,9 +292,25 @@ impl std::fmt::Debug for Starters {
     }
 }
 
+/// Called with the bound address of a block's first listener once it is open.
+pub struct OnListen {
+    /// The listener (host, port) as configured.
+    pub listener: (crate::config::Host, u16),
+    /// The hook.
+    pub hook: Box<dyn FnOnce(std::net::SocketAddr) + Send>,
+}
+
+impl std::fmt::Debug for OnListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OnListen({:?})", self.listener)
+    }
+}
+
 /// Process-wide things the blocks ask for; started only once every block has built.
 #[derive(Debug, Default)]
 pub struct Services {
+    /// Run once the DNS listeners are open.
+    pub on_listen: Vec<OnListen>,
     /// Run before the DNS listeners open.
     pub starters: Starters,
     /// HTTP listeners: address → routes (blocks naming the same address share one listener).
@@ -293,6 +335,8 @@ pub struct BuildCtx<'a> {
     pub zones: &'a [String],
     /// The hosts the block listens on.
     pub hosts: &'a [crate::config::Host],
+    /// The block's first listener (host, port).
+    pub listener: (crate::config::Host, u16),
     /// Where the block's directive starts (for error messages).
     pub loc: Option<Loc>,
     /// Process-wide services to start.
@@ -326,6 +370,24 @@ pub fn build(
         PluginConfig::Errors(c) => Some(Arc::new(errors::Errors::new(c.clone()))),
         PluginConfig::Log(c) => Some(Arc::new(log::Log::new(c.clone()))),
         PluginConfig::Kubernetes(c) => Some(kubernetes::build(c, ctx)),
+        PluginConfig::LoadBalance => Some(Arc::new(loadbalance::LoadBalance)),
+        PluginConfig::Loop => {
+            let zone = ctx.zones.first().cloned().unwrap_or_else(|| ".".into());
+            let l = Arc::new(loop_detect::Loop::new(&zone));
+            let probe = l.clone();
+            ctx.services.on_listen.push(OnListen {
+                listener: ctx.listener,
+                hook: Box::new(move |addr| {
+                    tokio::spawn(probe.probe(addr));
+                }),
+            });
+            Some(l)
+        }
+        PluginConfig::Cache(c) => Some(Arc::new(cache::Cache::new(
+            c.clone(),
+            ctx.metrics.cache.clone(),
+        ))),
+        PluginConfig::Forward(c) => Some(forward::build(c, ctx)?),
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
     })
 }

@@ -2,21 +2,16 @@
 //! write the reply with EDNS and truncation, record metrics. All hickory-server use is here.
 
 use std::collections::HashMap;
-use std::iter;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use hickory_proto::op::{
-    Edns, EmitAndCount, Message, Metadata, OpCode, ResponseCode, emit_message_parts,
-};
+use hickory_proto::op::{Edns, Message, Metadata, OpCode, Query, ResponseCode, emit_message_parts};
 use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::BinEncoder;
-use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request as HRequest, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::server::Request as HRequest;
 use tokio::time::Instant;
 
 use crate::plugins::prometheus::{Metrics, family_label, rcode_label, type_label};
@@ -113,44 +108,62 @@ fn reply_edns(req_edns: Option<&Edns>) -> Option<Edns> {
     })
 }
 
-/// The question section as hickory-server writes it: the request's bytes, verbatim (so answer
-/// names cannot be compressed against it).
-struct RawQuestion<'a>(&'a [u8]);
-
-impl EmitAndCount for RawQuestion<'_> {
-    fn emit(&mut self, encoder: &mut BinEncoder<'_>) -> Result<usize, hickory_proto::ProtoError> {
-        encoder.emit_vec(self.0)?;
-        Ok(1)
-    }
-}
-
-/// The size of `msg` on the wire with the request's question and our OPT record. The header
-/// is always 12 bytes, so `msg`'s own flags stand in for the reply's.
-fn wire_len(question: &[u8], msg: &Message, edns: Option<&Edns>) -> usize {
+/// Encodes a reply: header `md`, the question, the sections of `msg`, our OPT record. Names
+/// compress against the question and each other, as in CoreDNS's replies.
+fn encode(
+    question: Option<&Query>,
+    md: &Metadata,
+    msg: Option<&Message>,
+    edns: Option<&Edns>,
+) -> Vec<u8> {
+    let empty: &[hickory_proto::rr::Record] = &[];
+    let (a, n, d) = match msg {
+        Some(m) => (&m.answers[..], &m.authorities[..], &m.additionals[..]),
+        None => (empty, empty, empty),
+    };
     let mut buf = Vec::with_capacity(512);
-    let mut enc = BinEncoder::new(&mut buf);
     let ok = emit_message_parts(
-        &msg.metadata,
-        &mut RawQuestion(question),
-        &mut msg.answers.iter(),
-        &mut msg.authorities.iter(),
-        &mut msg.additionals.iter(),
+        md,
+        &mut question.into_iter(),
+        &mut a.iter(),
+        &mut n.iter(),
+        &mut d.iter(),
         edns,
         None,
-        &mut enc,
+        &mut BinEncoder::new(&mut buf),
     );
-    if ok.is_ok() { buf.len() } else { 0 }
+    if ok.is_err() {
+        // Only an unencodable record gets here: answer SERVFAIL rather than nothing.
+        let mut md = *md;
+        md.response_code = ResponseCode::ServFail;
+        buf.clear();
+        let _ = emit_message_parts(
+            &md,
+            &mut question.into_iter(),
+            &mut empty.iter(),
+            &mut empty.iter(),
+            &mut empty.iter(),
+            edns,
+            None,
+            &mut BinEncoder::new(&mut buf),
+        );
+    }
+    buf
+}
+
+/// The size of `msg` on the wire with `question` and our OPT record. The header is always 12
+/// bytes, so `msg`'s own flags stand in for the reply's.
+fn wire_len(question: &Query, msg: &Message, edns: Option<&Edns>) -> usize {
+    encode(Some(question), &msg.metadata, Some(msg), edns).len()
 }
 
 /// Fits `msg` into `max` bytes *with* our OPT record (hickory's encoder would drop the OPT):
 /// keeps as many answer, then authority, then additional records as fit, in order, and sets TC
-/// when an answer or authority record had to go (CoreDNS's `Truncate`). Returns the size of
-/// the reply as it will be sent.
-fn fit(question: &[u8], msg: &mut Message, edns: Option<&Edns>, max: u16) -> usize {
+/// when an answer or authority record had to go (CoreDNS's `Truncate`).
+fn fit(question: &Query, msg: &mut Message, edns: Option<&Edns>, max: u16) {
     let max = usize::from(max);
-    let len = wire_len(question, msg, edns);
-    if len <= max {
-        return len;
+    if wire_len(question, msg, edns) <= max {
+        return;
     }
     let cut = |msg: &mut Message,
                section: fn(&mut Message) -> &mut Vec<hickory_proto::rr::Record>|
@@ -181,7 +194,6 @@ fn fit(question: &[u8], msg: &mut Message, edns: Option<&Edns>, max: u16) -> usi
         }
     }
     msg.metadata.truncation |= truncated;
-    wire_len(question, msg, edns)
 }
 
 /// The reply header: id, opcode, RD and CD from the request; rcode; AA, RA, AD and TC from `msg`.
@@ -197,46 +209,22 @@ fn reply_header(request: &HRequest, rcode: ResponseCode, msg: Option<&Message>) 
     md
 }
 
-/// Writes the reply: header `md`, the request's question, the sections of `msg` (already
-/// [`fit`] to the client's buffer), our OPT record.
-async fn send<R: ResponseHandler>(
-    rh: &mut R,
-    request: &HRequest,
-    edns: Option<&Edns>,
-    md: Metadata,
-    msg: Option<&Message>,
-) -> ResponseInfo {
-    let mut b = MessageResponseBuilder::new(&request.queries, None);
-    if let Some(e) = edns {
-        b.edns(e);
+/// The reply to a message that does not parse: FORMERR with its id, opcode and RD if it has
+/// a query header, else nothing.
+pub(crate) fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.len() < 12 || raw[2] & 0x80 != 0 {
+        return None;
     }
-    let empty: &[hickory_proto::rr::Record] = &[];
-    let (a, n, d) = match msg {
-        Some(m) => (&m.answers[..], &m.authorities[..], &m.additionals[..]),
-        None => (empty, empty, empty),
-    };
-    let resp = b.build(md, a.iter(), n.iter(), iter::empty(), d.iter());
-    match rh.send_response(resp).await {
-        Ok(info) => info,
-        Err(e) => {
-            tracing::debug!("error sending reply: {e}");
-            let mut h = hickory_proto::op::Header {
-                metadata: md,
-                counts: Default::default(),
-            };
-            h.metadata.response_code = ResponseCode::ServFail;
-            ResponseInfo::from(h)
-        }
-    }
+    let mut out = vec![0u8; 12];
+    out[..2].copy_from_slice(&raw[..2]);
+    out[2] = 0x80 | (raw[2] & 0x79);
+    out[3] = 1; // FORMERR
+    Some(out)
 }
 
-#[async_trait::async_trait]
-impl RequestHandler for Dispatcher {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &HRequest,
-        mut rh: R,
-    ) -> ResponseInfo {
+impl Dispatcher {
+    /// Answers one request with the encoded reply.
+    pub(crate) async fn answer(&self, request: &HRequest) -> Vec<u8> {
         let start = Instant::now();
         let proto = match request.protocol() {
             Protocol::Tcp => Proto::Tcp,
@@ -254,9 +242,10 @@ impl RequestHandler for Dispatcher {
         } else {
             None
         };
+        let question = request.queries.queries().first().map(|q| q.original());
         if let Some(rcode) = early {
             let md = reply_header(request, rcode, None);
-            return send(&mut rh, request, resp_edns.as_ref(), md, None).await;
+            return encode(question, &md, None, resp_edns.as_ref());
         }
 
         let lq = &request.queries.queries()[0];
@@ -287,7 +276,7 @@ impl RequestHandler for Dispatcher {
                     .inc();
             }
             let md = reply_header(request, ResponseCode::Refused, None);
-            return send(&mut rh, request, resp_edns.as_ref(), md, None).await;
+            return encode(question, &md, None, resp_edns.as_ref());
         };
 
         let req = Request {
@@ -324,12 +313,11 @@ impl RequestHandler for Dispatcher {
             }
         };
 
-        let question = request.queries.as_bytes();
-        let size = msg
-            .as_mut()
-            .map(|m| fit(question, m, resp_edns.as_ref(), req.max_size()));
+        if let Some(m) = msg.as_mut() {
+            fit(&req.query, m, resp_edns.as_ref(), req.max_size());
+        }
         let md = reply_header(request, rcode, msg.as_ref());
-        let info = send(&mut rh, request, resp_edns.as_ref(), md, msg.as_ref()).await;
+        let out = encode(Some(&req.query), &md, msg.as_ref(), resp_edns.as_ref());
 
         if block.metrics {
             let m = &self.metrics;
@@ -350,12 +338,7 @@ impl RequestHandler for Dispatcher {
             m.request_size
                 .with_label_values(&[&*self.label, zone, "", proto.as_str()])
                 .observe(req.size as f64);
-            // `fit` measured the reply; a bare error reply is measured here.
-            let size = size.unwrap_or_else(|| {
-                let mut bare = Message::new(md.id, md.message_type, md.op_code);
-                bare.metadata = md;
-                wire_len(question, &bare, resp_edns.as_ref())
-            });
+            let size = out.len();
             m.response_size
                 .with_label_values(&[&*self.label, zone, "", proto.as_str()])
                 .observe(size as f64);
@@ -366,7 +349,7 @@ impl RequestHandler for Dispatcher {
                 .with_label_values(&labels3)
                 .observe(start.elapsed().as_secs_f64());
         }
-        info
+        out
     }
 }
 
@@ -376,15 +359,11 @@ mod tests {
     use hickory_proto::op::MessageType;
     use hickory_proto::rr::rdata::A;
     use hickory_proto::rr::{Name, RData, Record};
-    use hickory_proto::serialize::binary::BinEncodable;
 
     #[test]
     fn fit_keeps_the_opt_record_and_sets_tc() {
         let name = Name::from_ascii("www.big.test.").unwrap();
-        let mut q = Vec::new();
-        hickory_proto::op::Query::query(name.clone(), RecordType::A)
-            .emit(&mut BinEncoder::new(&mut q))
-            .unwrap();
+        let q = Query::query(name.clone(), RecordType::A);
         let mut msg = Message::new(1, MessageType::Response, OpCode::Query);
         for i in 0..100u8 {
             msg.add_answer(Record::from_rdata(
@@ -397,15 +376,13 @@ mod tests {
         edns.set_max_payload(1232);
         let full = wire_len(&q, &msg, Some(&edns));
         assert!(full > 1232, "{full}");
-        let sent = fit(&q, &mut msg, Some(&edns), 1232);
+        fit(&q, &mut msg, Some(&edns), 1232);
         assert!(msg.metadata.truncation);
         let len = wire_len(&q, &msg, Some(&edns));
         assert!(len <= 1232 && len > 1200, "{len}");
-        assert_eq!(sent, len, "fit reports the size it left");
         let mut small = Message::new(1, MessageType::Response, OpCode::Query);
         small.add_answer(Record::from_rdata(name, 30, RData::A(A::new(10, 0, 0, 1))));
-        let sent = fit(&q, &mut small, Some(&edns), 512);
-        assert_eq!(sent, wire_len(&q, &small, Some(&edns)));
+        fit(&q, &mut small, Some(&edns), 512);
         assert!(!small.metadata.truncation);
         assert_eq!(small.answers.len(), 1);
     }

@@ -3,15 +3,16 @@
 
 mod dispatch;
 mod http;
+mod transport;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Host};
 use crate::corefile::Error as ConfigError;
@@ -73,6 +74,10 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
             let mut ctx = BuildCtx {
                 zones: &zones,
                 hosts: &hosts,
+                listener: (
+                    hosts.first().copied().unwrap_or(Host::Any),
+                    b.keys.first().map_or(53, |k| k.port),
+                ),
                 loc: Some(b.loc.clone()),
                 services: &mut services,
                 metrics,
@@ -151,7 +156,8 @@ fn label(host: Host, port: u16) -> String {
 
 /// A running server.
 pub struct Running {
-    servers: Vec<Server<Dispatcher>>,
+    dns_stop: CancellationToken,
+    tracker: TaskTracker,
     /// Bound DNS addresses, one per listener (UDP and TCP share the port).
     pub dns_addrs: Vec<SocketAddr>,
     /// Bound HTTP addresses by configured address.
@@ -205,8 +211,10 @@ pub async fn start(
     futures_util::future::try_join_all(starters.into_iter().map(|s| s(readiness.clone())))
         .await
         .map_err(ServerError::Start)?;
-    let mut servers = Vec::new();
+    let dns_stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
     let mut dns_addrs = Vec::new();
+    let mut bound = BTreeMap::new();
     for ((host, port), plan) in built.listeners {
         let pair = match host {
             Host::Ip(ip) => bind_pair(ip, port).await,
@@ -231,15 +239,20 @@ pub async fn start(
             metrics: metrics.clone(),
             any_metrics: plan.any_metrics,
         };
-        let mut server = Server::new(dispatcher);
-        server.register_socket(udp);
-        // CoreDNS: TCP read timeout 3 s, idle 10 s.
-        server.register_listener(tcp, Duration::from_secs(10), 65_535);
-        servers.push(server);
+        let dispatcher = Arc::new(dispatcher);
+        transport::serve_udp(udp, dispatcher.clone(), dns_stop.clone(), tracker.clone());
+        transport::serve_tcp(tcp, dispatcher, dns_stop.clone(), tracker.clone());
         dns_addrs.push(local);
+        bound.insert((host, port), local);
+    }
+    for hook in std::mem::take(&mut built.services.on_listen) {
+        if let Some(addr) = bound.get(&hook.listener) {
+            (hook.hook)(*addr);
+        }
     }
     Ok(Running {
-        servers,
+        dns_stop,
+        tracker,
         dns_addrs,
         http_addrs,
         readiness,
@@ -251,15 +264,16 @@ pub async fn start(
 impl Running {
     /// SIGTERM behaviour: `/ready` goes 503 at once, DNS keeps answering for the lameduck
     /// duration, then the listeners close (in-flight queries get up to 5 s).
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         self.readiness.shut_down();
         if !self.lameduck.is_zero() {
             tracing::info!(target: "plugin/health", "Going into lameduck mode for {:?}", self.lameduck);
             tokio::time::sleep(self.lameduck).await;
         }
-        for s in &mut self.servers {
-            let _ = tokio::time::timeout(Duration::from_secs(5), s.shutdown_gracefully()).await;
-        }
+        // Stop reading; queries already read get up to 5 s to be answered.
+        self.dns_stop.cancel();
+        self.tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
         self.http_stop.cancel();
     }
 }

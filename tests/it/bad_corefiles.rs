@@ -298,7 +298,7 @@ fn validate_collects_every_setup_problem() {
     let dir = tempfile::tempdir().unwrap();
     write_case(
         dir.path(),
-        ".:53 {\n    whoami x\n}\nexample.org {\n    health a b\n    cache\n}\n",
+        ".:53 {\n    whoami x\n}\nexample.org {\n    health a b\n    hosts\n}\n",
         &[],
     );
     let out = Command::new(BIN)
@@ -311,7 +311,7 @@ fn validate_collects_every_setup_problem() {
     assert_eq!(stderr.lines().count(), 3, "{stderr}");
     assert!(stderr.contains("Corefile:2 - plugin/whoami"));
     assert!(stderr.contains("Corefile:5 - plugin/health"));
-    assert!(stderr.contains("Corefile:6 - plugin/cache: not built yet"));
+    assert!(stderr.contains("Corefile:6 - plugin/hosts: not built yet"));
 }
 
 #[test]
@@ -358,7 +358,11 @@ fn command_line() {
             "prometheus",
             "errors",
             "log",
+            "loadbalance",
+            "cache",
             "kubernetes",
+            "loop",
+            "forward",
             "whoami"
         ]
     );

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::util::{query, start, udp};
+use crate::util::{query, start, stub_upstream, udp};
 
 fn examples() -> Vec<(String, String)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -41,9 +41,15 @@ fn examples() -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn every_example_boots_and_answers() {
+    // Examples forward to 127.0.0.1:5398/5399: point them at a stub (never at a real resolver).
+    let stub = stub_upstream(&[("example.org.", "192.0.2.1".parse().unwrap())]).await;
+    let upstream = stub.addr.to_string();
     for (name, text) in examples() {
         // Examples use fixed ports; serve them on ephemeral ones so tests can run in parallel.
         let text = text
+            .replace("127.0.0.1:5398", &upstream)
+            .replace("127.0.0.1:5399", &upstream)
+            .replace("/etc/resolv.conf", &upstream)
             .replace(":1053", ":0")
             .replace(":18080", ":0")
             .replace(":18181", ":0")

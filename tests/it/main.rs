@@ -3,6 +3,7 @@
 mod bad_corefiles;
 mod corefile_examples;
 mod dns;
+mod forward;
 mod lifecycle;
 mod real_corefiles;
 mod util;

@@ -123,3 +123,84 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// A stub upstream on 127.0.0.1 (UDP and TCP, same port) that answers every A query for a
+/// name in `records` with its address (TTL 300, RA set), anything else with NXDOMAIN, and counts
+/// the queries it sees.
+pub struct Stub {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Queries received so far.
+    pub seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+pub async fn stub_upstream(records: &[(&str, std::net::Ipv4Addr)]) -> Stub {
+    use hickory_proto::op::{MessageType, ResponseCode};
+    use hickory_proto::rr::{RData, Record, rdata::A};
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let records: std::sync::Arc<Vec<(String, std::net::Ipv4Addr)>> = std::sync::Arc::new(
+        records
+            .iter()
+            .map(|(n, ip)| (n.to_ascii_lowercase(), *ip))
+            .collect(),
+    );
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answer = {
+        let (records, seen) = (records.clone(), seen.clone());
+        move |raw: &[u8]| -> Option<Vec<u8>> {
+            seen.fetch_add(1, Ordering::Relaxed);
+            let q = Message::from_vec(raw).ok()?;
+            let mut r = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+            r.metadata.recursion_desired = q.metadata.recursion_desired;
+            r.metadata.recursion_available = true;
+            let question = q.queries.first()?.clone();
+            let name = question.name().to_ascii().to_ascii_lowercase();
+            r.add_query(question.clone());
+            match records.iter().find(|(n, _)| *n == name) {
+                Some((_, ip)) if question.query_type() == RecordType::A => {
+                    r.add_answer(Record::from_rdata(
+                        question.name().clone(),
+                        300,
+                        RData::A(A(*ip)),
+                    ));
+                }
+                Some(_) => {}
+                None => r.metadata.response_code = ResponseCode::NXDomain,
+            }
+            r.to_vec().ok()
+        }
+    };
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let a = answer.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65535];
+        while let Ok((n, src)) = udp.recv_from(&mut buf).await {
+            if let Some(out) = a(&buf[..n]) {
+                let _ = udp.send_to(&out, src).await;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = tcp.accept().await {
+            let a = answer.clone();
+            tokio::spawn(async move {
+                while let Ok(n) = c.read_u16().await {
+                    let mut b = vec![0u8; n as usize];
+                    if c.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    let Some(out) = a(&b) else { return };
+                    let mut framed = (out.len() as u16).to_be_bytes().to_vec();
+                    framed.extend_from_slice(&out);
+                    if c.write_all(&framed).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Stub { addr, seen }
+}

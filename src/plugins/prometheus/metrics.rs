@@ -30,6 +30,10 @@ pub struct Metrics {
     pub panics: IntCounter,
     /// `coredns_build_info{version,revision,goversion}`
     pub build_info: IntGaugeVec,
+    /// `cache`'s metrics.
+    pub cache: std::sync::Arc<crate::plugins::cache::CacheMetrics>,
+    /// `forward`'s metrics.
+    pub forward: std::sync::Arc<crate::plugins::forward::ForwardMetrics>,
     /// The Kubernetes client and index metrics.
     pub kubernetes: std::sync::Arc<crate::kube::KubeMetrics>,
 }
@@ -124,7 +128,11 @@ impl Metrics {
             ])
             .set(1);
         let kubernetes = std::sync::Arc::new(crate::kube::KubeMetrics::new(&registry)?);
+        let forward = std::sync::Arc::new(crate::plugins::forward::ForwardMetrics::new(&registry)?);
+        let cache = std::sync::Arc::new(crate::plugins::cache::CacheMetrics::new(&registry)?);
         Ok(Self {
+            cache,
+            forward,
             kubernetes,
             registry,
             requests,

@@ -1,0 +1,10 @@
+//! `cache`: keeps answers for their TTL (plugin/cache), on moka.
+
+mod handler;
+mod setup;
+
+pub use handler::{Cache, CacheMetrics};
+pub use setup::{Bucket, CacheConfig, parse};
+
+/// Directive name.
+pub const NAME: &str = "cache";

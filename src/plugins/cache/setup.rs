@@ -1,0 +1,219 @@
+//! `cache [TTL] [ZONES...] { … }` → [`CacheConfig`] (CoreDNS's plugin/cache/setup.go).
+
+use std::time::Duration;
+
+use crate::corefile::dispenser::parse_duration;
+use crate::corefile::{Dispenser, Error};
+use crate::plugins::origins;
+
+/// CoreDNS's default capacity per cache.
+pub const DEFAULT_CAPACITY: u64 = 10_000;
+
+/// One of the two caches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// Maximum entries.
+    pub capacity: u64,
+    /// Maximum TTL.
+    pub max_ttl: Duration,
+    /// Minimum TTL.
+    pub min_ttl: Duration,
+    /// Names under these zones are not stored (`disable`).
+    pub disabled: Vec<String>,
+}
+
+/// A parsed `cache` directive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Zones whose names are cached.
+    pub zones: Vec<String>,
+    /// Positive answers.
+    pub success: Bucket,
+    /// NXDOMAIN, NODATA and (for `servfail`) server failures.
+    pub denial: Bucket,
+    /// How long SERVFAIL is cached (0 = never).
+    pub servfail: Duration,
+    /// Serve the original TTL instead of the remaining one.
+    pub keepttl: bool,
+}
+
+fn secs(n: i64) -> Duration {
+    Duration::from_secs(u64::try_from(n).unwrap_or(0))
+}
+
+fn int(d: &Dispenser<'_>, v: &str) -> Result<i64, Error> {
+    v.parse()
+        .map_err(|_| d.err(format!("strconv.Atoi: parsing \"{v}\": invalid syntax")))
+}
+
+fn bucket(d: &mut Dispenser<'_>, b: &mut Bucket, args: &[String]) -> Result<(), Error> {
+    match args {
+        [] => return Err(d.arg_err()),
+        [cap, rest @ ..] if rest.len() <= 2 => {
+            let c = int(d, cap)?;
+            if c <= 0 {
+                return Err(d.err(format!("cache capacity can not be zero or negative: {c}")));
+            }
+            b.capacity = c as u64;
+            if let Some(ttl) = rest.first() {
+                let t = int(d, ttl)?;
+                if t <= 0 {
+                    return Err(d.err(format!("cache TTL can not be zero or negative: {t}")));
+                }
+                b.max_ttl = secs(t);
+            }
+            if let Some(min) = rest.get(1) {
+                let m = int(d, min)?;
+                if m < 0 {
+                    return Err(d.err(format!("cache min TTL can not be negative: {m}")));
+                }
+                b.min_ttl = secs(m);
+            }
+        }
+        _ => return Err(d.arg_err()),
+    }
+    Ok(())
+}
+
+/// Parses the directive (once per block).
+pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<CacheConfig, Error> {
+    d.next();
+    let mut args = d.remaining_args();
+    let mut c = CacheConfig {
+        zones: Vec::new(),
+        success: Bucket {
+            capacity: DEFAULT_CAPACITY,
+            max_ttl: Duration::from_secs(3600),
+            min_ttl: Duration::from_secs(5),
+            disabled: Vec::new(),
+        },
+        denial: Bucket {
+            capacity: DEFAULT_CAPACITY,
+            max_ttl: Duration::from_secs(1800),
+            min_ttl: Duration::from_secs(5),
+            disabled: Vec::new(),
+        },
+        servfail: Duration::from_secs(5),
+        keepttl: false,
+    };
+    if let Some(first) = args.first() {
+        if let Ok(t) = first.parse::<i64>() {
+            if t <= 0 {
+                return Err(d.err(format!("cache TTL can not be zero or negative: {t}")));
+            }
+            c.success.max_ttl = secs(t);
+            c.denial.max_ttl = secs(t);
+            args.remove(0);
+        }
+    }
+    c.zones = origins(&args, block_zones).map_err(|e| d.err(e))?;
+    while d.next_block() {
+        match d.val() {
+            "success" => {
+                let a = d.remaining_args();
+                bucket(d, &mut c.success, &a)?;
+            }
+            "denial" => {
+                let a = d.remaining_args();
+                bucket(d, &mut c.denial, &a)?;
+            }
+            "servfail" => {
+                let a = d.remaining_args();
+                let [v] = a.as_slice() else {
+                    return Err(d.arg_err());
+                };
+                let t = parse_duration(v)
+                    .ok_or_else(|| d.err(format!("time: invalid duration \"{v}\"")))?;
+                if t > Duration::from_secs(300) {
+                    return Err(d.err("caching SERVFAIL responses over 5 minutes is not permitted"));
+                }
+                c.servfail = t;
+            }
+            "disable" => {
+                let a = d.remaining_args();
+                let Some((which, zones)) = a.split_first() else {
+                    return Err(d.arg_err());
+                };
+                let zones = origins(zones, &c.zones).map_err(|e| d.err(e))?;
+                match which.as_str() {
+                    "success" => c.success.disabled.extend(zones),
+                    "denial" => c.denial.disabled.extend(zones),
+                    other => {
+                        return Err(d.err(format!(
+                            "cache type for disable must be \"success\" or \"denial\": {other}"
+                        )));
+                    }
+                }
+            }
+            "keepttl" => {
+                d.expect_no_more_args()?;
+                c.keepttl = true;
+            }
+            opt @ ("prefetch" | "serve_stale" | "serve_stale_policy") => {
+                return Err(d.err(format!("{opt} is not built yet in clusterdns")));
+            }
+            _ => return Err(d.arg_err()),
+        }
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::corefile::lexer::lex;
+
+    fn run(input: &str) -> Result<CacheConfig, Error> {
+        let toks = lex(&Arc::from("Corefile"), input);
+        parse(&mut Dispenser::new(&toks), &[".".to_string()])
+    }
+
+    #[test]
+    fn good() {
+        let c = run("cache").unwrap();
+        assert_eq!(c.zones, ["."]);
+        assert_eq!(c.success.max_ttl, Duration::from_secs(3600));
+        assert_eq!(c.denial.max_ttl, Duration::from_secs(1800));
+        let c = run("cache 30 {\n disable success cluster.local\n disable denial cluster.local\n}")
+            .unwrap();
+        assert_eq!(c.success.max_ttl, Duration::from_secs(30));
+        assert_eq!(c.denial.max_ttl, Duration::from_secs(30));
+        assert_eq!(c.success.disabled, ["cluster.local."]);
+        let c = run(
+            "cache example.org {\n success 9984 30\n denial 9984 5 1\n servfail 0\n keepttl\n}",
+        )
+        .unwrap();
+        assert_eq!(c.zones, ["example.org."]);
+        assert_eq!(
+            (c.success.capacity, c.success.max_ttl),
+            (9984, Duration::from_secs(30))
+        );
+        assert_eq!(c.denial.min_ttl, Duration::from_secs(1));
+        assert!(c.servfail.is_zero() && c.keepttl);
+    }
+
+    #[test]
+    fn bad() {
+        for (input, want) in [
+            ("cache 0", "cache TTL can not be zero or negative: 0"),
+            ("cache {\n success\n}", "Wrong argument count"),
+            ("cache {\n success 0\n}", "cache capacity can not be zero"),
+            (
+                "cache {\n denial 10 -1\n}",
+                "cache TTL can not be zero or negative",
+            ),
+            ("cache {\n servfail 10m\n}", "over 5 minutes"),
+            (
+                "cache {\n disable both\n}",
+                "must be \"success\" or \"denial\"",
+            ),
+            ("cache {\n bogus\n}", "Wrong argument count"),
+            ("cache {\n prefetch 10\n}", "prefetch is not built yet"),
+        ] {
+            let err = run(input).expect_err(input).to_string();
+            assert!(err.contains(want), "{input}: {err}");
+        }
+    }
+}
