@@ -15,6 +15,30 @@ pub struct Config {
     pub blocks: Vec<BlockConfig>,
     /// Non-fatal problems found while parsing.
     pub warnings: Vec<String>,
+    /// SHA-512 (hex) of the parsed blocks: names, arguments, files and lines (`reload`).
+    pub digest: String,
+}
+
+impl Config {
+    /// The `reload` settings, if any block has `reload` (it is process-wide).
+    pub fn reload(&self) -> Option<crate::plugins::reload::ReloadConfig> {
+        self.blocks
+            .iter()
+            .flat_map(|b| &b.plugins)
+            .find_map(|p| match p {
+                PluginConfig::Reload(r) => Some(*r),
+                _ => None,
+            })
+    }
+}
+
+fn digest(parsed: &corefile::Parsed) -> String {
+    let text = format!("{:?}", parsed.blocks);
+    ring::digest::digest(&ring::digest::SHA512, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// One server block.
@@ -120,6 +144,7 @@ pub fn load(file: &str, text: &str, default_port: u16) -> Result<Config, Vec<Err
     if errors.is_empty() {
         Ok(Config {
             blocks,
+            digest: digest(&parsed),
             warnings: parsed.warnings,
         })
     } else {

@@ -177,14 +177,14 @@ fn main() -> ExitCode {
 #[tokio::main]
 async fn run(
     cli: Cli,
-    _config: Config,
+    config: Config,
     built: server::Built,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
     let banner = built.banner.clone();
     let readiness = Arc::new(Readiness::default());
-    let running = server::start(built, metrics, readiness).await?;
+    let mut running = server::start(built, metrics.clone(), readiness).await?;
     if let Some(p) = &cli.pidfile {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .with_context(|| format!("write pidfile {}", p.display()))?;
@@ -201,11 +201,13 @@ async fn run(
             std::env::consts::ARCH
         );
     }
+    let mut reloader = Reloader::new(&cli, &config, metrics);
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut hup = signal(SignalKind::hangup())?;
     loop {
+        let next = reloader.next_check();
         tokio::select! {
             _ = term.recv() => {
                 tracing::info!("SIGTERM: Shutting down servers then terminating");
@@ -220,8 +222,12 @@ async fn run(
                 });
                 break;
             }
-            _ = usr1.recv() => tracing::info!("SIGUSR1 received: reload is not built yet, keeping the running configuration"),
+            _ = usr1.recv() => {
+                tracing::info!("SIGUSR1: checking the Corefile for changes");
+                reloader.check(&mut running, true).await;
+            }
             _ = hup.recv() => {}
+            _ = sleep_until(next) => reloader.check(&mut running, false).await,
         }
     }
     running.shutdown().await;
@@ -229,4 +235,122 @@ async fn run(
         let _ = std::fs::remove_file(p);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The `reload` plugin's loop: re-read, compare digests, rebuild, swap.
+struct Reloader {
+    file: Option<String>,
+    port: u16,
+    settings: Option<clusterdns::plugins::reload::ReloadConfig>,
+    digest: String,
+    next: Option<tokio::time::Instant>,
+    metrics: Arc<Metrics>,
+}
+
+impl Reloader {
+    fn new(cli: &Cli, config: &Config, metrics: Arc<Metrics>) -> Self {
+        let file = match cli.conf.as_deref() {
+            Some("stdin") => None,
+            Some(p) => Some(p.to_string()),
+            None => std::path::Path::new("Corefile")
+                .exists()
+                .then(|| "Corefile".to_string()),
+        };
+        tracing::info!(target: "plugin/reload", "Running configuration SHA512 = {}", config.digest);
+        metrics
+            .reload_version
+            .with_label_values(&["sha512", &config.digest])
+            .set(1);
+        let mut r = Self {
+            file,
+            port: cli.dns_port,
+            settings: config.reload(),
+            digest: config.digest.clone(),
+            next: None,
+            metrics,
+        };
+        r.schedule();
+        r
+    }
+
+    fn schedule(&mut self) {
+        self.next = match (&self.file, &self.settings) {
+            (Some(_), Some(s)) => Some(tokio::time::Instant::now() + s.period()),
+            _ => None,
+        };
+    }
+
+    fn next_check(&self) -> Option<tokio::time::Instant> {
+        self.next
+    }
+
+    /// Reloads when the parsed Corefile changed (`forced`: SIGUSR1, even without `reload`).
+    async fn check(&mut self, running: &mut server::Running, forced: bool) {
+        self.schedule();
+        let Some(file) = self.file.clone() else {
+            return;
+        };
+        if self.settings.is_none() && !forced {
+            return;
+        }
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(target: "plugin/reload", "Corefile read failed: {e}");
+                return;
+            }
+        };
+        let config = match config::load(&file, &text, self.port) {
+            Ok(c) => c,
+            Err(errors) => {
+                let digest = format!(
+                    "{:?}",
+                    errors.iter().map(|e| e.located()).collect::<Vec<_>>()
+                );
+                if digest != self.digest {
+                    self.digest = digest;
+                    for e in &errors {
+                        tracing::error!("Restart failed: {}", e.located());
+                    }
+                    tracing::error!(target: "plugin/reload", "Corefile changed but reload failed");
+                    self.metrics.reload_failed.inc();
+                }
+                return;
+            }
+        };
+        if config.digest == self.digest {
+            return;
+        }
+        self.digest = config.digest.clone();
+        tracing::info!("Reloading");
+        let result = match server::build(&config, &self.metrics) {
+            Ok(built) => running.reload(built).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.located()),
+        };
+        match result {
+            Ok(()) => {
+                self.settings = config.reload();
+                self.schedule();
+                self.metrics.reload_version.reset();
+                self.metrics
+                    .reload_version
+                    .with_label_values(&["sha512", &config.digest])
+                    .set(1);
+                tracing::info!(target: "plugin/reload", "Running configuration SHA512 = {}", config.digest);
+                tracing::info!("Reloading complete");
+            }
+            Err(e) => {
+                tracing::error!("Restart failed: {e}");
+                tracing::error!(target: "plugin/reload", "Corefile changed but reload failed: {e}");
+                self.metrics.reload_failed.inc();
+            }
+        }
+    }
 }

@@ -108,16 +108,18 @@ impl std::hash::Hash for LabelSelector {
 
 /// Starts the source; every new view arrives on the returned receiver (the first one, empty
 /// and unsynced for the API, at once).
+/// The source's tasks end when `stop` is cancelled.
 pub async fn start(
     spec: &WatchSpec,
     metrics: Arc<KubeMetrics>,
+    stop: tokio_util::sync::CancellationToken,
 ) -> Result<tokio::sync::watch::Receiver<Arc<Objects>>, KubeError> {
     let (tx, rx) = tokio::sync::watch::channel(Arc::new(Objects::default()));
     match &spec.source {
-        Source::Snapshot(path) => snapshot::spawn(path.clone(), spec, metrics, tx)?,
+        Source::Snapshot(path) => snapshot::spawn(path.clone(), spec, metrics, tx, stop)?,
         Source::Api(connect) => {
             let client = watch::client(connect, metrics.clone()).await?;
-            watch::spawn(client, spec, metrics, tx);
+            watch::spawn(client, spec, metrics, tx, stop);
         }
     }
     Ok(rx)

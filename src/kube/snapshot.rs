@@ -102,6 +102,7 @@ pub fn spawn(
     spec: &WatchSpec,
     metrics: Arc<KubeMetrics>,
     tx: watch::Sender<Arc<Objects>>,
+    stop: tokio_util::sync::CancellationToken,
 ) -> Result<(), KubeError> {
     let kinds = spec.kinds();
     let mut store = Store::new(&kinds, Some(metrics));
@@ -113,7 +114,10 @@ pub fn spawn(
     let spec = spec.clone();
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(POLL).await;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(POLL) => {}
+            }
             let now = mtime(&path);
             if now == seen {
                 continue;

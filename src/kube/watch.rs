@@ -101,6 +101,7 @@ pub fn spawn(
     spec: &WatchSpec,
     metrics: Arc<KubeMetrics>,
     tx: watch::Sender<Arc<Objects>>,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     let mut cfg = watcher::Config::default();
     if let Some(l) = &spec.labels {
@@ -166,7 +167,14 @@ pub fn spawn(
     let mut store = Store::new(&kinds, Some(metrics));
     tokio::spawn(async move {
         let mut merged = stream::select_all(streams);
-        while let Some(first) = merged.next().await {
+        loop {
+            let first = tokio::select! {
+                _ = stop.cancelled() => return,
+                next = merged.next() => match next {
+                    Some(c) => c,
+                    None => return,
+                },
+            };
             let mut changed = apply(&mut store, first);
             // Take whatever else is ready now, then publish once.
             while let Some(Some(next)) = merged.next().now_or_never() {

@@ -17,6 +17,7 @@ pub mod log;
 pub mod loop_detect;
 pub mod prometheus;
 pub mod ready;
+pub mod reload;
 pub mod request;
 pub mod whoami;
 
@@ -62,7 +63,7 @@ pub const ORDER: &[Entry] = &[
     e("https3", false, true),
     e("timeouts", false, true),
     e("multisocket", false, true),
-    e("reload", false, true),
+    e("reload", true, true),
     e("nsid", false, true),
     e("bufsize", false, true),
     e("bind", true, false),
@@ -144,6 +145,8 @@ pub enum PluginConfig {
     Log(log::LogConfig),
     /// `loadbalance`
     LoadBalance,
+    /// `reload`
+    Reload(reload::ReloadConfig),
     /// `loop`
     Loop,
     /// `cache`
@@ -170,6 +173,7 @@ impl PluginConfig {
             Self::Forward(_) => forward::NAME,
             Self::Cache(_) => cache::NAME,
             Self::LoadBalance => loadbalance::NAME,
+            Self::Reload(_) => reload::NAME,
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
         }
@@ -224,6 +228,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
         prometheus::NAME => PluginConfig::Prometheus(prometheus::parse(&mut d).map_err(wrap)?),
         errors::NAME => PluginConfig::Errors(errors::parse(&mut d).map_err(wrap)?),
         log::NAME => PluginConfig::Log(log::parse(&mut d, zones).map_err(wrap)?),
+        reload::NAME => PluginConfig::Reload(reload::parse(&mut d).map_err(wrap)?),
         loadbalance::NAME => {
             loadbalance::parse(&mut d).map_err(wrap)?;
             PluginConfig::LoadBalance
@@ -276,11 +281,18 @@ pub enum Route {
 /// Something a plugin starts in the start phase, before the DNS listeners open (e.g. the
 /// kubernetes watches, which also wait for the first sync). An error stops the process.
 pub type Starter = Box<
-    dyn FnOnce(
-            Arc<ready::Readiness>,
-        ) -> futures_util::future::BoxFuture<'static, Result<(), String>>
-        + Send,
+    dyn FnOnce(StartCtx) -> futures_util::future::BoxFuture<'static, Result<(), String>> + Send,
 >;
+
+/// What a starter gets.
+#[derive(Clone)]
+pub struct StartCtx {
+    /// Where to register readiness probes.
+    pub readiness: Arc<ready::Readiness>,
+    /// Cancelled when this configuration is replaced (reload) or the process stops: background
+    /// tasks end with it.
+    pub stop: tokio_util::sync::CancellationToken,
+}
 
 /// The starters of every block, in block order.
 #[derive(Default)]
@@ -370,6 +382,7 @@ pub fn build(
         PluginConfig::Errors(c) => Some(Arc::new(errors::Errors::new(c.clone()))),
         PluginConfig::Log(c) => Some(Arc::new(log::Log::new(c.clone()))),
         PluginConfig::Kubernetes(c) => Some(kubernetes::build(c, ctx)),
+        PluginConfig::Reload(_) => None,
         PluginConfig::LoadBalance => Some(Arc::new(loadbalance::LoadBalance)),
         PluginConfig::Loop => {
             let zone = ctx.zones.first().cloned().unwrap_or_else(|| ".".into());

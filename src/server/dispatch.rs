@@ -31,6 +31,10 @@ pub(crate) struct Block {
 pub(crate) struct Router {
     /// Zone (lower-case FQDN) → block.
     pub(crate) zones: HashMap<String, Arc<Block>>,
+    /// Whether classes other than IN reach the chain (a block has `forward` or `chaos`).
+    pub(crate) any_class: bool,
+    /// Whether any block on this listener records metrics (for `dropped`).
+    pub(crate) any_metrics: bool,
 }
 
 impl Router {
@@ -88,14 +92,10 @@ pub(crate) struct Dispatcher {
     pub(crate) label: Arc<str>,
     /// Local address of the listener.
     pub(crate) local: SocketAddr,
-    /// The zones and their blocks.
-    pub(crate) router: Arc<Router>,
-    /// Whether classes other than IN reach the chain (a block has `forward` or `chaos`).
-    pub(crate) any_class: bool,
+    /// The zones and their blocks; swapped whole by a reload.
+    pub(crate) router: arc_swap::ArcSwap<Router>,
     /// The process's metrics.
     pub(crate) metrics: Arc<Metrics>,
-    /// Whether any block on this listener records metrics (for `dropped`).
-    pub(crate) any_metrics: bool,
 }
 
 fn reply_edns(req_edns: Option<&Edns>) -> Option<Edns> {
@@ -253,13 +253,14 @@ impl Dispatcher {
         let qtype = query.query_type();
         let qname_lower = lower_fqdn(lq.name());
         let src = request.src();
-        let found = if query.query_class() == DNSClass::IN || self.any_class {
-            self.router.find(&qname_lower, qtype)
+        let router = self.router.load_full();
+        let found = if query.query_class() == DNSClass::IN || router.any_class {
+            router.find(&qname_lower, qtype)
         } else {
             None
         };
         let Some((zone, block)) = found else {
-            if self.any_metrics {
+            if router.any_metrics {
                 let m = &self.metrics;
                 m.requests
                     .with_label_values(&[
@@ -293,7 +294,7 @@ impl Dispatcher {
             size: request.as_slice().len(),
             zone: zone.to_string(),
             server: self.label.clone(),
-            resolver: Some(Resolver(self.router.clone())),
+            resolver: Some(Resolver(router.clone())),
             depth: 0,
         };
 

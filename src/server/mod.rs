@@ -18,7 +18,7 @@ use crate::config::{Config, Host};
 use crate::corefile::Error as ConfigError;
 use crate::plugins::prometheus::Metrics;
 use crate::plugins::ready::{Monitor, Readiness};
-use crate::plugins::{self, BuildCtx, Chain, PluginConfig, Services};
+use crate::plugins::{self, BuildCtx, Chain, PluginConfig, Services, StartCtx};
 use dispatch::{Block, Dispatcher, Router};
 
 /// Errors while starting.
@@ -154,9 +154,16 @@ fn label(host: Host, port: u16) -> String {
     format!("dns://{host}:{port}")
 }
 
+/// One open DNS listener.
+struct Listener {
+    dispatcher: Arc<Dispatcher>,
+    stop: CancellationToken,
+    local: SocketAddr,
+}
+
 /// A running server.
 pub struct Running {
-    dns_stop: CancellationToken,
+    listeners: BTreeMap<(Host, u16), Listener>,
     tracker: TaskTracker,
     /// Bound DNS addresses, one per listener (UDP and TCP share the port).
     pub dns_addrs: Vec<SocketAddr>,
@@ -167,6 +174,10 @@ pub struct Running {
     /// Lameduck duration (from `health`).
     pub lameduck: Duration,
     http_stop: CancellationToken,
+    http_state: http::HttpState,
+    metrics: Arc<Metrics>,
+    /// Stops the running configuration's background tasks (watches, file checks).
+    generation: CancellationToken,
 }
 
 /// Binds UDP and TCP on the same port (an ephemeral port is chosen by UDP first).
@@ -184,84 +195,166 @@ async fn bind_pair(ip: IpAddr, port: u16) -> std::io::Result<(UdpSocket, TcpList
     Err(last_err.unwrap_or_else(|| std::io::Error::other("no free port")))
 }
 
-/// Starts HTTP listeners, then DNS listeners.
+/// Starts HTTP listeners, then the plugins' start-up work, then DNS listeners.
 pub async fn start(
-    mut built: Built,
+    built: Built,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
 ) -> Result<Running, ServerError> {
-    let http_stop = CancellationToken::new();
-    let state = http::HttpState {
+    let http_state = http::HttpState {
         readiness: readiness.clone(),
         monitor: built.monitor,
         metrics: metrics.clone(),
     };
-    let mut http_addrs = BTreeMap::new();
-    for (addr, routes) in &built.services.http {
-        let local = http::serve(addr, routes.clone(), state.clone(), http_stop.clone())
+    let mut running = Running {
+        listeners: BTreeMap::new(),
+        tracker: TaskTracker::new(),
+        dns_addrs: Vec::new(),
+        http_addrs: BTreeMap::new(),
+        readiness,
+        lameduck: Duration::ZERO,
+        http_stop: CancellationToken::new(),
+        http_state,
+        metrics,
+        generation: CancellationToken::new(),
+    };
+    running.apply(built, false).await?;
+    Ok(running)
+}
+
+fn router(plan: ListenerPlan) -> Arc<Router> {
+    Arc::new(Router {
+        zones: plan.zones,
+        any_class: plan.any_class,
+        any_metrics: plan.any_metrics,
+    })
+}
+
+impl Running {
+    /// Makes `built` the running configuration: opens HTTP listeners it adds, runs its
+    /// starters (with `staged`, their readiness probes count only once they succeeded), opens
+    /// listeners it adds, swaps every kept listener's router atomically, closes listeners it
+    /// drops, and stops the previous configuration's background tasks. On error nothing
+    /// changes for the running configuration.
+    async fn apply(&mut self, mut built: Built, staged: bool) -> Result<(), ServerError> {
+        for (addr, routes) in &built.services.http {
+            if self.http_addrs.contains_key(addr) {
+                continue;
+            }
+            let local = http::serve(
+                addr,
+                routes.clone(),
+                self.http_state.clone(),
+                self.http_stop.clone(),
+            )
             .await
             .map_err(|source| ServerError::Listen {
                 addr: addr.clone(),
                 source,
             })?;
-        http_addrs.insert(addr.clone(), local);
-    }
-    // Plugins start (and the kubernetes plugin waits for its first sync) before DNS listens.
-    let starters = std::mem::take(&mut built.services.starters.0);
-    futures_util::future::try_join_all(starters.into_iter().map(|s| s(readiness.clone())))
-        .await
-        .map_err(ServerError::Start)?;
-    let dns_stop = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let mut dns_addrs = Vec::new();
-    let mut bound = BTreeMap::new();
-    for ((host, port), plan) in built.listeners {
-        let pair = match host {
-            Host::Ip(ip) => bind_pair(ip, port).await,
-            Host::Any => match bind_pair(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port).await {
-                Ok(p) => Ok(p),
-                Err(_) => bind_pair(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port).await,
-            },
-        };
-        let (udp, tcp) = pair.map_err(|source| ServerError::Listen {
-            addr: format!("{host}:{port}"),
-            source,
-        })?;
-        let local = udp.local_addr().map_err(|source| ServerError::Listen {
-            addr: format!("{host}:{port}"),
-            source,
-        })?;
-        let dispatcher = Dispatcher {
-            label: Arc::from(label(host, port)),
-            local,
-            router: Arc::new(Router { zones: plan.zones }),
-            any_class: plan.any_class,
-            metrics: metrics.clone(),
-            any_metrics: plan.any_metrics,
-        };
-        let dispatcher = Arc::new(dispatcher);
-        transport::serve_udp(udp, dispatcher.clone(), dns_stop.clone(), tracker.clone());
-        transport::serve_tcp(tcp, dispatcher, dns_stop.clone(), tracker.clone());
-        dns_addrs.push(local);
-        bound.insert((host, port), local);
-    }
-    for hook in std::mem::take(&mut built.services.on_listen) {
-        if let Some(addr) = bound.get(&hook.listener) {
-            (hook.hook)(*addr);
+            self.http_addrs.insert(addr.clone(), local);
         }
+        // Plugins start (the kubernetes plugin waits for its first sync) before DNS listens.
+        let readiness = if staged {
+            Arc::new(Readiness::default())
+        } else {
+            self.readiness.clone()
+        };
+        let generation = CancellationToken::new();
+        let starters = std::mem::take(&mut built.services.starters.0);
+        let ctx = StartCtx {
+            readiness: readiness.clone(),
+            stop: generation.clone(),
+        };
+        if let Err(e) =
+            futures_util::future::try_join_all(starters.into_iter().map(|s| s(ctx.clone()))).await
+        {
+            generation.cancel();
+            return Err(ServerError::Start(e));
+        }
+        // Bind what is new before touching anything that runs.
+        let mut opened = BTreeMap::new();
+        for &(host, port) in built.listeners.keys() {
+            if self.listeners.contains_key(&(host, port)) {
+                continue;
+            }
+            let pair = match host {
+                Host::Ip(ip) => bind_pair(ip, port).await,
+                Host::Any => match bind_pair(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port).await {
+                    Ok(p) => Ok(p),
+                    Err(_) => bind_pair(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port).await,
+                },
+            };
+            let (udp, tcp) = match pair {
+                Ok(p) => p,
+                Err(source) => {
+                    generation.cancel();
+                    return Err(ServerError::Listen {
+                        addr: format!("{host}:{port}"),
+                        source,
+                    });
+                }
+            };
+            opened.insert((host, port), (udp, tcp));
+        }
+        let mut keep = BTreeMap::new();
+        for (key, plan) in std::mem::take(&mut built.listeners) {
+            let (host, port) = key;
+            let router = router(plan);
+            if let Some(l) = self.listeners.remove(&key) {
+                l.dispatcher.router.store(router);
+                keep.insert(key, l);
+                continue;
+            }
+            let Some((udp, tcp)) = opened.remove(&key) else {
+                continue;
+            };
+            let local = udp.local_addr().map_err(|source| ServerError::Listen {
+                addr: format!("{host}:{port}"),
+                source,
+            })?;
+            let dispatcher = Arc::new(Dispatcher {
+                label: Arc::from(label(host, port)),
+                local,
+                router: arc_swap::ArcSwap::new(router),
+                metrics: self.metrics.clone(),
+            });
+            let stop = CancellationToken::new();
+            transport::serve_udp(udp, dispatcher.clone(), stop.clone(), self.tracker.clone());
+            transport::serve_tcp(tcp, dispatcher.clone(), stop.clone(), self.tracker.clone());
+            keep.insert(
+                key,
+                Listener {
+                    dispatcher,
+                    stop,
+                    local,
+                },
+            );
+        }
+        // Listeners the new configuration no longer names.
+        for (_, l) in std::mem::replace(&mut self.listeners, keep) {
+            l.stop.cancel();
+        }
+        self.dns_addrs = self.listeners.values().map(|l| l.local).collect();
+        if staged {
+            self.readiness.adopt(&readiness);
+        }
+        std::mem::replace(&mut self.generation, generation).cancel();
+        self.lameduck = built.services.lameduck;
+        for hook in std::mem::take(&mut built.services.on_listen) {
+            if let Some(l) = self.listeners.get(&hook.listener) {
+                (hook.hook)(l.local);
+            }
+        }
+        Ok(())
     }
-    Ok(Running {
-        dns_stop,
-        tracker,
-        dns_addrs,
-        http_addrs,
-        readiness,
-        lameduck: built.services.lameduck,
-        http_stop,
-    })
-}
 
-impl Running {
+    /// Swaps in a newly built configuration (the `reload` plugin and SIGUSR1). On error the
+    /// running configuration keeps serving.
+    pub async fn reload(&mut self, built: Built) -> Result<(), ServerError> {
+        self.apply(built, true).await
+    }
+
     /// SIGTERM behaviour: `/ready` goes 503 at once, DNS keeps answering for the lameduck
     /// duration, then the listeners close (in-flight queries get up to 5 s).
     pub async fn shutdown(self) {
@@ -271,7 +364,10 @@ impl Running {
             tokio::time::sleep(self.lameduck).await;
         }
         // Stop reading; queries already read get up to 5 s to be answered.
-        self.dns_stop.cancel();
+        for l in self.listeners.values() {
+            l.stop.cancel();
+        }
+        self.generation.cancel();
         self.tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
         self.http_stop.cancel();

@@ -352,6 +352,7 @@ fn command_line() {
     assert_eq!(
         order,
         [
+            "reload",
             "bind",
             "ready",
             "health",

@@ -88,3 +88,103 @@ async fn sigterm_keeps_serving_for_lameduck_then_exits_zero() {
     assert_eq!(status.code(), Some(0));
     assert!(!pidfile.exists(), "pidfile removed at exit");
 }
+
+/// The layout the kubelet gives a mounted ConfigMap: `Corefile -> ..data/Corefile`,
+/// `..data -> ..TIMESTAMP/`, swapped by renaming a new `..data` symlink over the old one.
+fn configmap_write(dir: &std::path::Path, version: u32, corefile: &str) {
+    let ts = dir.join(format!("..2026_11_22_00_00_0{version}"));
+    std::fs::create_dir(&ts).unwrap();
+    std::fs::write(ts.join("Corefile"), corefile).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(ts.file_name().unwrap(), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    let link = dir.join("Corefile");
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink("..data/Corefile", &link).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn reload_swaps_a_configmap_update_and_survives_a_broken_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dns, metrics) = (free_port(), free_port());
+    let block = |zone: &str, body: &str| {
+        format!(
+            "{zone}:{dns} {{\n    bind 127.0.0.1\n    reload 2s 0s\n    prometheus 127.0.0.1:{metrics}\n    {body}\n}}\n"
+        )
+    };
+    configmap_write(dir.path(), 1, &block("example.org", "whoami"));
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["-conf", "Corefile"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dns_addr = format!("127.0.0.1:{dns}").parse().unwrap();
+    let metrics_addr = format!("127.0.0.1:{metrics}").parse().unwrap();
+    let rcode = |bytes: Option<Vec<u8>>| {
+        bytes.map(|b| {
+            hickory_proto::op::Message::from_vec(&b)
+                .unwrap()
+                .metadata
+                .response_code
+        })
+    };
+    let q = query("a.example.net.", RecordType::A, None)
+        .to_vec()
+        .unwrap();
+    let up = Instant::now();
+    let first = loop {
+        if let Some(r) = rcode(udp_raw(dns_addr, &q).await) {
+            break r;
+        }
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "server did not come up"
+        );
+    };
+    assert_eq!(
+        first,
+        ResponseCode::Refused,
+        "example.net is not served yet"
+    );
+
+    // The new ConfigMap serves every zone: answered within interval (2 s) plus a margin, and
+    // every query in between is answered (no dropped packet during the swap).
+    configmap_write(dir.path(), 2, &block(".", "whoami"));
+    let swap = Instant::now();
+    loop {
+        let r = rcode(udp_raw(dns_addr, &q).await).expect("a query went unanswered during reload");
+        if r == ResponseCode::NoError {
+            break;
+        }
+        assert!(
+            swap.elapsed() < Duration::from_secs(6),
+            "reload did not happen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A broken ConfigMap: logged, counted, and the running config keeps answering.
+    configmap_write(dir.path(), 3, &block(".", "bogus_plugin"));
+    let broken = Instant::now();
+    loop {
+        let (_, text) = http_get(metrics_addr, "/metrics").await;
+        if text.contains("coredns_reload_failed_total 1") {
+            break;
+        }
+        assert!(
+            broken.elapsed() < Duration::from_secs(6),
+            "failure not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        rcode(udp_raw(dns_addr, &q).await),
+        Some(ResponseCode::NoError)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -67,12 +67,15 @@ pub fn build(cfgs: &[ForwardConfig], ctx: &mut BuildCtx<'_>) -> Result<Arc<dyn H
         .cloned()
         .collect();
     if !watched.is_empty() {
-        ctx.services.starters.0.push(Box::new(move |_| {
+        ctx.services.starters.0.push(Box::new(move |start| {
             Box::pin(async move {
                 tokio::spawn(async move {
                     let mut seen: Vec<_> = watched.iter().map(|i| mtimes(&i.cfg.to)).collect();
                     loop {
-                        tokio::time::sleep(FILE_POLL).await;
+                        tokio::select! {
+                            _ = start.stop.cancelled() => return,
+                            _ = tokio::time::sleep(FILE_POLL) => {}
+                        }
                         for (inst, seen) in watched.iter().zip(seen.iter_mut()) {
                             let now = mtimes(&inst.cfg.to);
                             if now == *seen {

@@ -51,12 +51,13 @@ pub fn build(cfg: &KubernetesConfig, ctx: &mut BuildCtx<'_>) -> Arc<dyn Handler>
     let index = Arc::new(ArcSwap::from_pointee(Index::default()));
     let handler = Kubernetes::new(cfg.clone(), index.clone(), local_ips(ctx.hosts));
     let metrics = ctx.metrics.kubernetes.clone();
-    ctx.services.starters.0.push(Box::new(move |readiness| {
+    ctx.services.starters.0.push(Box::new(move |start| {
         Box::pin(async move {
-            let mut rx = crate::kube::start(&cfg.watch, metrics)
+            let mut rx = crate::kube::start(&cfg.watch, metrics, start.stop.clone())
                 .await
                 .map_err(|e| format!("plugin/kubernetes: {e}"))?;
             let swap = index.clone();
+            let stop = start.stop.clone();
             tokio::spawn(async move {
                 loop {
                     let objects = rx.borrow_and_update().clone();
@@ -66,13 +67,16 @@ pub fn build(cfg: &KubernetesConfig, ctx: &mut BuildCtx<'_>) -> Arc<dyn Handler>
                             tracing::error!(target: "plugin/kubernetes", "index build failed: {e}")
                         }
                     }
-                    if rx.changed().await.is_err() {
-                        return;
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        r = rx.changed() => if r.is_err() { return },
                     }
                 }
             });
             let probe = index.clone();
-            readiness.register(NAME, Arc::new(move || probe.load().synced));
+            start
+                .readiness
+                .register(NAME, Arc::new(move || probe.load().synced));
             wait_for_sync(&index, cfg.startup_timeout).await;
             Ok(())
         })

@@ -30,6 +30,10 @@ pub struct Metrics {
     pub panics: IntCounter,
     /// `coredns_build_info{version,revision,goversion}`
     pub build_info: IntGaugeVec,
+    /// `coredns_reload_failed_total`
+    pub reload_failed: IntCounter,
+    /// `coredns_reload_version_info{hash,value}`
+    pub reload_version: IntGaugeVec,
     /// `cache`'s metrics.
     pub cache: std::sync::Arc<crate::plugins::cache::CacheMetrics>,
     /// `forward`'s metrics.
@@ -130,7 +134,22 @@ impl Metrics {
         let kubernetes = std::sync::Arc::new(crate::kube::KubeMetrics::new(&registry)?);
         let forward = std::sync::Arc::new(crate::plugins::forward::ForwardMetrics::new(&registry)?);
         let cache = std::sync::Arc::new(crate::plugins::cache::CacheMetrics::new(&registry)?);
+        let reload_failed = IntCounter::new(
+            "coredns_reload_failed_total",
+            "Counter of the number of failed reload attempts.",
+        )?;
+        registry.register(Box::new(reload_failed.clone()))?;
+        let reload_version = IntGaugeVec::new(
+            Opts::new(
+                "coredns_reload_version_info",
+                "A metric with a constant '1' value labeled by hash, and value which type of hash generated.",
+            ),
+            &["hash", "value"],
+        )?;
+        registry.register(Box::new(reload_version.clone()))?;
         Ok(Self {
+            reload_failed,
+            reload_version,
             cache,
             forward,
             kubernetes,

@@ -40,6 +40,12 @@ impl Readiness {
         });
     }
 
+    /// Replaces this set's probes with `staged`'s (a reload's new configuration).
+    pub fn adopt(&self, staged: &Readiness) {
+        let new = std::mem::take(&mut *staged.entries.lock().expect("readiness lock"));
+        *self.entries.lock().expect("readiness lock") = new;
+    }
+
     /// Marks the process as shutting down: `/ready` answers 503 from now on.
     pub fn shut_down(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
