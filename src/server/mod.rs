@@ -339,6 +339,7 @@ impl Running {
         if staged {
             self.readiness.adopt(&readiness);
         }
+        self.readiness.serving();
         std::mem::replace(&mut self.generation, generation).cancel();
         self.lameduck = built.services.lameduck;
         for hook in std::mem::take(&mut built.services.on_listen) {

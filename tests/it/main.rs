@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area.
 
 mod bad_corefiles;
+mod conformance;
 mod corefile_examples;
 mod dns;
 mod forward;

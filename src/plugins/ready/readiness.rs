@@ -28,6 +28,7 @@ struct Entry {
 pub struct Readiness {
     entries: Mutex<Vec<Entry>>,
     shutting_down: AtomicBool,
+    serving: AtomicBool,
 }
 
 impl Readiness {
@@ -46,6 +47,11 @@ impl Readiness {
         *self.entries.lock().expect("readiness lock") = new;
     }
 
+    /// Marks the DNS listeners as open: until then `/ready` answers 503.
+    pub fn serving(&self) {
+        self.serving.store(true, Ordering::SeqCst);
+    }
+
     /// Marks the process as shutting down: `/ready` answers 503 from now on.
     pub fn shut_down(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
@@ -61,6 +67,9 @@ impl Readiness {
     pub fn check(&self, monitor: Monitor) -> Result<(), String> {
         if self.is_shutting_down() {
             return Err("Shutting down".into());
+        }
+        if !self.serving.load(Ordering::SeqCst) {
+            return Err("Starting".into());
         }
         let entries = self.entries.lock().expect("readiness lock");
         let mut not_ready: Vec<&str> = entries
@@ -93,6 +102,8 @@ mod tests {
     #[test]
     fn reports_not_ready_plugins_sorted() {
         let r = Readiness::default();
+        assert_eq!(r.check(Monitor::UntilReady), Err("Starting".into()));
+        r.serving();
         assert_eq!(r.check(Monitor::UntilReady), Ok(()));
         let flag = Arc::new(AtomicBool::new(false));
         let f = flag.clone();

@@ -1,0 +1,52 @@
+//! The black-box conformance kit (../shared/conformance) against this build: the shared cases
+//! (the Kubernetes DNS spec and CoreDNS's own test tables) and ours in tests/conformance (the
+//! watch paths). Needs `pip install dnspython PyYAML`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_clusterdns");
+
+fn kit() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance")
+}
+
+fn run(args: &[&str]) {
+    let deps = Command::new("python3")
+        .args(["-c", "import dns.message, yaml"])
+        .status()
+        .expect("python3 is needed for the conformance kit");
+    assert!(
+        deps.success(),
+        "the conformance kit needs dnspython and PyYAML: pip install dnspython PyYAML"
+    );
+    let out = Command::new("python3")
+        .arg(kit().join("run.py"))
+        .args(["--server", BIN, "--keep-going"])
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(
+        out.status.success() && summary.ends_with(" 0 failed"),
+        "{summary}\n{stdout}\n{stderr}"
+    );
+}
+
+/// Every shared case outside the features not built yet (multicluster, zonal, zone transfers,
+/// k8s_external).
+#[test]
+fn shared_cases_kubernetes_dns_spec_and_coredns_tables() {
+    run(&["--skip-tags", "multicluster,zonal,transfer,k8s_external"]);
+}
+
+/// Watch paths: add/update/delete of every kind, bookmarks, cut watches, 410 relists, API
+/// errors, unsynced start.
+#[test]
+fn own_cases_watch_paths() {
+    let cases = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
+    run(&["--cases", cases.to_str().unwrap()]);
+}
