@@ -116,7 +116,7 @@ pub async fn start(
 ) -> Result<tokio::sync::watch::Receiver<Arc<Objects>>, KubeError> {
     let (tx, rx) = tokio::sync::watch::channel(Arc::new(Objects::default()));
     match &spec.source {
-        Source::Snapshot(path) => snapshot::spawn(path.clone(), spec, metrics, tx, stop)?,
+        Source::Snapshot(path) => snapshot::spawn(path.clone(), spec, metrics, tx, stop).await?,
         Source::Api(connect) => {
             let client = watch::client(connect, metrics.clone()).await?;
             watch::spawn(client, spec, metrics, tx, stop);

@@ -21,18 +21,26 @@ const POLL: Duration = Duration::from_secs(1);
 fn flatten(v: Value, out: &mut Vec<Value>) {
     match v {
         Value::Array(items) => items.into_iter().for_each(|i| flatten(i, out)),
-        Value::Object(ref m)
+        Value::Object(mut m)
             if m.get("kind")
                 .and_then(Value::as_str)
                 .is_some_and(|k| k.ends_with("List")) =>
         {
-            if let Some(Value::Array(items)) = m.get("items") {
-                items.iter().cloned().for_each(|i| flatten(i, out));
+            if let Some(Value::Array(items)) = m.remove("items") {
+                items.into_iter().for_each(|i| flatten(i, out));
             }
         }
         Value::Null => {}
         other => out.push(other),
     }
+}
+
+/// A JSON `List` whose items stay unparsed until each is taken (a large dump is never held
+/// as one tree).
+#[derive(serde::Deserialize)]
+struct RawList {
+    kind: Option<String>,
+    items: Option<Vec<Box<serde_json::value::RawValue>>>,
 }
 
 fn labels(v: &Value) -> Option<std::collections::BTreeMap<String, String>> {
@@ -43,17 +51,37 @@ fn labels(v: &Value) -> Option<std::collections::BTreeMap<String, String>> {
 pub fn read(path: &Path, spec: &WatchSpec, kinds: &[Kind]) -> Result<Vec<Change>, KubeError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| KubeError::Snapshot(format!("{}: {e}", path.display())))?;
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
-        .map_err(|e| KubeError::Snapshot(format!("{}: {e}", path.display())))?;
+    // JSON (what `kubectl get -o json` writes) takes the fast path; YAML is parsed as YAML.
+    let mut raw_items = Vec::new();
     let mut objects = Vec::new();
-    for d in docs {
-        flatten(d, &mut objects);
+    match serde_json::from_str::<RawList>(&text) {
+        Ok(RawList {
+            kind: Some(k),
+            items: Some(items),
+        }) if k.ends_with("List") => raw_items = items,
+        _ => {
+            // One JSON object, or YAML (one or more documents).
+            let docs: Vec<Value> = match serde_json::from_str::<Value>(&text) {
+                Ok(v) => vec![v],
+                Err(_) => serde_saphyr::from_multiple(&text)
+                    .map_err(|e| KubeError::Snapshot(format!("{}: {e}", path.display())))?,
+            };
+            for d in docs {
+                flatten(d, &mut objects);
+            }
+        }
     }
+    drop(text);
     let mut changes: Vec<Change> = kinds.iter().map(|k| Change::Init(*k)).collect();
     let bad = |kind: &str, e: serde_json::Error| {
         KubeError::Snapshot(format!("{}: {kind}: {e}", path.display()))
     };
-    for o in objects {
+    let parsed = raw_items.into_iter().map(|r| {
+        serde_json::from_str::<Value>(r.get())
+            .map_err(|e| KubeError::Snapshot(format!("{}: {e}", path.display())))
+    });
+    for o in objects.into_iter().map(Ok).chain(parsed) {
+        let o = o?;
         let kind = o
             .get("kind")
             .and_then(Value::as_str)
@@ -91,13 +119,25 @@ pub fn read(path: &Path, spec: &WatchSpec, kinds: &[Kind]) -> Result<Vec<Change>
     Ok(changes)
 }
 
+/// [`read`] on a blocking thread (a large file takes a while to parse).
+async fn read_blocking(
+    path: &Path,
+    spec: &WatchSpec,
+    kinds: &[Kind],
+) -> Result<Vec<Change>, KubeError> {
+    let (path, spec, kinds) = (path.to_path_buf(), spec.clone(), kinds.to_vec());
+    tokio::task::spawn_blocking(move || read(&path, &spec, &kinds))
+        .await
+        .map_err(|e| KubeError::Snapshot(e.to_string()))?
+}
+
 fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Loads `path` now (an error is fatal at start) and re-reads it whenever it changes (an
 /// error then is logged and the last good view is kept).
-pub fn spawn(
+pub async fn spawn(
     path: PathBuf,
     spec: &WatchSpec,
     metrics: Arc<KubeMetrics>,
@@ -107,7 +147,7 @@ pub fn spawn(
     let kinds = spec.kinds();
     let mut store = Store::new(&kinds, Some(metrics));
     let mut seen = mtime(&path);
-    for c in read(&path, spec, &kinds)? {
+    for c in read_blocking(&path, spec, &kinds).await? {
         store.apply(c);
     }
     let _ = tx.send(Arc::new(store.objects().clone()));
@@ -123,7 +163,7 @@ pub fn spawn(
                 continue;
             }
             seen = now;
-            match read(&path, &spec, &kinds) {
+            match read_blocking(&path, &spec, &kinds).await {
                 Ok(changes) => {
                     let mut changed = false;
                     for c in changes {

@@ -92,7 +92,7 @@ fn respond<B>(req: &Request<B>, routes: &[Route], state: &HttpState) -> Response
         Route::Ready => match state.readiness.check(state.monitor) {
             Ok(()) => text(StatusCode::OK, "OK"),
             Err(names) => {
-                if !state.readiness.is_shutting_down() {
+                if !state.readiness.is_shutting_down() && names != "Starting" {
                     tracing::info!(target: "plugin/ready", "Plugins not ready: \"{names}\"");
                 }
                 text(StatusCode::SERVICE_UNAVAILABLE, names)

@@ -56,23 +56,28 @@ pub fn build(cfg: &KubernetesConfig, ctx: &mut BuildCtx<'_>) -> Arc<dyn Handler>
             let mut rx = crate::kube::start(&cfg.watch, metrics, start.stop.clone())
                 .await
                 .map_err(|e| format!("plugin/kubernetes: {e}"))?;
+            // One thread per plugin builds every index: builds are CPU work that must not
+            // stall the async workers, and a single thread keeps them in one malloc arena
+            // (spawn_blocking's pool spread them over many and RSS grew with every change).
             let swap = index.clone();
             let stop = start.stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    let objects = rx.borrow_and_update().clone();
-                    match tokio::task::spawn_blocking(move || Index::build(&objects)).await {
-                        Ok(idx) => swap.store(Arc::new(idx)),
-                        Err(e) => {
-                            tracing::error!(target: "plugin/kubernetes", "index build failed: {e}")
+            let runtime = tokio::runtime::Handle::current();
+            std::thread::Builder::new()
+                .name("kubernetes-index".into())
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        loop {
+                            let objects = rx.borrow_and_update().clone();
+                            swap.store(Arc::new(Index::build(&objects)));
+                            drop(objects);
+                            tokio::select! {
+                                _ = stop.cancelled() => return,
+                                r = rx.changed() => if r.is_err() { return },
+                            }
                         }
-                    }
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        r = rx.changed() => if r.is_err() { return },
-                    }
-                }
-            });
+                    })
+                })
+                .map_err(|e| format!("plugin/kubernetes: index thread: {e}"))?;
             let probe = index.clone();
             start
                 .readiness
