@@ -5,6 +5,7 @@ mod conformance;
 mod corefile_examples;
 mod dns;
 mod forward;
+mod kubernetes;
 mod lifecycle;
 mod real_corefiles;
 mod util;

@@ -1,0 +1,156 @@
+//! The kubernetes plugin's sources, end to end: the snapshot file re-read on change, and the
+//! API source's metrics against the conformance kit's fake API server.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use crate::util::{http_get, query, start, udp};
+
+const ONE: &str = "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: ns1}}\n- {apiVersion: v1, kind: Service, metadata: {name: a, namespace: ns1}, spec: {clusterIP: 10.0.0.1, ports: [{port: 80}]}}\n";
+
+async fn rcode(addr: std::net::SocketAddr, name: &str) -> ResponseCode {
+    udp(addr, &query(name, RecordType::A, None))
+        .await
+        .metadata
+        .response_code
+}
+
+#[tokio::test]
+async fn snapshot_is_reread_and_a_broken_one_keeps_the_last_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, ONE).unwrap();
+    let s = start(
+        &format!(
+            "cluster.local:0 {{\n bind 127.0.0.1\n kubernetes {{\n  snapshot {}\n }}\n}}\n",
+            file.display()
+        ),
+        vec![],
+    )
+    .await;
+    let dns = s.dns();
+    assert_eq!(
+        rcode(dns, "a.ns1.svc.cluster.local.").await,
+        ResponseCode::NoError
+    );
+    assert_eq!(
+        rcode(dns, "b.ns1.svc.cluster.local.").await,
+        ResponseCode::NXDomain
+    );
+    // mtime granularity: make sure the rewrite is seen as a change.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let two = format!(
+        "{ONE}- {{apiVersion: v1, kind: Service, metadata: {{name: b, namespace: ns1}}, spec: {{clusterIP: 10.0.0.2, ports: [{{port: 80}}]}}}}\n"
+    );
+    std::fs::write(&file, two).unwrap();
+    let t = Instant::now();
+    while rcode(dns, "b.ns1.svc.cluster.local.").await != ResponseCode::NoError {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "snapshot change not served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::write(&file, "items: [ {kind: Service, metadata: {name: [").unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        rcode(dns, "b.ns1.svc.cluster.local.").await,
+        ResponseCode::NoError
+    );
+    s.running.shutdown().await;
+}
+
+struct FakeApi {
+    child: Child,
+    url: String,
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fake_api(fixture: &str) -> FakeApi {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = Command::new("python3")
+        .arg(format!("{root}/../shared/conformance/fakeapi.py"))
+        .args(["--fixture", &format!("{root}/{fixture}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 for the fake API server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    FakeApi {
+        child,
+        url: format!("http://{addr}"),
+    }
+}
+
+fn post(api: &FakeApi, path: &str, body: &str) {
+    let url = format!("{}{path}", api.url);
+    let out = Command::new("curl")
+        .args(["-sf", "-X", "POST", "--data-binary", body, &url])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "POST {path}");
+}
+
+#[tokio::test]
+async fn api_source_metrics() {
+    let api = fake_api("tests/conformance/fixtures/watch.yaml");
+    let s = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n prometheus 127.0.0.1:0\n kubernetes cluster.local {{\n  endpoint {}\n }}\n}}\n",
+            api.url
+        ),
+        vec![],
+    )
+    .await;
+    let dns = s.dns();
+    assert_eq!(
+        rcode(dns, "web.ns1.svc.cluster.local.").await,
+        ResponseCode::NoError
+    );
+    // An EndpointSlice change carrying the trigger-time annotation is programming latency.
+    let now = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    let now = String::from_utf8_lossy(&now.stdout).trim().to_string();
+    post(
+        &api,
+        "/_control/apply",
+        &format!(
+            "{{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"metadata\":{{\"name\":\"db-1\",\"namespace\":\"ns1\",\"labels\":{{\"kubernetes.io/service-name\":\"db\"}},\"annotations\":{{\"endpoints.kubernetes.io/last-change-trigger-time\":\"{now}\"}}}},\"addressType\":\"IPv4\",\"endpoints\":[{{\"addresses\":[\"10.244.0.12\"],\"hostname\":\"db-5\"}}]}}"
+        ),
+    );
+    let t = Instant::now();
+    while rcode(dns, "db-5.db.ns1.svc.cluster.local.").await != ResponseCode::NoError {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "slice change not served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, text) = http_get(s.http("127.0.0.1:0"), "/metrics").await;
+    for want in [
+        "coredns_kubernetes_dns_programming_duration_seconds_count{service_kind=\"headless_with_selector\"} 1",
+        "clusterdns_kubernetes_objects{kind=\"service\"} 3",
+        "clusterdns_kubernetes_objects{kind=\"endpointslice\"} 1",
+        "clusterdns_kubernetes_sync_seconds ",
+        "coredns_kubernetes_rest_client_requests_total{code=\"200\",host=",
+    ] {
+        assert!(text.contains(want), "missing {want}\n{text}");
+    }
+    s.running.shutdown().await;
+}
