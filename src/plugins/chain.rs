@@ -44,26 +44,28 @@ pub trait Handler: Send + Sync + 'static {
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError>;
 }
 
-/// The rest of the chain after the current handler.
-#[derive(Clone, Copy)]
+/// The rest of the chain after the current handler. Owned (an `Arc` of the chain and a
+/// position), so a handler can keep it for background work such as a cache refresh.
+#[derive(Clone)]
 pub struct Next<'a> {
-    rest: &'a [Arc<dyn Handler>],
+    chain: Arc<[Arc<dyn Handler>]>,
+    pos: usize,
     caller: &'static str,
+    _life: std::marker::PhantomData<&'a ()>,
 }
 
 impl Next<'_> {
     /// Runs the next handler; at the end of the chain this is `NoNextPlugin`.
     pub async fn run(self, req: &Request) -> Result<Response, HandlerError> {
-        match self.rest.split_first() {
-            Some((h, rest)) => {
-                h.serve(
-                    req,
-                    Next {
-                        rest,
-                        caller: h.name(),
-                    },
-                )
-                .await
+        match self.chain.get(self.pos).cloned() {
+            Some(h) => {
+                let next = Next {
+                    chain: self.chain.clone(),
+                    pos: self.pos + 1,
+                    caller: h.name(),
+                    _life: std::marker::PhantomData,
+                };
+                h.serve(req, next).await
             }
             None => Err(HandlerError::NoNextPlugin(self.caller)),
         }
@@ -71,7 +73,17 @@ impl Next<'_> {
 
     /// Whether any handler follows.
     pub fn is_empty(&self) -> bool {
-        self.rest.is_empty()
+        self.pos >= self.chain.len()
+    }
+
+    /// The same position, detached from the current call (for work that outlives it).
+    pub fn detach(&self) -> Next<'static> {
+        Next {
+            chain: self.chain.clone(),
+            pos: self.pos,
+            caller: self.caller,
+            _life: std::marker::PhantomData,
+        }
     }
 }
 
@@ -103,8 +115,10 @@ impl Chain {
             ));
         }
         Next {
-            rest: &self.handlers,
+            chain: self.handlers.clone(),
+            pos: 0,
             caller: "",
+            _life: std::marker::PhantomData,
         }
         .run(req)
         .await

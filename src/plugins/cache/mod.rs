@@ -4,7 +4,7 @@ mod handler;
 mod setup;
 
 pub use handler::{Cache, CacheMetrics};
-pub use setup::{Bucket, CacheConfig, parse};
+pub use setup::{Bucket, CacheConfig, Prefetch, ServeStale, parse};
 
 /// Directive name.
 pub const NAME: &str = "cache";

@@ -22,6 +22,26 @@ pub struct Bucket {
     pub disabled: Vec<String>,
 }
 
+/// `prefetch AMOUNT [DURATION [PERCENTAGE%]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefetch {
+    /// Hits an entry needs before it is refreshed early.
+    pub amount: u32,
+    /// Hits older than this do not count (the popularity window).
+    pub duration: Duration,
+    /// Refresh when at most this percentage of the TTL is left.
+    pub percentage: u32,
+}
+
+/// `serve_stale [DURATION] [immediate|verify]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeStale {
+    /// How long past its TTL an entry may still be served.
+    pub duration: Duration,
+    /// `verify`: ask upstream first and serve the stale entry only if that fails.
+    pub verify: bool,
+}
+
 /// A parsed `cache` directive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
@@ -35,6 +55,10 @@ pub struct CacheConfig {
     pub servfail: Duration,
     /// Serve the original TTL instead of the remaining one.
     pub keepttl: bool,
+    /// `prefetch`.
+    pub prefetch: Option<Prefetch>,
+    /// `serve_stale`.
+    pub serve_stale: Option<ServeStale>,
 }
 
 fn secs(n: i64) -> Duration {
@@ -95,6 +119,8 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<CacheConfi
         },
         servfail: Duration::from_secs(5),
         keepttl: false,
+        prefetch: None,
+        serve_stale: None,
     };
     if let Some(first) = args.first() {
         if let Ok(t) = first.parse::<i64>() {
@@ -149,8 +175,66 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<CacheConfi
                 d.expect_no_more_args()?;
                 c.keepttl = true;
             }
-            opt @ ("prefetch" | "serve_stale" | "serve_stale_policy") => {
-                return Err(d.err(format!("{opt} is not built yet in clusterdns")));
+            "prefetch" => {
+                let a = d.remaining_args();
+                let Some((amount, rest)) = a.split_first() else {
+                    return Err(d.arg_err());
+                };
+                if rest.len() > 2 {
+                    return Err(d.arg_err());
+                }
+                let n = int(d, amount)?;
+                if n <= 0 {
+                    return Err(d.err(format!("prefetch amount should be positive: {n}")));
+                }
+                let mut p = Prefetch {
+                    amount: u32::try_from(n).unwrap_or(u32::MAX),
+                    duration: Duration::from_secs(60),
+                    percentage: 10,
+                };
+                for arg in rest {
+                    if let Some(pct) = arg.strip_suffix('%') {
+                        let v = int(d, pct)?;
+                        if !(10..=90).contains(&v) {
+                            return Err(
+                                d.err(format!("percentage should fall in range [10, 90]: {v}"))
+                            );
+                        }
+                        p.percentage = v as u32;
+                    } else {
+                        p.duration = parse_duration(arg)
+                            .ok_or_else(|| d.err(format!("time: invalid duration \"{arg}\"")))?;
+                    }
+                }
+                c.prefetch = Some(p);
+            }
+            "serve_stale" => {
+                let a = d.remaining_args();
+                if a.len() > 2 {
+                    return Err(d.arg_err());
+                }
+                let mut st = ServeStale {
+                    duration: Duration::from_secs(3600),
+                    verify: false,
+                };
+                if let Some(v) = a.first() {
+                    st.duration = parse_duration(v).ok_or_else(|| {
+                        d.err(format!("invalid value for serve_stale duration: {v}"))
+                    })?;
+                }
+                match a.get(1).map(String::as_str) {
+                    None | Some("immediate") => {}
+                    Some("verify") => st.verify = true,
+                    Some(other) => {
+                        return Err(d.err(format!(
+                            "invalid value for serve_stale refresh mode: {other}"
+                        )));
+                    }
+                }
+                c.serve_stale = Some(st);
+            }
+            "serve_stale_policy" => {
+                return Err(d.err("serve_stale_policy is not built yet in clusterdns"));
             }
             _ => return Err(d.arg_err()),
         }
@@ -192,6 +276,25 @@ mod tests {
         );
         assert_eq!(c.denial.min_ttl, Duration::from_secs(1));
         assert!(c.servfail.is_zero() && c.keepttl);
+        let c = run("cache {\n prefetch 3 2m 20%\n serve_stale 10m verify\n}").unwrap();
+        assert_eq!(
+            c.prefetch,
+            Some(Prefetch {
+                amount: 3,
+                duration: Duration::from_secs(120),
+                percentage: 20
+            })
+        );
+        assert_eq!(
+            c.serve_stale,
+            Some(ServeStale {
+                duration: Duration::from_secs(600),
+                verify: true
+            })
+        );
+        let c = run("cache {\n prefetch 1\n serve_stale\n}").unwrap();
+        assert_eq!(c.prefetch.unwrap().percentage, 10);
+        assert!(!c.serve_stale.unwrap().verify);
     }
 
     #[test]
@@ -210,7 +313,18 @@ mod tests {
                 "must be \"success\" or \"denial\"",
             ),
             ("cache {\n bogus\n}", "Wrong argument count"),
-            ("cache {\n prefetch 10\n}", "prefetch is not built yet"),
+            (
+                "cache {\n prefetch 0\n}",
+                "prefetch amount should be positive: 0",
+            ),
+            (
+                "cache {\n prefetch 2 1m 95%\n}",
+                "percentage should fall in range [10, 90]: 95",
+            ),
+            (
+                "cache {\n serve_stale 1h later\n}",
+                "invalid value for serve_stale refresh mode",
+            ),
         ] {
             let err = run(input).expect_err(input).to_string();
             assert!(err.contains(want), "{input}: {err}");
