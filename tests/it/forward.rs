@@ -88,3 +88,292 @@ async fn max_concurrent_refuses_the_excess() {
     );
     s.running.shutdown().await;
 }
+
+/// How a [`Upstream`] misbehaves.
+#[derive(Default, Clone, Copy)]
+struct Mode {
+    /// Answer SERVFAIL.
+    servfail: bool,
+    /// Over UDP, answer with TC set and no records.
+    truncate_udp: bool,
+    /// Before the real answer, send one with a wrong id and one for another question.
+    spoof: bool,
+    /// Answer nothing at all.
+    silent: bool,
+}
+
+/// A configurable upstream on 127.0.0.1 (UDP and TCP); counts A queries by transport.
+struct Upstream {
+    addr: std::net::SocketAddr,
+    mode: std::sync::Arc<std::sync::Mutex<Mode>>,
+    udp_a: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tcp_a: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn reply(raw: &[u8], mode: Mode, udp: bool) -> Vec<Vec<u8>> {
+    use hickory_proto::op::{Message, MessageType, Query};
+    use hickory_proto::rr::{Name, Record, rdata::A};
+    let Ok(q) = Message::from_vec(raw) else {
+        return vec![];
+    };
+    if mode.silent {
+        return vec![];
+    }
+    let question = q.queries[0].clone();
+    let mut r = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+    r.metadata.recursion_available = true;
+    r.add_query(question.clone());
+    let mut out = Vec::new();
+    if mode.spoof {
+        let mut wrong_id = r.clone();
+        wrong_id.metadata.id = q.metadata.id.wrapping_add(1);
+        wrong_id.add_answer(Record::from_rdata(
+            question.name().clone(),
+            300,
+            RData::A(A::new(6, 6, 6, 6)),
+        ));
+        out.push(wrong_id.to_vec().unwrap());
+        let mut wrong_q = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+        wrong_q.add_query(Query::query(
+            Name::from_ascii("evil.example.").unwrap(),
+            RecordType::A,
+        ));
+        wrong_q.add_answer(Record::from_rdata(
+            question.name().clone(),
+            300,
+            RData::A(A::new(6, 6, 6, 7)),
+        ));
+        out.push(wrong_q.to_vec().unwrap());
+    }
+    if mode.servfail {
+        r.metadata.response_code = ResponseCode::ServFail;
+    } else if mode.truncate_udp && udp {
+        r.metadata.truncation = true;
+    } else if question.query_type() == RecordType::A {
+        r.add_answer(Record::from_rdata(
+            question.name().clone(),
+            300,
+            RData::A(A::new(192, 0, 2, 53)),
+        ));
+    }
+    out.push(r.to_vec().unwrap());
+    out
+}
+
+async fn upstream(mode: Mode) -> Upstream {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let mode = Arc::new(Mutex::new(mode));
+    let (udp_a, tcp_a) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let is_a = |raw: &[u8]| {
+        hickory_proto::op::Message::from_vec(raw).is_ok_and(|m| {
+            m.queries
+                .first()
+                .is_some_and(|q| q.query_type() == RecordType::A)
+        })
+    };
+    let (m, n) = (mode.clone(), udp_a.clone());
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65535];
+        while let Ok((len, src)) = udp.recv_from(&mut buf).await {
+            if is_a(&buf[..len]) {
+                n.fetch_add(1, Ordering::SeqCst);
+            }
+            let mode = *m.lock().unwrap();
+            for out in reply(&buf[..len], mode, true) {
+                let _ = udp.send_to(&out, src).await;
+            }
+        }
+    });
+    let (m, n) = (mode.clone(), tcp_a.clone());
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = tcp.accept().await {
+            let (m, n) = (m.clone(), n.clone());
+            tokio::spawn(async move {
+                while let Ok(len) = c.read_u16().await {
+                    let mut b = vec![0u8; len as usize];
+                    if c.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    if is_a(&b) {
+                        n.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let mode = *m.lock().unwrap();
+                    for out in reply(&b, mode, false) {
+                        let mut framed = (out.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&out);
+                        let _ = c.write_all(&framed).await;
+                    }
+                }
+            });
+        }
+    });
+    Upstream {
+        addr,
+        mode,
+        udp_a,
+        tcp_a,
+    }
+}
+
+#[tokio::test]
+async fn spoofed_and_mismatched_replies_are_ignored() {
+    let up = upstream(Mode {
+        spoof: true,
+        ..Mode::default()
+    })
+    .await;
+    let s = start(
+        &format!(".:0 {{\n bind 127.0.0.1\n forward . {}\n}}\n", up.addr),
+        vec![],
+    )
+    .await;
+    let r = udp(s.dns(), &query("a.example.", RecordType::A, None)).await;
+    assert_eq!(r.answers.len(), 1);
+    assert_eq!(r.answers[0].data, RData::A("192.0.2.53".parse().unwrap()));
+    s.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstream_servfail_is_passed_through_and_next_moves_on() {
+    let bad = upstream(Mode {
+        servfail: true,
+        ..Mode::default()
+    })
+    .await;
+    let good = upstream(Mode::default()).await;
+    let s = start(
+        &format!(".:0 {{\n bind 127.0.0.1\n forward . {}\n}}\n", bad.addr),
+        vec![],
+    )
+    .await;
+    let r = udp(s.dns(), &query("a.example.", RecordType::A, None)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    s.running.shutdown().await;
+    // `next SERVFAIL` hands the query to the following forward line.
+    let s = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n forward . {} {{\n  next SERVFAIL\n }}\n forward . {}\n}}\n",
+            bad.addr, good.addr
+        ),
+        vec![],
+    )
+    .await;
+    let r = udp(s.dns(), &query("a.example.", RecordType::A, None)).await;
+    assert_eq!(r.answers.len(), 1);
+    s.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn truncated_udp_reply_is_retried_over_tcp_with_prefer_udp() {
+    let up = upstream(Mode {
+        truncate_udp: true,
+        ..Mode::default()
+    })
+    .await;
+    let s = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n forward . {} {{\n  prefer_udp\n }}\n}}\n",
+            up.addr
+        ),
+        vec![],
+    )
+    .await;
+    let r = udp(s.dns(), &query("a.example.", RecordType::A, None)).await;
+    assert_eq!(r.answers.len(), 1, "answer fetched over TCP");
+    assert_eq!(
+        (
+            up.udp_a.load(Ordering::SeqCst),
+            up.tcp_a.load(Ordering::SeqCst)
+        ),
+        (1, 1)
+    );
+    s.running.shutdown().await;
+    // force_tcp: TCP only.
+    let s = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n forward . {} {{\n  force_tcp\n }}\n}}\n",
+            up.addr
+        ),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        udp(s.dns(), &query("b.example.", RecordType::A, None))
+            .await
+            .answers
+            .len(),
+        1
+    );
+    assert_eq!(up.tcp_a.load(Ordering::SeqCst), 2);
+    s.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_checks_mark_an_upstream_down_and_back_up() {
+    let flaky = upstream(Mode {
+        silent: true,
+        ..Mode::default()
+    })
+    .await;
+    let good = upstream(Mode::default()).await;
+    let s = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n forward . {} {} {{\n  policy sequential\n  max_fails 1\n  health_check 100ms\n  read_timeout 300ms\n }}\n}}\n",
+            flaky.addr, good.addr
+        ),
+        vec![],
+    )
+    .await;
+    let dns = s.dns();
+    // First query: the flaky one times out, the good one answers.
+    assert_eq!(
+        udp(dns, &query("a.example.", RecordType::A, None))
+            .await
+            .answers
+            .len(),
+        1
+    );
+    // Health checks (1 s timeout each, as CoreDNS's) keep failing: after more than max_fails
+    // failures it is down and skipped at once.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let before = flaky.udp_a.load(Ordering::SeqCst);
+    let t = std::time::Instant::now();
+    assert_eq!(
+        udp(dns, &query("b.example.", RecordType::A, None))
+            .await
+            .answers
+            .len(),
+        1
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "down upstream was not skipped"
+    );
+    assert_eq!(flaky.udp_a.load(Ordering::SeqCst), before);
+    // It recovers: the next health check marks it up and traffic goes back to it.
+    flaky.mode.lock().unwrap().silent = false;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(
+        udp(dns, &query("c.example.", RecordType::A, None))
+            .await
+            .answers
+            .len(),
+        1
+    );
+    assert_eq!(
+        flaky.udp_a.load(Ordering::SeqCst),
+        before + 1,
+        "traffic back on the first upstream"
+    );
+    let text = s.metrics.registry.gather();
+    assert!(
+        text.iter()
+            .any(|f| f.name() == "coredns_forward_healthcheck_failures_total")
+    );
+    s.running.shutdown().await;
+}

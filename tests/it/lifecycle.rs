@@ -188,3 +188,40 @@ async fn reload_swaps_a_configmap_update_and_survives_a_broken_one() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn forwarding_to_itself_is_a_loop_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = free_port();
+    std::fs::write(
+        dir.path().join("Corefile"),
+        format!(".:{dns} {{\n    bind 127.0.0.1\n    loop\n    forward . 127.0.0.1:{dns}\n}}\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["-conf", "Corefile"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(15) {
+            child.kill().unwrap();
+            panic!("a forwarding loop did not stop the server");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("[FATAL] plugin/loop: Loop (127.0.0.1:")
+            && err.contains("detected for zone \".\""),
+        "{err}"
+    );
+}
