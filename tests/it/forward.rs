@@ -377,3 +377,93 @@ async fn health_checks_mark_an_upstream_down_and_back_up() {
     );
     s.running.shutdown().await;
 }
+
+/// A DNS-over-TLS upstream with the test certificate (CN/SAN dns.test and 127.0.0.1); counts
+/// accepted connections.
+async fn dot_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(format!("{dir}/dot.crt"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/dot.key")).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            n.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                while let Ok(len) = tls.read_u16().await {
+                    let mut b = vec![0u8; len as usize];
+                    if tls.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    for out in reply(&b, Mode::default(), false) {
+                        let mut framed = (out.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&out);
+                        if tls.write_all(&framed).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn dns_over_tls_with_connection_reuse() {
+    let (addr, accepted) = dot_upstream().await;
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dot-ca.crt");
+    let s = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n forward . tls://{addr} {{\n  tls {ca}\n  tls_servername dns.test\n }}\n}}\n"
+        ),
+        vec![],
+    )
+    .await;
+    for name in ["a.example.", "b.example.", "c.example."] {
+        let r = udp(s.dns(), &query(name, RecordType::A, None)).await;
+        assert_eq!(r.answers.len(), 1, "{name}");
+        assert_eq!(r.answers[0].data, RData::A("192.0.2.53".parse().unwrap()));
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one TLS connection, reused"
+    );
+    s.running.shutdown().await;
+    // A certificate for another name is refused: no answer from that upstream.
+    let s = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n forward . tls://{addr} {{\n  tls {ca}\n  tls_servername other.test\n  max_fails 0\n }}\n}}\n"
+        ),
+        vec![],
+    )
+    .await;
+    let r = udp(s.dns(), &query("d.example.", RecordType::A, None)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    s.running.shutdown().await;
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 pub use handler::{Forward, Instance};
 pub use metrics::ForwardMetrics;
 pub use proxy::{ExchangeError, Proxy, Transport};
-pub use setup::{ForwardConfig, Policy, To, parse, resolv_conf};
+pub use setup::{ForwardConfig, Policy, TlsOptions, To, parse, resolv_conf};
 
 use crate::corefile::Error;
 use crate::plugins::{BuildCtx, Handler};
@@ -22,17 +22,81 @@ pub const NAME: &str = "forward";
 /// How often resolv.conf-style upstream files are checked for changes.
 const FILE_POLL: Duration = Duration::from_secs(2);
 
-fn proxies(to: &[To]) -> Result<Vec<Arc<Proxy>>, String> {
+/// The rustls client configuration of a `forward` line: its CA file or the system's roots, and
+/// its client certificate if any.
+fn tls_config(c: &ForwardConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match &c.tls.ca {
+        Some(ca) => {
+            for cert in
+                CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))?
+            {
+                roots
+                    .add(cert.map_err(|e| format!("{}: {e}", ca.display()))?)
+                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let cfg = match (&c.tls.cert, &c.tls.key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| e.to_string())?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(cfg))
+}
+
+fn proxies(c: &ForwardConfig) -> Result<Vec<Arc<Proxy>>, String> {
     let mut out = Vec::new();
-    for t in to {
+    let mut tls: Option<Arc<rustls::ClientConfig>> = None;
+    for t in &c.to {
         match t {
-            To::Addr(a) => out.push(Arc::new(Proxy::new(*a))),
+            To::Addr(a) => out.push(Arc::new(Proxy::new(*a, None, c.expire))),
+            To::Tls(a, name) => {
+                let cfg = match &tls {
+                    Some(cfg) => cfg.clone(),
+                    None => tls.insert(tls_config(c)?).clone(),
+                };
+                let name = match name.as_ref().or(c.tls_servername.as_ref()) {
+                    Some(n) => rustls_pki_types::ServerName::try_from(n.clone())
+                        .map_err(|e| format!("invalid TLS server name {n}: {e}"))?,
+                    None => rustls_pki_types::ServerName::IpAddress(a.ip().into()),
+                };
+                let setup = proxy::TlsSetup {
+                    connector: tokio_rustls::TlsConnector::from(cfg),
+                    name,
+                };
+                out.push(Arc::new(Proxy::new(*a, Some(Arc::new(setup)), c.expire)));
+            }
             To::File(p) => {
                 let addrs = resolv_conf(p).map_err(|e| format!("{}: {e}", p.display()))?;
                 if addrs.is_empty() {
                     return Err(format!("no nameservers found in {}", p.display()));
                 }
-                out.extend(addrs.into_iter().map(|a| Arc::new(Proxy::new(a))));
+                out.extend(
+                    addrs
+                        .into_iter()
+                        .map(|a| Arc::new(Proxy::new(a, None, c.expire))),
+                );
             }
         }
     }
@@ -43,7 +107,7 @@ fn mtimes(to: &[To]) -> Vec<Option<SystemTime>> {
     to.iter()
         .map(|t| match t {
             To::File(p) => std::fs::metadata(p).and_then(|m| m.modified()).ok(),
-            To::Addr(_) => None,
+            To::Addr(_) | To::Tls(..) => None,
         })
         .collect()
 }
@@ -53,8 +117,8 @@ fn mtimes(to: &[To]) -> Vec<Option<SystemTime>> {
 pub fn build(cfgs: &[ForwardConfig], ctx: &mut BuildCtx<'_>) -> Result<Arc<dyn Handler>, Error> {
     let mut instances = Vec::new();
     for c in cfgs {
-        let list = proxies(&c.to)
-            .map_err(|e| Error::plugin(NAME, ctx.loc.clone(), Error::plain(None, e)))?;
+        let list =
+            proxies(c).map_err(|e| Error::plugin(NAME, ctx.loc.clone(), Error::plain(None, e)))?;
         instances.push(Arc::new(Instance::new(
             c.clone(),
             list,
@@ -82,7 +146,7 @@ pub fn build(cfgs: &[ForwardConfig], ctx: &mut BuildCtx<'_>) -> Result<Arc<dyn H
                                 continue;
                             }
                             *seen = now;
-                            match proxies(&inst.cfg.to) {
+                            match proxies(&inst.cfg) {
                                 Ok(list) => {
                                     tracing::info!(target: "plugin/forward", "upstreams now {}", list.iter().map(|p| p.label.as_str()).collect::<Vec<_>>().join(" "));
                                     inst.proxies.store(Arc::new(list));

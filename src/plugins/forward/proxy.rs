@@ -33,15 +33,38 @@ pub enum Transport {
     Tcp,
 }
 
-/// An upstream and its health.
-#[derive(Debug)]
+/// How to reach a `tls://` upstream.
+pub struct TlsSetup {
+    /// The client configuration (roots, client certificate).
+    pub connector: tokio_rustls::TlsConnector,
+    /// The name the upstream's certificate must carry.
+    pub name: rustls_pki_types::ServerName<'static>,
+}
+
+/// A stream connection to an upstream (TCP, or TLS over TCP).
+trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
+
+/// Idle connections kept per upstream at most.
+const POOL_MAX: usize = 16;
+
+/// An upstream, its idle connections and its health.
 pub struct Proxy {
     /// The upstream's address.
     pub addr: SocketAddr,
-    /// Label for metrics (`IP:PORT`).
+    /// Label for metrics (`IP:PORT`, `tls://IP:PORT`).
     pub label: String,
     fails: AtomicU32,
     checking: AtomicBool,
+    tls: Option<Arc<TlsSetup>>,
+    expire: Duration,
+    idle: std::sync::Mutex<Vec<(Box<dyn Conn>, std::time::Instant)>>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label)
+    }
 }
 
 /// Whether a reply answers `query` (same name, case-insensitively, type and class).
@@ -55,14 +78,94 @@ pub fn matches(query: &Query, reply: &Message) -> bool {
 }
 
 impl Proxy {
-    /// A healthy upstream at `addr`.
-    pub fn new(addr: SocketAddr) -> Self {
+    /// A healthy upstream at `addr` (over TLS with `tls`); idle connections are reused for
+    /// up to `expire`.
+    pub fn new(addr: SocketAddr, tls: Option<Arc<TlsSetup>>, expire: Duration) -> Self {
         Self {
             addr,
-            label: addr.to_string(),
+            label: if tls.is_some() {
+                format!("tls://{addr}")
+            } else {
+                addr.to_string()
+            },
             fails: AtomicU32::new(0),
             checking: AtomicBool::new(false),
+            tls,
+            expire,
+            idle: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Whether this upstream speaks DNS over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    fn take_idle(&self) -> Option<Box<dyn Conn>> {
+        let mut idle = self.idle.lock().expect("pool lock");
+        while let Some((c, since)) = idle.pop() {
+            if since.elapsed() < self.expire {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn put_back(&self, c: Box<dyn Conn>) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < POOL_MAX {
+            idle.push((c, std::time::Instant::now()));
+        }
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Conn>, ExchangeError> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        let _ = tcp.set_nodelay(true);
+        Ok(match &self.tls {
+            None => Box::new(tcp),
+            Some(t) => Box::new(t.connector.connect(t.name.clone(), tcp).await?),
+        })
+    }
+
+    /// One query on a stream connection: a pooled one when there is one (a stale one is
+    /// replaced by a fresh connection once), else a new one; kept for reuse after success.
+    async fn stream_exchange(&self, wire: &[u8], id: u16) -> Result<Message, ExchangeError> {
+        let len = u16::try_from(wire.len())
+            .map_err(|_| ExchangeError::Decode("query too large".into()))?;
+        let mut framed = Vec::with_capacity(wire.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(wire);
+        for attempt in 0..2 {
+            let (mut conn, reused) = match self.take_idle() {
+                Some(c) if attempt == 0 => (c, true),
+                _ => (self.connect().await?, false),
+            };
+            let result: Result<Message, ExchangeError> = async {
+                conn.write_all(&framed).await?;
+                conn.flush().await?;
+                loop {
+                    let n = conn.read_u16().await? as usize;
+                    let mut buf = vec![0u8; n];
+                    conn.read_exact(&mut buf).await?;
+                    let reply = Message::from_vec(&buf)
+                        .map_err(|e| ExchangeError::Decode(e.to_string()))?;
+                    // A reply to an earlier query that timed out on this connection: skip.
+                    if reply.metadata.id == id {
+                        return Ok(reply);
+                    }
+                }
+            }
+            .await;
+            match result {
+                Ok(reply) => {
+                    self.put_back(conn);
+                    return Ok(reply);
+                }
+                Err(_) if reused => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ExchangeError::Timeout)
     }
 
     /// Down when its consecutive failures exceed `max_fails` (never with 0).
@@ -82,6 +185,11 @@ impl Proxy {
             .to_vec()
             .map_err(|e| ExchangeError::Decode(e.to_string()))?;
         let query = msg.queries.first().cloned();
+        let transport = if self.tls.is_some() {
+            Transport::Tcp
+        } else {
+            transport
+        };
         let fut = async {
             match transport {
                 Transport::Udp => {
@@ -107,22 +215,11 @@ impl Proxy {
                     }
                 }
                 Transport::Tcp => {
-                    let mut s = TcpStream::connect(self.addr).await?;
-                    let len = u16::try_from(wire.len())
-                        .map_err(|_| ExchangeError::Decode("query too large".into()))?;
-                    let mut out = Vec::with_capacity(wire.len() + 2);
-                    out.extend_from_slice(&len.to_be_bytes());
-                    out.extend_from_slice(&wire);
-                    s.write_all(&out).await?;
-                    loop {
-                        let n = s.read_u16().await? as usize;
-                        let mut buf = vec![0u8; n];
-                        s.read_exact(&mut buf).await?;
-                        let reply = Message::from_vec(&buf)
-                            .map_err(|e| ExchangeError::Decode(e.to_string()))?;
-                        if reply.metadata.id == msg.metadata.id {
-                            return Ok(reply);
-                        }
+                    let reply = self.stream_exchange(&wire, msg.metadata.id).await?;
+                    if query.as_ref().is_none_or(|q| matches(q, &reply)) {
+                        Ok(reply)
+                    } else {
+                        Err(ExchangeError::Decode("reply to another question".into()))
                     }
                 }
             }

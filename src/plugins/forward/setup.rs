@@ -30,6 +30,8 @@ pub enum Policy {
 pub enum To {
     /// `IP[:PORT]` or `dns://IP[:PORT]`.
     Addr(SocketAddr),
+    /// `tls://IP[%SERVERNAME][:PORT]`: DNS over TLS (port 853 by default).
+    Tls(SocketAddr, Option<String>),
     /// A resolv.conf-style file: its `nameserver` lines, port 53.
     File(PathBuf),
 }
@@ -67,6 +69,21 @@ pub struct ForwardConfig {
     pub next: Vec<ResponseCode>,
     /// `failfast_all_unhealthy_upstreams`.
     pub failfast: bool,
+    /// `tls [CERT KEY [CA]] | [CA]`: client certificate and CA for `tls://` upstreams.
+    pub tls: TlsOptions,
+    /// `tls_servername`: the name `tls://` upstreams' certificates must carry.
+    pub tls_servername: Option<String>,
+}
+
+/// Files of the `tls` option.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Client certificate (PEM).
+    pub cert: Option<PathBuf>,
+    /// Client key (PEM).
+    pub key: Option<PathBuf>,
+    /// CA bundle (PEM); the system's roots when absent.
+    pub ca: Option<PathBuf>,
 }
 
 /// The resolver addresses in a resolv.conf-style file.
@@ -92,7 +109,31 @@ fn parse_to(arg: &str) -> Result<To, String> {
     };
     match scheme.as_str() {
         "dns" => {}
-        "tls" | "https" => {
+        "tls" => {
+            // IP, IP:PORT, [V6]:PORT, with an optional %SERVERNAME after the address.
+            let (host, port) = match rest.rsplit_once(':') {
+                Some((h, p))
+                    if !h.is_empty()
+                        && p.parse::<u16>().is_ok()
+                        && (h.starts_with('[') || !h.contains(':')) =>
+                {
+                    (
+                        h.trim_start_matches('[').trim_end_matches(']'),
+                        p.parse().unwrap_or(853),
+                    )
+                }
+                _ => (rest.trim_start_matches('[').trim_end_matches(']'), 853),
+            };
+            let (ip, name) = match host.split_once('%') {
+                Some((ip, name)) => (ip, Some(name.to_string())),
+                None => (host, None),
+            };
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| format!("not an IP address: \"{arg}\""))?;
+            return Ok(To::Tls(SocketAddr::new(ip, port), name));
+        }
+        "https" => {
             return Err(format!(
                 "'{scheme}' upstreams are not built yet in clusterdns"
             ));
@@ -193,6 +234,8 @@ fn parse_one(d: &mut Dispenser<'_>) -> Result<ForwardConfig, Error> {
         max_concurrent: 0,
         next: Vec::new(),
         failfast: false,
+        tls: TlsOptions::default(),
+        tls_servername: None,
     };
     while d.next_block() {
         match d.val() {
@@ -289,12 +332,44 @@ fn parse_one(d: &mut Dispenser<'_>) -> Result<ForwardConfig, Error> {
                     return Err(d.arg_err());
                 }
             }
-            opt @ ("tls" | "tls_servername" | "doh_method" | "failover" | "next_on_nodata"
-            | "resolver") => {
+            "tls" => {
+                let a = d.remaining_args();
+                c.tls = match a.as_slice() {
+                    [] => TlsOptions::default(),
+                    [ca] => TlsOptions {
+                        ca: Some(ca.into()),
+                        ..TlsOptions::default()
+                    },
+                    [cert, key] => TlsOptions {
+                        cert: Some(cert.into()),
+                        key: Some(key.into()),
+                        ca: None,
+                    },
+                    [cert, key, ca] => TlsOptions {
+                        cert: Some(cert.into()),
+                        key: Some(key.into()),
+                        ca: Some(ca.into()),
+                    },
+                    _ => return Err(d.arg_err()),
+                };
+            }
+            "tls_servername" => {
+                let a = d.remaining_args();
+                let [name] = a.as_slice() else {
+                    return Err(d.arg_err());
+                };
+                c.tls_servername = Some(name.clone());
+            }
+            opt @ ("doh_method" | "failover" | "next_on_nodata" | "resolver") => {
                 return Err(d.err(format!("{opt} is not built yet in clusterdns")));
             }
             other => return Err(d.err(format!("unknown property '{other}'"))),
         }
+    }
+    if c.tls_servername.is_some() && c.to.iter().any(|t| matches!(t, To::Tls(_, Some(_)))) {
+        return Err(
+            d.err("both forward ('tls_servername') and proxy level TLS servernames are set")
+        );
     }
     if c.force_tcp && c.prefer_udp {
         return Err(d.err("force_tcp and prefer_udp can not be used together"));
@@ -359,6 +434,16 @@ mod tests {
                 .len(),
             2
         );
+        let c = &run("forward . tls://1.1.1.1 tls://[2606:4700::1111]:8853 tls://9.9.9.9%dns.quad9.net {\n tls /ca.pem\n}").unwrap()[0];
+        assert_eq!(
+            c.to,
+            [
+                To::Tls("1.1.1.1:853".parse().unwrap(), None),
+                To::Tls("[2606:4700::1111]:8853".parse().unwrap(), None),
+                To::Tls("9.9.9.9:853".parse().unwrap(), Some("dns.quad9.net".into())),
+            ]
+        );
+        assert_eq!(c.tls.ca.as_deref(), Some(std::path::Path::new("/ca.pem")));
     }
 
     #[test]
@@ -392,6 +477,11 @@ mod tests {
                 "'MAYBE' is not a valid rcode",
             ),
             ("forward . 1.1.1.1 {\n expire\n}", "Wrong argument count"),
+            (
+                "forward . tls://1.1.1.1%a {\n tls_servername b\n}",
+                "TLS servernames are set",
+            ),
+            ("forward . tls://one.one", "not an IP address"),
         ];
         for (input, want) in cases {
             let err = run(input).expect_err(input).to_string();
