@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Checks deploy/kubernetes against what the binary serves (run by CI, as root):
+
+1. every manifest validates against the Kubernetes 1.33 OpenAPI schemas (kubernetes-validate,
+   offline, strict);
+2. the Deployment's args, mounts, ports and probes and the Service's ports agree with each
+   other and with the ConfigMap's Corefile;
+3. the binary, started with the ConfigMap's Corefile in the kubelet's `..data` layout, inside a
+   private network and mount namespace (loopback only; `/etc/resolv.conf` names an address
+   nothing answers on; the API is the conformance kit's fake API server serving the demo
+   cluster, reached through KUBECONFIG as kube-rs does outside a pod) answers DNS on :53,
+   `/health` on :8080, `/ready` on :8181 and `/metrics` on :9153 — the probes' ports and paths —
+   and after SIGTERM answers `/ready` 503 while `/health` and DNS keep answering through lameduck.
+
+    python3 deploy/check.py [BINARY]
+"""
+import os
+import subprocess
+import sys
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MANIFESTS = os.path.join(ROOT, "deploy", "kubernetes")
+BINARY = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "debug", "clusterdns")
+
+
+def load(name):
+    with open(os.path.join(MANIFESTS, name)) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def check_schemas():
+    files = [os.path.join(MANIFESTS, f) for f in sorted(os.listdir(MANIFESTS))
+             if f.endswith(".yaml") and f != "kustomization.yaml"]
+    subprocess.run(["kubernetes-validate", "--strict", "--quiet", "-k", "1.33.0", *files], check=True)
+    kust = load("kustomization.yaml")[0]
+    listed = set(kust["resources"])
+    on_disk = {os.path.basename(f) for f in files}
+    assert listed == on_disk, f"kustomization.yaml lists {listed}, directory has {on_disk}"
+    print(f"schemas: {len(files)} manifests valid (Kubernetes 1.33, strict)")
+
+
+def check_consistency():
+    dep = load("deployment.yaml")[0]
+    svc = load("service.yaml")[0]
+    cm = load("configmap.yaml")[0]
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["args"] == ["-conf", "/etc/coredns/Corefile"], c["args"]
+    mount = c["volumeMounts"][0]
+    assert mount["mountPath"] == "/etc/coredns" and mount["readOnly"], mount
+    vol = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert vol["configMap"]["name"] == cm["metadata"]["name"] == "coredns"
+    assert vol["configMap"]["items"] == [{"key": "Corefile", "path": "Corefile"}]
+    ports = {p["name"]: (p["containerPort"], p["protocol"]) for p in c["ports"]}
+    assert ports == {"dns": (53, "UDP"), "dns-tcp": (53, "TCP"), "metrics": (9153, "TCP"),
+                     "liveness-probe": (8080, "TCP"), "readiness-probe": (8181, "TCP")}, ports
+    live, ready = c["livenessProbe"]["httpGet"], c["readinessProbe"]["httpGet"]
+    assert (live["path"], ports[live["port"]][0]) == ("/health", 8080), live
+    assert (ready["path"], ports[ready["port"]][0]) == ("/ready", 8181), ready
+    for p in svc["spec"]["ports"]:
+        assert ports[p["name"]] == (p["targetPort"], p["protocol"]), p
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert pod["dnsPolicy"] == "Default" and pod["serviceAccountName"] == "coredns"
+    sc = c["securityContext"]
+    assert sc["capabilities"] == {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]} and sc["readOnlyRootFilesystem"]
+    corefile = cm["data"]["Corefile"]
+    for needle in (".:53 {", "health {", "ready", "prometheus :9153", "kubernetes cluster.local"):
+        assert needle in corefile, needle
+    print("consistency: args, mounts, ports, probes, Service and ConfigMap agree")
+    return corefile
+
+
+SCRIPT = r'''
+set -euo pipefail
+ip link set lo up
+work=$1; bin=$2; kit=$3; fixture=$4
+# The ConfigMap as the kubelet mounts it: Corefile -> ..data/Corefile -> ..TIMESTAMP/Corefile.
+mkdir -p "$work/etc-coredns/..2026_01_01_00_00_00"
+cp "$work/Corefile" "$work/etc-coredns/..2026_01_01_00_00_00/Corefile"
+ln -s ..2026_01_01_00_00_00 "$work/etc-coredns/..data"
+ln -s ..data/Corefile "$work/etc-coredns/Corefile"
+# The node's resolver, as `dnsPolicy: Default` gives it: an address with no route in here, so
+# external names get SERVFAIL and nothing leaves the namespace (the probe checks ports, not
+# forwarding; `loop` sees its probe answered and stands down).
+printf 'nameserver 192.0.2.1\n' >"$work/resolv.conf"
+mount --bind "$work/resolv.conf" /etc/resolv.conf
+python3 "$kit/fakeapi.py" --fixture "$fixture" >"$work/api.out" 2>"$work/api.log" &
+api=$!
+for _ in $(seq 100); do grep -q listening "$work/api.out" 2>/dev/null && break; sleep 0.1; done
+addr=$(awk '/listening/ {print $NF}' "$work/api.out")
+cat >"$work/kubeconfig" <<EOK
+apiVersion: v1
+kind: Config
+clusters: [{name: fake, cluster: {server: "http://$addr"}}]
+users: [{name: fake, user: {}}]
+contexts: [{name: fake, context: {cluster: fake, user: fake}}]
+current-context: fake
+EOK
+env -u KUBERNETES_SERVICE_HOST -u KUBERNETES_SERVICE_PORT KUBECONFIG="$work/kubeconfig" \
+    "$bin" -conf "$work/etc-coredns/Corefile" >"$work/server.log" 2>&1 &
+pid=$!
+trap 'kill $pid $api 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf http://127.0.0.1:8181/ready >/dev/null && break; sleep 0.1; done
+curl -sf http://127.0.0.1:8181/ready | grep -q OK
+curl -sf http://127.0.0.1:8080/health | grep -q OK
+curl -sf http://127.0.0.1:9153/metrics | grep -q 'coredns_dns_requests_total\|coredns_build_info'
+out=$(dig @127.0.0.1 -p 53 +time=2 +tries=2 +short kube-dns.kube-system.svc.cluster.local)
+[ "$out" = "10.96.0.10" ] || { echo "dig: $out"; cat "$work/server.log"; exit 1; }
+out=$(dig @127.0.0.1 -p 53 +tcp +time=2 +short -x 10.96.0.1)
+[ "$out" = "kubernetes.default.svc.cluster.local." ] || { echo "dig -x: $out"; exit 1; }
+kill -TERM $pid
+sleep 0.5
+code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8181/ready)
+[ "$code" = 503 ] || { echo "/ready during lameduck: $code"; exit 1; }
+curl -sf http://127.0.0.1:8080/health >/dev/null
+dig @127.0.0.1 -p 53 +time=1 +short kubernetes.default.svc.cluster.local | grep -q 10.96.0.1
+wait $pid
+echo "boot: the ConfigMap's Corefile serves :53, /health :8080, /ready :8181, /metrics :9153; SIGTERM lameduck ok"
+'''
+
+
+def check_boot(corefile):
+    import tempfile
+    with tempfile.TemporaryDirectory() as work:
+        with open(os.path.join(work, "Corefile"), "w") as f:
+            f.write(corefile)
+        kit = os.path.join(ROOT, "..", "shared", "conformance")
+        fixture = os.path.join(ROOT, "deploy", "demo", "cluster.yaml")
+        subprocess.run(["unshare", "-n", "-m", "bash", "-c", SCRIPT, "check", work, BINARY, kit, fixture],
+                       check=True)
+
+
+if __name__ == "__main__":
+    check_schemas()
+    cf = check_consistency()
+    check_boot(cf)
