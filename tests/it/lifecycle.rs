@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::util::{free_port, http_get, query, udp_raw};
+use crate::util::{Load, free_port, http_get, query, udp_raw};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clusterdns");
 
@@ -151,6 +151,10 @@ async fn reload_swaps_a_configmap_update_and_survives_a_broken_one() {
         "example.net is not served yet"
     );
 
+    // Continuous load on a name both configurations answer: not one query may fail across
+    // the swaps below.
+    let load = Load::start(dns_addr, "b.example.org.", 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // The new ConfigMap serves every zone: answered within interval (2 s) plus a margin, and
     // every query in between is answered (no dropped packet during the swap).
     configmap_write(dir.path(), 2, &block(".", "whoami"));
@@ -185,8 +189,89 @@ async fn reload_swaps_a_configmap_update_and_survives_a_broken_one() {
         rcode(udp_raw(dns_addr, &q).await),
         Some(ResponseCode::NoError)
     );
+    let (sent, failed) = load.finish().await;
+    assert!(sent > 100, "load too small: {sent}");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} queries failed across the reloads"
+    );
+
+    // SIGUSR1 reloads at once, without waiting for the interval.
+    configmap_write(
+        dir.path(),
+        4,
+        &block(".", "whoami").replace("reload 2s 0s", "reload 1m 0s"),
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await; // picked up by the 2 s check
+    configmap_write(
+        dir.path(),
+        5,
+        &block("example.org", "whoami").replace("reload 2s 0s", "reload 1m 0s"),
+    );
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-USR1", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let usr1 = Instant::now();
+    while rcode(udp_raw(dns_addr, &q).await) != Some(ResponseCode::Refused) {
+        assert!(
+            usr1.elapsed() < Duration::from_secs(3),
+            "SIGUSR1 did not reload"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_query_during_lameduck() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = free_port();
+    std::fs::write(
+        dir.path().join("Corefile"),
+        format!(".:{dns} {{\n    bind 127.0.0.1\n    health 127.0.0.1:{} {{\n        lameduck 2s\n    }}\n    whoami\n}}\n", free_port()),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["-conf", "Corefile"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dns_addr = format!("127.0.0.1:{dns}").parse().unwrap();
+    let q = query("a.example.", RecordType::A, None).to_vec().unwrap();
+    let up = Instant::now();
+    while udp_raw(dns_addr, &q).await.is_none() {
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "server did not come up"
+        );
+    }
+    let load = Load::start(dns_addr, "a.example.", 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Keep querying through most of the 2 s lameduck.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (sent, failed) = load.finish().await;
+    assert!(sent > 100, "load too small: {sent}");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} queries failed during lameduck"
+    );
+    assert!(child.wait().unwrap().success());
 }
 
 #[test]

@@ -204,3 +204,60 @@ pub async fn stub_upstream(records: &[(&str, std::net::Ipv4Addr)]) -> Stub {
     });
     Stub { addr, seen }
 }
+
+/// A dnsperf-like load: `clients` tasks querying `name` back to back over UDP until stopped,
+/// counting queries and failures (no reply within a second, or an rcode other than NOERROR).
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    sent: Arc<std::sync::atomic::AtomicUsize>,
+    failed: Arc<std::sync::atomic::AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(addr: SocketAddr, name: &str, clients: usize) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let bytes = query(name, RecordType::A, None).to_vec().unwrap();
+        let tasks = (0..clients)
+            .map(|_| {
+                let (stop, sent, failed, bytes) =
+                    (stop.clone(), sent.clone(), failed.clone(), bytes.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        let ok = udp_raw(addr, &bytes).await.is_some_and(|b| {
+                            Message::from_vec(&b).is_ok_and(|m| {
+                                m.metadata.response_code == hickory_proto::op::ResponseCode::NoError
+                            })
+                        });
+                        if !ok {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            sent,
+            failed,
+            tasks,
+        }
+    }
+
+    /// Stops the clients; (queries sent, failed).
+    pub async fn finish(self) -> (usize, usize) {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
