@@ -124,3 +124,50 @@ pub async fn start(
     }
     Ok(rx)
 }
+
+/// A running source, shared by every configuration that watches the same thing. Its tasks stop
+/// when the last user drops it.
+pub struct Shared {
+    /// The published views.
+    pub rx: tokio::sync::watch::Receiver<Arc<Objects>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The sources of the process, by what they watch: a reload whose `kubernetes` block watches
+/// the same objects gets the running source (and its synced objects) instead of a new one.
+#[derive(Default)]
+pub struct Sources {
+    running: std::sync::Mutex<std::collections::HashMap<WatchSpec, std::sync::Weak<Shared>>>,
+}
+
+impl Sources {
+    /// The running source for `spec`, or a new one.
+    pub async fn get_or_start(
+        &self,
+        spec: &WatchSpec,
+        metrics: Arc<KubeMetrics>,
+    ) -> Result<Arc<Shared>, KubeError> {
+        if let Some(s) = self
+            .running
+            .lock()
+            .expect("sources lock")
+            .get(spec)
+            .and_then(std::sync::Weak::upgrade)
+        {
+            return Ok(s);
+        }
+        let stop = tokio_util::sync::CancellationToken::new();
+        let rx = start(spec, metrics, stop.clone()).await?;
+        let shared = Arc::new(Shared { rx, stop });
+        let mut running = self.running.lock().expect("sources lock");
+        running.retain(|_, w| w.strong_count() > 0);
+        running.insert(spec.clone(), Arc::downgrade(&shared));
+        Ok(shared)
+    }
+}

@@ -292,6 +292,8 @@ pub struct StartCtx {
     /// Cancelled when this configuration is replaced (reload) or the process stops: background
     /// tasks end with it.
     pub stop: tokio_util::sync::CancellationToken,
+    /// The process's Kubernetes sources, shared across reloads.
+    pub sources: Arc<crate::kube::Sources>,
 }
 
 /// The starters of every block, in block order.

@@ -178,6 +178,8 @@ pub struct Running {
     metrics: Arc<Metrics>,
     /// Stops the running configuration's background tasks (watches, file checks).
     generation: CancellationToken,
+    /// Kubernetes sources, reused by a reload that watches the same objects.
+    sources: Arc<crate::kube::Sources>,
 }
 
 /// Binds UDP and TCP on the same port (an ephemeral port is chosen by UDP first).
@@ -217,6 +219,7 @@ pub async fn start(
         http_state,
         metrics,
         generation: CancellationToken::new(),
+        sources: Arc::default(),
     };
     running.apply(built, false).await?;
     Ok(running)
@@ -265,6 +268,7 @@ impl Running {
         let ctx = StartCtx {
             readiness: readiness.clone(),
             stop: generation.clone(),
+            sources: self.sources.clone(),
         };
         if let Err(e) =
             futures_util::future::try_join_all(starters.into_iter().map(|s| s(ctx.clone()))).await
@@ -368,6 +372,7 @@ impl Running {
         for l in self.listeners.values() {
             l.stop.cancel();
         }
+        // Ends the background tasks; the last user of a Kubernetes source stops its watches.
         self.generation.cancel();
         self.tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;

@@ -154,3 +154,72 @@ async fn api_source_metrics() {
     }
     s.running.shutdown().await;
 }
+
+fn api_requests(api: &FakeApi) -> u64 {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{}/_control/state", api.url)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let i = text.find("\"requests\":").expect("requests in state") + 11;
+    text[i..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A reload whose kubernetes block watches the same objects keeps the running watches: no new
+/// list or watch request, and the new configuration answers cluster names at once.
+#[tokio::test]
+async fn reload_reuses_the_running_watches() {
+    let api = fake_api("tests/conformance/fixtures/watch.yaml");
+    let port = crate::util::free_port();
+    let corefile = |extra: &str| {
+        format!(
+            "cluster.local:{port} {{\n bind 127.0.0.1\n kubernetes {{\n  endpoint {}\n }}\n}}\n{extra}",
+            api.url
+        )
+    };
+    let mut s = start(&corefile(""), vec![]).await;
+    let dns = s.dns();
+    assert_eq!(
+        rcode(dns, "web.ns1.svc.cluster.local.").await,
+        ResponseCode::NoError
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = api_requests(&api);
+    // Same port for the cluster block, plus a new block.
+    let text = corefile("example.org:0 {\n bind 127.0.0.1\n whoami\n}\n");
+    let cfg = clusterdns::config::load("Corefile", &text, 53).unwrap();
+    let built = clusterdns::server::build(&cfg, &s.metrics).unwrap();
+    let t = Instant::now();
+    s.running.reload(built).await.unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "reload waited for a new sync"
+    );
+    assert_eq!(
+        rcode(dns, "web.ns1.svc.cluster.local.").await,
+        ResponseCode::NoError
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(api_requests(&api), before, "the reload made API requests");
+    // And the shared watches still deliver changes.
+    post(
+        &api,
+        "/_control/apply",
+        "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"late\",\"namespace\":\"ns1\"},\"spec\":{\"clusterIP\":\"10.96.1.77\",\"ports\":[{\"port\":80}]}}",
+    );
+    let t = Instant::now();
+    while rcode(dns, "late.ns1.svc.cluster.local.").await != ResponseCode::NoError {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "change after reload not served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.running.shutdown().await;
+}

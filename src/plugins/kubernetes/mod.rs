@@ -53,9 +53,15 @@ pub fn build(cfg: &KubernetesConfig, ctx: &mut BuildCtx<'_>) -> Arc<dyn Handler>
     let metrics = ctx.metrics.kubernetes.clone();
     ctx.services.starters.0.push(Box::new(move |start| {
         Box::pin(async move {
-            let mut rx = crate::kube::start(&cfg.watch, metrics, start.stop.clone())
+            // A reload that watches the same objects shares the running source: its objects are
+            // already synced, so the new index is complete at once.
+            let source = start
+                .sources
+                .get_or_start(&cfg.watch, metrics)
                 .await
                 .map_err(|e| format!("plugin/kubernetes: {e}"))?;
+            let mut rx = source.rx.clone();
+            rx.mark_changed();
             // One thread per plugin builds every index: builds are CPU work that must not
             // stall the async workers, and a single thread keeps them in one malloc arena
             // (spawn_blocking's pool spread them over many and RSS grew with every change).
@@ -66,6 +72,8 @@ pub fn build(cfg: &KubernetesConfig, ctx: &mut BuildCtx<'_>) -> Arc<dyn Handler>
                 .name("kubernetes-index".into())
                 .spawn(move || {
                     runtime.block_on(async move {
+                        // Holding the source keeps its watches running.
+                        let _source = source;
                         loop {
                             let objects = rx.borrow_and_update().clone();
                             swap.store(Arc::new(Index::build(&objects)));
