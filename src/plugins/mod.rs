@@ -4,6 +4,7 @@
 //! [`PluginConfig`] (pure), [`build`] turns a config into a handler plus the process-wide
 //! services it needs (HTTP routes, readiness probes), and the server starts those services.
 
+pub mod any;
 pub mod bind;
 pub mod cache;
 pub mod chain;
@@ -11,6 +12,7 @@ pub mod errors;
 pub mod fall;
 pub mod forward;
 pub mod health;
+pub mod hosts;
 pub mod kubernetes;
 pub mod loadbalance;
 pub mod log;
@@ -80,7 +82,7 @@ pub const ORDER: &[Entry] = &[
     e("local", false, true),
     e("dns64", false, true),
     e("acl", false, false),
-    e("any", false, true),
+    e("any", true, true),
     e("chaos", false, true),
     e("loadbalance", true, true),
     e("tsig", false, true),
@@ -92,7 +94,7 @@ pub const ORDER: &[Entry] = &[
     e("minimal", false, true),
     e("template", false, false),
     e("transfer", false, false),
-    e("hosts", false, true),
+    e("hosts", true, true),
     e("route53", false, false),
     e("azure", false, false),
     e("clouddns", false, false),
@@ -143,6 +145,8 @@ pub enum PluginConfig {
     Errors(errors::ErrorsConfig),
     /// `log`
     Log(log::LogConfig),
+    /// `any`
+    Any,
     /// `loadbalance`
     LoadBalance,
     /// `reload`
@@ -153,6 +157,8 @@ pub enum PluginConfig {
     Cache(cache::CacheConfig),
     /// `forward` (every line of the block)
     Forward(Vec<forward::ForwardConfig>),
+    /// `hosts`
+    Hosts(hosts::HostsConfig),
     /// `kubernetes`
     Kubernetes(Box<kubernetes::KubernetesConfig>),
     /// `whoami`
@@ -170,9 +176,11 @@ impl PluginConfig {
             Self::Errors(_) => errors::NAME,
             Self::Log(_) => log::NAME,
             Self::Kubernetes(_) => kubernetes::NAME,
+            Self::Hosts(_) => hosts::NAME,
             Self::Forward(_) => forward::NAME,
             Self::Cache(_) => cache::NAME,
             Self::LoadBalance => loadbalance::NAME,
+            Self::Any => any::NAME,
             Self::Reload(_) => reload::NAME,
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
@@ -229,6 +237,10 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
         errors::NAME => PluginConfig::Errors(errors::parse(&mut d).map_err(wrap)?),
         log::NAME => PluginConfig::Log(log::parse(&mut d, zones).map_err(wrap)?),
         reload::NAME => PluginConfig::Reload(reload::parse(&mut d).map_err(wrap)?),
+        any::NAME => {
+            any::parse(&mut d).map_err(wrap)?;
+            PluginConfig::Any
+        }
         loadbalance::NAME => {
             loadbalance::parse(&mut d).map_err(wrap)?;
             PluginConfig::LoadBalance
@@ -239,6 +251,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
         }
         cache::NAME => PluginConfig::Cache(cache::parse(&mut d, zones).map_err(wrap)?),
         forward::NAME => PluginConfig::Forward(forward::parse(&mut d).map_err(wrap)?),
+        hosts::NAME => PluginConfig::Hosts(hosts::parse(&mut d, zones).map_err(wrap)?),
         kubernetes::NAME => {
             PluginConfig::Kubernetes(Box::new(kubernetes::parse(&mut d, zones).map_err(wrap)?))
         }
@@ -384,7 +397,9 @@ pub fn build(
         PluginConfig::Errors(c) => Some(Arc::new(errors::Errors::new(c.clone()))),
         PluginConfig::Log(c) => Some(Arc::new(log::Log::new(c.clone()))),
         PluginConfig::Kubernetes(c) => Some(kubernetes::build(c, ctx)),
+        PluginConfig::Hosts(c) => Some(hosts::build(c, ctx)),
         PluginConfig::Reload(_) => None,
+        PluginConfig::Any => Some(Arc::new(any::Any)),
         PluginConfig::LoadBalance => Some(Arc::new(loadbalance::LoadBalance)),
         PluginConfig::Loop => {
             let zone = ctx.zones.first().cloned().unwrap_or_else(|| ".".into());

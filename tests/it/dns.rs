@@ -267,3 +267,77 @@ async fn ready_lists_plugins_that_are_not_ready() {
     assert_eq!(http_get(http, "/ready").await, (200, "OK".to_string()));
     s.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn hosts_file_inline_ptr_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hosts");
+    std::fs::write(&file, "10.0.0.1 node1 node1.example.org\nfd00::1 node1\n").unwrap();
+    let s = crate::util::start(
+        &format!(
+            "example.org:0 in-addr.arpa:0 {{\n bind 127.0.0.1\n hosts {} example.org {{\n  10.0.0.9 inline.example.org\n  ttl 60\n  reload 100ms\n }}\n}}\n",
+            file.display()
+        ),
+        vec![],
+    )
+    .await;
+    let dns = s.dns();
+    let r = crate::util::udp(
+        dns,
+        &crate::util::query("node1.example.org.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(r.answers.len(), 1);
+    assert!(r.metadata.authoritative);
+    assert_eq!(r.answers[0].ttl, 60);
+    let r = crate::util::udp(
+        dns,
+        &crate::util::query("inline.example.org.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(r.answers.len(), 1);
+    let r = crate::util::udp(
+        dns,
+        &crate::util::query("node1.example.org.", RecordType::MX, None),
+    )
+    .await;
+    assert_eq!(
+        (r.metadata.response_code, r.answers.len()),
+        (ResponseCode::NoError, 0)
+    );
+    let r = crate::util::udp(
+        dns,
+        &crate::util::query("nope.example.org.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(
+        r.metadata.response_code,
+        ResponseCode::ServFail,
+        "no SOA, no fallthrough"
+    );
+    let r = crate::util::udp(
+        dns,
+        &crate::util::query("1.0.0.10.in-addr.arpa.", RecordType::PTR, None),
+    )
+    .await;
+    assert_eq!(r.answers.len(), 2, "both names of 10.0.0.1");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    std::fs::write(&file, "10.0.0.2 node2.example.org\n").unwrap();
+    let t = std::time::Instant::now();
+    loop {
+        let r = crate::util::udp(
+            dns,
+            &crate::util::query("node2.example.org.", RecordType::A, None),
+        )
+        .await;
+        if r.answers.len() == 1 {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(3),
+            "hosts file not re-read"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    s.running.shutdown().await;
+}

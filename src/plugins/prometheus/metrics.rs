@@ -34,6 +34,8 @@ pub struct Metrics {
     pub reload_failed: IntCounter,
     /// `coredns_reload_version_info{hash,value}`
     pub reload_version: IntGaugeVec,
+    /// `hosts`'s metrics.
+    pub hosts: std::sync::Arc<crate::plugins::hosts::HostsMetrics>,
     /// `cache`'s metrics.
     pub cache: std::sync::Arc<crate::plugins::cache::CacheMetrics>,
     /// `forward`'s metrics.
@@ -147,7 +149,9 @@ impl Metrics {
             &["hash", "value"],
         )?;
         registry.register(Box::new(reload_version.clone()))?;
+        let hosts = std::sync::Arc::new(crate::plugins::hosts::HostsMetrics::new(&registry)?);
         Ok(Self {
+            hosts,
             reload_failed,
             reload_version,
             cache,
