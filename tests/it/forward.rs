@@ -48,9 +48,8 @@ async fn forwards_and_caches() {
 #[tokio::test]
 async fn fails_over_from_a_silent_upstream() {
     // A socket that never answers (UDP and TCP bound, nobody reads).
-    let silent_udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (silent_udp, _silent_tcp) = crate::util::bind_pair().await;
     let dead = silent_udp.local_addr().unwrap();
-    let _silent_tcp = tokio::net::TcpListener::bind(dead).await.unwrap();
     let stub = stub_upstream(&[("a.example.", "192.0.2.1".parse().unwrap())]).await;
     let s = start(
         &format!(
@@ -164,9 +163,8 @@ async fn upstream(mode: Mode) -> Upstream {
     use std::sync::atomic::AtomicUsize;
     use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (udp, tcp) = crate::util::bind_pair().await;
     let addr = udp.local_addr().unwrap();
-    let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
     let mode = Arc::new(Mutex::new(mode));
     let (udp_a, tcp_a) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let is_a = |raw: &[u8]| {

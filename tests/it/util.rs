@@ -171,9 +171,8 @@ pub async fn stub_upstream(records: &[(&str, std::net::Ipv4Addr)]) -> Stub {
             r.to_vec().ok()
         }
     };
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (udp, tcp) = bind_pair().await;
     let addr = udp.local_addr().unwrap();
-    let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
     let a = answer.clone();
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65535];
@@ -260,4 +259,16 @@ impl Load {
             self.failed.load(Ordering::Relaxed),
         )
     }
+}
+
+/// UDP and TCP sockets on the same ephemeral 127.0.0.1 port (retrying when the TCP side of a
+/// free UDP port is taken).
+pub async fn bind_pair() -> (UdpSocket, tokio::net::TcpListener) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if let Ok(tcp) = tokio::net::TcpListener::bind(udp.local_addr().unwrap()).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no free UDP+TCP port pair");
 }
