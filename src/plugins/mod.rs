@@ -21,6 +21,7 @@ pub mod prometheus;
 pub mod ready;
 pub mod reload;
 pub mod request;
+pub mod template;
 pub mod whoami;
 
 use std::collections::BTreeMap;
@@ -92,7 +93,7 @@ pub const ORDER: &[Entry] = &[
     e("dnssec", false, true),
     e("autopath", false, true),
     e("minimal", false, true),
-    e("template", false, false),
+    e("template", true, false),
     e("transfer", false, false),
     e("hosts", true, true),
     e("route53", false, false),
@@ -157,6 +158,8 @@ pub enum PluginConfig {
     Cache(cache::CacheConfig),
     /// `forward` (every line of the block)
     Forward(Vec<forward::ForwardConfig>),
+    /// `template` (every line of the block)
+    Template(Vec<template::TemplateConfig>),
     /// `hosts`
     Hosts(hosts::HostsConfig),
     /// `kubernetes`
@@ -177,6 +180,7 @@ impl PluginConfig {
             Self::Log(_) => log::NAME,
             Self::Kubernetes(_) => kubernetes::NAME,
             Self::Hosts(_) => hosts::NAME,
+            Self::Template(_) => template::NAME,
             Self::Forward(_) => forward::NAME,
             Self::Cache(_) => cache::NAME,
             Self::LoadBalance => loadbalance::NAME,
@@ -251,6 +255,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
         }
         cache::NAME => PluginConfig::Cache(cache::parse(&mut d, zones).map_err(wrap)?),
         forward::NAME => PluginConfig::Forward(forward::parse(&mut d).map_err(wrap)?),
+        template::NAME => PluginConfig::Template(template::parse(&mut d, zones).map_err(wrap)?),
         hosts::NAME => PluginConfig::Hosts(hosts::parse(&mut d, zones).map_err(wrap)?),
         kubernetes::NAME => {
             PluginConfig::Kubernetes(Box::new(kubernetes::parse(&mut d, zones).map_err(wrap)?))
@@ -398,6 +403,7 @@ pub fn build(
         PluginConfig::Log(c) => Some(Arc::new(log::Log::new(c.clone()))),
         PluginConfig::Kubernetes(c) => Some(kubernetes::build(c, ctx)),
         PluginConfig::Hosts(c) => Some(hosts::build(c, ctx)),
+        PluginConfig::Template(c) => Some(template::build(c)),
         PluginConfig::Reload(_) => None,
         PluginConfig::Any => Some(Arc::new(any::Any)),
         PluginConfig::LoadBalance => Some(Arc::new(loadbalance::LoadBalance)),
