@@ -8,6 +8,7 @@ pub mod any;
 pub mod bind;
 pub mod cache;
 pub mod chain;
+pub mod dns64;
 pub mod errors;
 pub mod fall;
 pub mod forward;
@@ -81,7 +82,7 @@ pub const ORDER: &[Entry] = &[
     e("log", true, false),
     e("dnstap", false, false),
     e("local", false, true),
-    e("dns64", false, true),
+    e("dns64", true, true),
     e("acl", false, false),
     e("any", true, true),
     e("chaos", false, true),
@@ -146,6 +147,8 @@ pub enum PluginConfig {
     Errors(errors::ErrorsConfig),
     /// `log`
     Log(log::LogConfig),
+    /// `dns64`
+    Dns64(dns64::Dns64Config),
     /// `any`
     Any,
     /// `loadbalance`
@@ -185,6 +188,7 @@ impl PluginConfig {
             Self::Cache(_) => cache::NAME,
             Self::LoadBalance => loadbalance::NAME,
             Self::Any => any::NAME,
+            Self::Dns64(_) => dns64::NAME,
             Self::Reload(_) => reload::NAME,
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
@@ -241,6 +245,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
         errors::NAME => PluginConfig::Errors(errors::parse(&mut d).map_err(wrap)?),
         log::NAME => PluginConfig::Log(log::parse(&mut d, zones).map_err(wrap)?),
         reload::NAME => PluginConfig::Reload(reload::parse(&mut d).map_err(wrap)?),
+        dns64::NAME => PluginConfig::Dns64(dns64::parse(&mut d).map_err(wrap)?),
         any::NAME => {
             any::parse(&mut d).map_err(wrap)?;
             PluginConfig::Any
@@ -405,6 +410,7 @@ pub fn build(
         PluginConfig::Hosts(c) => Some(hosts::build(c, ctx)),
         PluginConfig::Template(c) => Some(template::build(c)),
         PluginConfig::Reload(_) => None,
+        PluginConfig::Dns64(c) => Some(dns64::Dns64::handler(*c)),
         PluginConfig::Any => Some(Arc::new(any::Any)),
         PluginConfig::LoadBalance => Some(Arc::new(loadbalance::LoadBalance)),
         PluginConfig::Loop => {

@@ -359,6 +359,7 @@ fn command_line() {
             "prometheus",
             "errors",
             "log",
+            "dns64",
             "any",
             "loadbalance",
             "cache",

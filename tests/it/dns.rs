@@ -341,3 +341,37 @@ async fn hosts_file_inline_ptr_and_reload() {
     }
     s.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn dns64_synthesizes_aaaa_through_the_chain() {
+    let s = crate::util::start(
+        "example.org:0 {\n bind 127.0.0.1\n dns64 {\n  allow_ipv4\n }\n hosts {\n  192.0.2.33 v4only.example.org\n  2001:db8::1 dual.example.org\n  192.0.2.34 dual.example.org\n }\n}\n",
+        vec![],
+    )
+    .await;
+    let dns = s.dns();
+    let r = crate::util::udp(
+        dns,
+        &crate::util::query("v4only.example.org.", RecordType::AAAA, None),
+    )
+    .await;
+    assert_eq!(r.answers.len(), 1);
+    assert_eq!(r.answers[0].data.to_string(), "64:ff9b::c000:221");
+    let r = crate::util::udp(
+        dns,
+        &crate::util::query("dual.example.org.", RecordType::AAAA, None),
+    )
+    .await;
+    assert_eq!(
+        r.answers[0].data.to_string(),
+        "2001:db8::1",
+        "real AAAA kept"
+    );
+    let r = crate::util::udp(
+        dns,
+        &crate::util::query("v4only.example.org.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(r.answers[0].data.to_string(), "192.0.2.33");
+    s.running.shutdown().await;
+}
