@@ -14,6 +14,7 @@ pub mod fall;
 pub mod forward;
 pub mod health;
 pub mod hosts;
+pub mod k8s_external;
 pub mod kubernetes;
 pub mod loadbalance;
 pub mod log;
@@ -100,7 +101,7 @@ pub const ORDER: &[Entry] = &[
     e("route53", false, false),
     e("azure", false, false),
     e("clouddns", false, false),
-    e("k8s_external", false, true),
+    e("k8s_external", true, true),
     e("kubernetes", true, true),
     e("file", false, false),
     e("auto", false, false),
@@ -165,6 +166,8 @@ pub enum PluginConfig {
     Template(Vec<template::TemplateConfig>),
     /// `hosts`
     Hosts(hosts::HostsConfig),
+    /// `k8s_external`
+    K8sExternal(k8s_external::ExternalConfig),
     /// `kubernetes`
     Kubernetes(Box<kubernetes::KubernetesConfig>),
     /// `whoami`
@@ -182,6 +185,7 @@ impl PluginConfig {
             Self::Errors(_) => errors::NAME,
             Self::Log(_) => log::NAME,
             Self::Kubernetes(_) => kubernetes::NAME,
+            Self::K8sExternal(_) => k8s_external::NAME,
             Self::Hosts(_) => hosts::NAME,
             Self::Template(_) => template::NAME,
             Self::Forward(_) => forward::NAME,
@@ -262,6 +266,9 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
         forward::NAME => PluginConfig::Forward(forward::parse(&mut d).map_err(wrap)?),
         template::NAME => PluginConfig::Template(template::parse(&mut d, zones).map_err(wrap)?),
         hosts::NAME => PluginConfig::Hosts(hosts::parse(&mut d, zones).map_err(wrap)?),
+        k8s_external::NAME => {
+            PluginConfig::K8sExternal(k8s_external::parse(&mut d, zones).map_err(wrap)?)
+        }
         kubernetes::NAME => {
             PluginConfig::Kubernetes(Box::new(kubernetes::parse(&mut d, zones).map_err(wrap)?))
         }
@@ -374,6 +381,8 @@ pub struct BuildCtx<'a> {
     pub hosts: &'a [crate::config::Host],
     /// The block's first listener (host, port).
     pub listener: (crate::config::Host, u16),
+    /// The block's kubernetes index, when it has the plugin.
+    pub kubernetes: Option<kubernetes::KubeHandle>,
     /// Where the block's directive starts (for error messages).
     pub loc: Option<Loc>,
     /// Process-wide services to start.
@@ -407,6 +416,7 @@ pub fn build(
         PluginConfig::Errors(c) => Some(Arc::new(errors::Errors::new(c.clone()))),
         PluginConfig::Log(c) => Some(Arc::new(log::Log::new(c.clone()))),
         PluginConfig::Kubernetes(c) => Some(kubernetes::build(c, ctx)),
+        PluginConfig::K8sExternal(c) => Some(k8s_external::build(c, ctx)?),
         PluginConfig::Hosts(c) => Some(hosts::build(c, ctx)),
         PluginConfig::Template(c) => Some(template::build(c)),
         PluginConfig::Reload(_) => None,

@@ -66,6 +66,10 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
     for b in &config.blocks {
         let zones = b.zones();
         let hosts = b.hosts();
+        let kube = b.plugins.iter().find_map(|p| match p {
+            PluginConfig::Kubernetes(c) => Some(plugins::kubernetes::KubeHandle::new(c)),
+            _ => None,
+        });
         let mut handlers = Vec::new();
         for p in &b.plugins {
             if let PluginConfig::Ready(r) = p {
@@ -78,6 +82,7 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
                     hosts.first().copied().unwrap_or(Host::Any),
                     b.keys.first().map_or(53, |k| k.port),
                 ),
+                kubernetes: kube.clone(),
                 loc: Some(b.loc.clone()),
                 services: &mut services,
                 metrics,

@@ -365,6 +365,7 @@ fn command_line() {
             "cache",
             "template",
             "hosts",
+            "k8s_external",
             "kubernetes",
             "loop",
             "forward",

@@ -36,11 +36,10 @@ fn run(args: &[&str]) {
     );
 }
 
-/// Every shared case outside the features not built yet (multicluster, zonal, zone transfers,
-/// k8s_external).
+/// Every shared case outside the features not built yet (multicluster, zonal, zone transfers).
 #[test]
 fn shared_cases_kubernetes_dns_spec_and_coredns_tables() {
-    run(&["--skip-tags", "multicluster,zonal,transfer,k8s_external"]);
+    run(&["--skip-tags", "multicluster,zonal,transfer"]);
 }
 
 /// Watch paths: add/update/delete of every kind, bookmarks, cut watches, 410 relists, API

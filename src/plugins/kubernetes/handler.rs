@@ -173,7 +173,7 @@ pub fn address_from_reverse(name: &str) -> Option<IpAddr> {
 }
 
 /// The hostname of an endpoint (CoreDNS's `endpointHostname`).
-fn endpoint_hostname(ep: &Endpoint, pod_names: bool) -> Cow<'_, str> {
+pub(crate) fn endpoint_hostname(ep: &Endpoint, pod_names: bool) -> Cow<'_, str> {
     if let Some(h) = ep.hostname.as_deref().filter(|h| !h.is_empty()) {
         return Cow::Borrowed(h);
     }
@@ -194,13 +194,13 @@ fn endpoint_hostname(ep: &Endpoint, pod_names: bool) -> Cow<'_, str> {
     }
 }
 
-fn match_port(want_port: &str, port: &str, want_proto: &str, proto: &str) -> bool {
+pub(crate) fn match_port(want_port: &str, port: &str, want_proto: &str, proto: &str) -> bool {
     (want_port.is_empty() || want_port.eq_ignore_ascii_case(port))
         && (want_proto.is_empty() || want_proto.eq_ignore_ascii_case(proto))
 }
 
 /// `prefix.zone` for a zone that may be the root.
-fn join(prefix: &str, zone: &str) -> String {
+pub(crate) fn join(prefix: &str, zone: &str) -> String {
     if zone == "." {
         format!("{prefix}.")
     } else {
@@ -208,19 +208,25 @@ fn join(prefix: &str, zone: &str) -> String {
     }
 }
 
-fn name(s: &str) -> Name {
+pub(crate) fn name(s: &str) -> Name {
     Name::from_ascii(s).unwrap_or_else(|_| Name::root())
 }
 
-fn record(owner: Name, ttl: u32, data: RData) -> Record {
+pub(crate) fn record(owner: Name, ttl: u32, data: RData) -> Record {
     Record::from_rdata(owner, ttl, data)
 }
 
-fn addr_record(owner: Name, ttl: u32, ip: IpAddr) -> Record {
+pub(crate) fn addr_record(owner: Name, ttl: u32, ip: IpAddr) -> Record {
     match ip {
         IpAddr::V4(v4) => record(owner, ttl, RData::A(A(v4))),
         IpAddr::V6(v6) => record(owner, ttl, RData::AAAA(AAAA(v6))),
     }
+}
+
+/// Namespace exposure: in `namespaces` (when set) and present (namespace_labels filter them).
+pub(crate) fn exposed(cfg: &KubernetesConfig, idx: &Index, ns: &str) -> bool {
+    (cfg.namespaces.is_empty() || cfg.namespaces.iter().any(|n| n == ns))
+        && idx.namespaces.contains(ns)
 }
 
 /// One query's view: the index, the matched zone (lower-case and as sent).
@@ -237,9 +243,7 @@ impl Query<'_> {
     }
 
     fn exposed(&self, ns: &str) -> bool {
-        let cfg = &self.k.cfg;
-        (cfg.namespaces.is_empty() || cfg.namespaces.iter().any(|n| n == ns))
-            && self.idx.namespaces.contains(ns)
+        exposed(&self.k.cfg, self.idx, ns)
     }
 
     /// `kubernetes.Records`: the items of a cluster name.

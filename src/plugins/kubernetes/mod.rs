@@ -4,7 +4,7 @@
 //! rebuilds the index on every published view (off the async workers) and swaps it in whole,
 //! then waits up to `startup_timeout` for the first sync before the DNS listeners open.
 
-mod handler;
+pub(crate) mod handler;
 mod index;
 mod setup;
 
@@ -45,10 +45,33 @@ fn local_ips(hosts: &[Host]) -> Vec<IpAddr> {
     ips
 }
 
+/// A block's kubernetes configuration and index, made before its handlers so that other
+/// plugins of the block (`k8s_external`) can read the same index.
+#[derive(Clone)]
+pub struct KubeHandle {
+    /// The configuration.
+    pub cfg: Arc<KubernetesConfig>,
+    /// The current index.
+    pub index: Arc<ArcSwap<Index>>,
+}
+
+impl KubeHandle {
+    /// A handle with an empty, unsynced index.
+    pub fn new(cfg: &KubernetesConfig) -> Self {
+        Self {
+            cfg: Arc::new(cfg.clone()),
+            index: Arc::new(ArcSwap::from_pointee(Index::default())),
+        }
+    }
+}
+
 /// Builds the handler and registers its starter.
 pub fn build(cfg: &KubernetesConfig, ctx: &mut BuildCtx<'_>) -> Arc<dyn Handler> {
-    let cfg = Arc::new(cfg.clone());
-    let index = Arc::new(ArcSwap::from_pointee(Index::default()));
+    let handle = ctx
+        .kubernetes
+        .clone()
+        .unwrap_or_else(|| KubeHandle::new(cfg));
+    let (cfg, index) = (handle.cfg, handle.index);
     let handler = Kubernetes::new(cfg.clone(), index.clone(), local_ips(ctx.hosts));
     let metrics = ctx.metrics.kubernetes.clone();
     ctx.services.starters.0.push(Box::new(move |start| {

@@ -1,0 +1,338 @@
+//! `k8s_external`: Services' external IPs (externalIPs, load-balancer ingress) under a public
+//! zone, from the kubernetes plugin's index (plugin/k8s_external).
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::{SOA, SRV};
+use hickory_proto::rr::{RData, Record, RecordType};
+
+use crate::corefile::{Dispenser, Error};
+use crate::kube::model::ServiceKind;
+use crate::plugins::kubernetes::KubeHandle;
+use crate::plugins::kubernetes::handler::{
+    addr_record, endpoint_hostname, exposed, join, match_port, name, record,
+};
+use crate::plugins::{
+    BuildCtx, Fall, Handler, HandlerError, Next, Request, Response, is_subdomain, origins,
+};
+
+/// Directive name.
+pub const NAME: &str = "k8s_external";
+
+/// A parsed `k8s_external`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalConfig {
+    /// Zones served.
+    pub zones: Vec<String>,
+    /// The apex label (default `dns`): SOA `ns1.APEX.ZONE`, `hostmaster.APEX.ZONE`.
+    pub apex: String,
+    /// TTL (default 5, 0–3600).
+    pub ttl: u32,
+    /// Headless services without external IPs answer with their endpoints.
+    pub headless: bool,
+    /// `fallthrough [ZONES]`.
+    pub fall: Fall,
+}
+
+/// Parses the directive (once per block).
+pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<ExternalConfig, Error> {
+    d.next();
+    let args = d.remaining_args();
+    let mut c = ExternalConfig {
+        zones: origins(&args, block_zones).map_err(|e| d.err(e))?,
+        apex: "dns".into(),
+        ttl: 5,
+        headless: false,
+        fall: Fall::none(),
+    };
+    while d.next_block() {
+        match d.val() {
+            "apex" => {
+                let a = d.remaining_args();
+                let [v] = a.as_slice() else {
+                    return Err(d.arg_err());
+                };
+                c.apex = v.trim_end_matches('.').to_ascii_lowercase();
+            }
+            "ttl" => {
+                let a = d.remaining_args();
+                let [v] = a.as_slice() else {
+                    return Err(d.arg_err());
+                };
+                let t: i64 = v
+                    .parse()
+                    .map_err(|_| d.err(format!("ttl must be an integer: {v}")))?;
+                if !(0..=3600).contains(&t) {
+                    return Err(d.err(format!("ttl must be in range [0, 3600]: {t}")));
+                }
+                c.ttl = t as u32;
+            }
+            "headless" => {
+                d.expect_no_more_args()?;
+                c.headless = true;
+            }
+            "fallthrough" => c.fall = Fall::parse(&d.remaining_args()),
+            other => return Err(d.err(format!("unknown property '{other}'"))),
+        }
+    }
+    Ok(c)
+}
+
+/// The handler.
+pub struct External {
+    cfg: ExternalConfig,
+    kube: KubeHandle,
+}
+
+/// Builds the handler; the block must have the kubernetes plugin.
+pub fn build(cfg: &ExternalConfig, ctx: &mut BuildCtx<'_>) -> Result<Arc<dyn Handler>, Error> {
+    let Some(kube) = ctx.kubernetes.clone() else {
+        return Err(Error::plugin(
+            NAME,
+            ctx.loc.clone(),
+            Error::plain(None, "kubernetes plugin not loaded"),
+        ));
+    };
+    Ok(Arc::new(External {
+        cfg: cfg.clone(),
+        kube,
+    }))
+}
+
+struct Found {
+    ip: IpAddr,
+    port: i32,
+    owner: String,
+}
+
+impl External {
+    fn soa(&self, zone_q: &str, serial: u32) -> Record {
+        let apex = join(&self.cfg.apex, zone_q);
+        record(
+            name(zone_q),
+            self.cfg.ttl,
+            RData::SOA(SOA::new(
+                name(&join("ns1", &apex)),
+                name(&join("hostmaster", &apex)),
+                serial,
+                7200,
+                1800,
+                86400,
+                self.cfg.ttl,
+            )),
+        )
+    }
+
+    /// CoreDNS's `Kubernetes.External`: Ok(items), or Err(()) for "no such name".
+    fn lookup(&self, base: &str, zone_q: &str) -> Result<Vec<Found>, ()> {
+        let idx = self.kube.index.load();
+        let segs: Vec<&str> = if base.is_empty() {
+            Vec::new()
+        } else {
+            base.split('.').collect()
+        };
+        let Some(mut last) = segs.len().checked_sub(1) else {
+            return Ok(Vec::new());
+        };
+        let namespace = segs[last];
+        if !exposed(&self.kube.cfg, &idx, namespace) {
+            return Err(());
+        }
+        let Some(l) = last.checked_sub(1) else {
+            return Ok(Vec::new());
+        };
+        last = l;
+        let service = segs[last];
+        let mut remaining = last as isize - 1;
+        let (mut port, mut proto) = ("", "");
+        if remaining == 1 {
+            proto = segs[1].trim_start_matches('_');
+            port = segs[0].trim_start_matches('_');
+            remaining -= 2;
+        }
+        let mut endpoint = "";
+        if self.cfg.headless && remaining == 0 {
+            endpoint = segs[0];
+            remaining -= 1;
+        }
+        if remaining != -1 {
+            return Err(());
+        }
+        let Some(entry) = idx.service(namespace, service) else {
+            return Err(());
+        };
+        let svc = &entry.svc;
+        let base = join(&format!("{}.{}", svc.name, svc.namespace), zone_q);
+        let mut out = Vec::new();
+        let mut found = false;
+        if self.cfg.headless && svc.external_ips.is_empty() && svc.kind == ServiceKind::Headless {
+            for (ep, ports) in entry.endpoints() {
+                let host = endpoint_hostname(ep, self.kube.cfg.endpoint_pod_names);
+                if !endpoint.is_empty() && !endpoint.eq_ignore_ascii_case(&host) {
+                    continue;
+                }
+                for p in ports {
+                    if !match_port(port, &p.name, proto, &p.protocol) {
+                        continue;
+                    }
+                    found = true;
+                    out.push(Found {
+                        ip: ep.ip,
+                        port: p.port,
+                        owner: format!("{host}.{base}"),
+                    });
+                }
+            }
+        } else {
+            for ip in &svc.external_ips {
+                for p in &svc.ports {
+                    if !match_port(port, &p.name, proto, &p.protocol) {
+                        continue;
+                    }
+                    found = true;
+                    out.push(Found {
+                        ip: *ip,
+                        port: p.port,
+                        owner: base.clone(),
+                    });
+                }
+            }
+        }
+        if found { Ok(out) } else { Err(()) }
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for External {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
+        let mut sent = req.qname().to_ascii();
+        if !sent.ends_with('.') {
+            sent.push('.');
+        }
+        let lower = sent.to_ascii_lowercase();
+        let Some(zone) = self
+            .cfg
+            .zones
+            .iter()
+            .filter(|z| is_subdomain(z, &lower))
+            .max_by_key(|z| z.len())
+        else {
+            return next.run(req).await;
+        };
+        let zone_q = &sent[sent.len() - zone.len()..];
+        let serial = self.kube.index.load().serial;
+        let base = if lower == *zone {
+            ""
+        } else {
+            &lower[..lower.len() - zone.len() - 1]
+        };
+        let qtype = req.qtype();
+        let mut msg = req.reply();
+        msg.metadata.authoritative = true;
+        let ttl = self.cfg.ttl;
+        // The apex and the names under APEX.ZONE (the server's own).
+        let apex = self.cfg.apex.as_str();
+        if base.is_empty() || base == apex || base.ends_with(&format!(".{apex}")) {
+            if base.is_empty() && qtype == RecordType::SOA {
+                msg.add_answer(self.soa(zone_q, serial));
+            } else if !base.is_empty() && base != apex && base != format!("ns1.{apex}") {
+                msg.metadata.response_code = ResponseCode::NXDomain;
+                msg.add_authority(self.soa(zone_q, serial));
+            } else {
+                msg.add_authority(self.soa(zone_q, serial));
+            }
+            return Ok(Response::new(msg, NAME));
+        }
+        let Ok(items) = self.lookup(base, zone_q) else {
+            if self.cfg.fall.through(&lower) {
+                return next.run(req).await;
+            }
+            msg.metadata.response_code = ResponseCode::NXDomain;
+            msg.add_authority(self.soa(zone_q, serial));
+            return Ok(Response::new(msg, NAME));
+        };
+        match qtype {
+            RecordType::A | RecordType::AAAA => {
+                let mut seen = HashSet::new();
+                for f in &items {
+                    if (qtype == RecordType::A) == f.ip.is_ipv4() && seen.insert(f.ip) {
+                        msg.add_answer(addr_record(req.qname().clone(), ttl, f.ip));
+                    }
+                }
+            }
+            RecordType::SRV => {
+                let weight = ((100.0 / (100.0 * items.len() as f64) * 100.0).floor() as u16).max(1);
+                let mut dup = HashSet::new();
+                for f in items.iter().filter(|f| f.port != -1) {
+                    let target = name(&f.owner);
+                    if dup.insert((f.owner.to_ascii_lowercase(), None, f.port)) {
+                        msg.add_answer(record(
+                            req.qname().clone(),
+                            ttl,
+                            RData::SRV(SRV::new(
+                                0,
+                                weight,
+                                u16::try_from(f.port).unwrap_or(0),
+                                target.clone(),
+                            )),
+                        ));
+                    }
+                    if dup.insert((f.owner.to_ascii_lowercase(), Some(f.ip), 0)) {
+                        msg.add_additional(addr_record(target, ttl, f.ip));
+                    }
+                }
+            }
+            _ => {}
+        }
+        if msg.answers.is_empty() {
+            msg.add_authority(self.soa(zone_q, serial));
+        }
+        Ok(Response::new(msg, NAME))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc as StdArc;
+
+    use super::*;
+    use crate::corefile::lexer::lex;
+
+    #[test]
+    fn setup() {
+        let run = |s: &str| {
+            let toks = lex(&StdArc::from("Corefile"), s);
+            parse(&mut Dispenser::new(&toks), &["example.org.".to_string()])
+        };
+        let c = run("k8s_external").unwrap();
+        assert_eq!(
+            (c.zones[0].as_str(), c.apex.as_str(), c.ttl, c.headless),
+            ("example.org.", "dns", 5, false)
+        );
+        let c = run("k8s_external example.com {\n apex ns\n ttl 30\n headless\n fallthrough\n}")
+            .unwrap();
+        assert_eq!(
+            (c.zones[0].as_str(), c.apex.as_str(), c.ttl, c.headless),
+            ("example.com.", "ns", 30, true)
+        );
+        assert!(
+            run("k8s_external {\n ttl 4000\n}")
+                .unwrap_err()
+                .to_string()
+                .contains("ttl must be in range")
+        );
+        assert!(
+            run("k8s_external {\n bogus\n}")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown property")
+        );
+    }
+}
