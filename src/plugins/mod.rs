@@ -23,6 +23,7 @@ pub mod prometheus;
 pub mod ready;
 pub mod reload;
 pub mod request;
+pub mod rewrite;
 pub mod template;
 pub mod whoami;
 
@@ -90,7 +91,7 @@ pub const ORDER: &[Entry] = &[
     e("loadbalance", true, true),
     e("tsig", false, true),
     e("cache", true, true),
-    e("rewrite", false, false),
+    e("rewrite", true, false),
     e("header", false, false),
     e("dnssec", false, true),
     e("autopath", false, true),
@@ -162,6 +163,8 @@ pub enum PluginConfig {
     Cache(cache::CacheConfig),
     /// `forward` (every line of the block)
     Forward(Vec<forward::ForwardConfig>),
+    /// `rewrite` (every line of the block)
+    Rewrite(Vec<rewrite::RewriteRule>),
     /// `template` (every line of the block)
     Template(Vec<template::TemplateConfig>),
     /// `hosts`
@@ -188,6 +191,7 @@ impl PluginConfig {
             Self::K8sExternal(_) => k8s_external::NAME,
             Self::Hosts(_) => hosts::NAME,
             Self::Template(_) => template::NAME,
+            Self::Rewrite(_) => rewrite::NAME,
             Self::Forward(_) => forward::NAME,
             Self::Cache(_) => cache::NAME,
             Self::LoadBalance => loadbalance::NAME,
@@ -264,6 +268,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
         }
         cache::NAME => PluginConfig::Cache(cache::parse(&mut d, zones).map_err(wrap)?),
         forward::NAME => PluginConfig::Forward(forward::parse(&mut d).map_err(wrap)?),
+        rewrite::NAME => PluginConfig::Rewrite(rewrite::parse(&mut d).map_err(wrap)?),
         template::NAME => PluginConfig::Template(template::parse(&mut d, zones).map_err(wrap)?),
         hosts::NAME => PluginConfig::Hosts(hosts::parse(&mut d, zones).map_err(wrap)?),
         k8s_external::NAME => {
@@ -419,6 +424,7 @@ pub fn build(
         PluginConfig::K8sExternal(c) => Some(k8s_external::build(c, ctx)?),
         PluginConfig::Hosts(c) => Some(hosts::build(c, ctx)),
         PluginConfig::Template(c) => Some(template::build(c)),
+        PluginConfig::Rewrite(c) => Some(rewrite::Rewrite::handler(c.clone())),
         PluginConfig::Reload(_) => None,
         PluginConfig::Dns64(c) => Some(dns64::Dns64::handler(*c)),
         PluginConfig::Any => Some(Arc::new(any::Any)),
