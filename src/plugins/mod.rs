@@ -5,6 +5,7 @@
 //! services it needs (HTTP routes, readiness probes), and the server starts those services.
 
 pub mod any;
+pub mod autopath;
 pub mod bind;
 pub mod cache;
 pub mod chain;
@@ -94,7 +95,7 @@ pub const ORDER: &[Entry] = &[
     e("rewrite", true, false),
     e("header", false, false),
     e("dnssec", false, true),
-    e("autopath", false, true),
+    e("autopath", true, true),
     e("minimal", false, true),
     e("template", true, false),
     e("transfer", false, false),
@@ -165,6 +166,8 @@ pub enum PluginConfig {
     Forward(Vec<forward::ForwardConfig>),
     /// `rewrite` (every line of the block)
     Rewrite(Vec<rewrite::RewriteRule>),
+    /// `autopath`
+    Autopath(autopath::AutopathConfig),
     /// `template` (every line of the block)
     Template(Vec<template::TemplateConfig>),
     /// `hosts`
@@ -191,6 +194,7 @@ impl PluginConfig {
             Self::K8sExternal(_) => k8s_external::NAME,
             Self::Hosts(_) => hosts::NAME,
             Self::Template(_) => template::NAME,
+            Self::Autopath(_) => autopath::NAME,
             Self::Rewrite(_) => rewrite::NAME,
             Self::Forward(_) => forward::NAME,
             Self::Cache(_) => cache::NAME,
@@ -269,6 +273,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
         cache::NAME => PluginConfig::Cache(cache::parse(&mut d, zones).map_err(wrap)?),
         forward::NAME => PluginConfig::Forward(forward::parse(&mut d).map_err(wrap)?),
         rewrite::NAME => PluginConfig::Rewrite(rewrite::parse(&mut d).map_err(wrap)?),
+        autopath::NAME => PluginConfig::Autopath(autopath::parse(&mut d, zones).map_err(wrap)?),
         template::NAME => PluginConfig::Template(template::parse(&mut d, zones).map_err(wrap)?),
         hosts::NAME => PluginConfig::Hosts(hosts::parse(&mut d, zones).map_err(wrap)?),
         k8s_external::NAME => {
@@ -424,6 +429,7 @@ pub fn build(
         PluginConfig::K8sExternal(c) => Some(k8s_external::build(c, ctx)?),
         PluginConfig::Hosts(c) => Some(hosts::build(c, ctx)),
         PluginConfig::Template(c) => Some(template::build(c)),
+        PluginConfig::Autopath(c) => Some(autopath::build(c, ctx)?),
         PluginConfig::Rewrite(c) => Some(rewrite::Rewrite::handler(c.clone())),
         PluginConfig::Reload(_) => None,
         PluginConfig::Dns64(c) => Some(dns64::Dns64::handler(*c)),

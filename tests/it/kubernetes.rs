@@ -223,3 +223,60 @@ async fn reload_reuses_the_running_watches() {
     }
     s.running.shutdown().await;
 }
+
+/// autopath @kubernetes: a pod in ns1 asking `foo.com.ns1.svc.cluster.local` (its first
+/// ndots:5 search expansion) gets `CNAME foo.com.` plus the upstream's answer in one round trip.
+#[tokio::test]
+async fn autopath_walks_the_pods_search_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(
+        &file,
+        format!("{ONE}- {{apiVersion: v1, kind: Pod, metadata: {{name: client, namespace: ns1}}, status: {{phase: Running, podIP: 127.0.0.1}}}}\n"),
+    )
+    .unwrap();
+    let stub = crate::util::stub_upstream(&[("foo.com.", "192.0.2.1".parse().unwrap())]).await;
+    let s = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n autopath @kubernetes\n kubernetes cluster.local {{\n  snapshot {}\n  pods verified\n }}\n forward . {}\n}}\n",
+            file.display(),
+            stub.addr
+        ),
+        vec![],
+    )
+    .await;
+    let r = udp(
+        s.dns(),
+        &query("foo.com.ns1.svc.cluster.local.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    let got: Vec<String> = r
+        .answers
+        .iter()
+        .map(|a| format!("{} {}", a.name, a.data))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "foo.com.ns1.svc.cluster.local. foo.com.",
+            "foo.com. 192.0.2.1"
+        ]
+    );
+    // A cluster name on the search path is found on the first step, no CNAME needed.
+    let r = udp(
+        s.dns(),
+        &query("a.ns1.svc.cluster.local.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(r.answers.len(), 1);
+    assert_eq!(r.answers[0].name.to_string(), "a.ns1.svc.cluster.local.");
+    // A name that exists nowhere: the first reply (NXDOMAIN), so the client walks on.
+    let r = udp(
+        s.dns(),
+        &query("nothing.ns1.svc.cluster.local.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    s.running.shutdown().await;
+}

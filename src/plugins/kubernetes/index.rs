@@ -58,6 +58,8 @@ pub struct Index {
     pub endpoint_ips: HashMap<IpAddr, Vec<EpRef>>,
     /// (namespace, pod IP as written) of watched pods (`pods verified`).
     pub pods: HashSet<(Arc<str>, Arc<str>)>,
+    /// Pod IP → its namespace (the first pod with that IP), for `autopath @kubernetes`.
+    pub pod_namespaces: HashMap<IpAddr, Arc<str>>,
 }
 
 impl Index {
@@ -100,7 +102,18 @@ impl Index {
                 svc.slices.push(es.clone());
             }
         }
+        let mut pod_namespaces = HashMap::new();
+        let mut pods: Vec<_> = objects.pods.values().collect();
+        pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        for p in pods {
+            if let Ok(ip) = p.ip.parse::<IpAddr>() {
+                pod_namespaces
+                    .entry(ip)
+                    .or_insert_with(|| p.namespace.clone());
+            }
+        }
         Self {
+            pod_namespaces,
             synced: objects.synced,
             serial: objects.serial,
             namespaces: objects.namespaces.keys().map(|k| k.1.clone()).collect(),

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub reload_failed: IntCounter,
     /// `coredns_reload_version_info{hash,value}`
     pub reload_version: IntGaugeVec,
+    /// `autopath`'s metric.
+    pub autopath: std::sync::Arc<crate::plugins::autopath::AutopathMetrics>,
     /// `hosts`'s metrics.
     pub hosts: std::sync::Arc<crate::plugins::hosts::HostsMetrics>,
     /// `cache`'s metrics.
@@ -150,7 +152,10 @@ impl Metrics {
         )?;
         registry.register(Box::new(reload_version.clone()))?;
         let hosts = std::sync::Arc::new(crate::plugins::hosts::HostsMetrics::new(&registry)?);
+        let autopath =
+            std::sync::Arc::new(crate::plugins::autopath::AutopathMetrics::new(&registry)?);
         Ok(Self {
+            autopath,
             hosts,
             reload_failed,
             reload_version,
