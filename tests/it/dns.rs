@@ -375,3 +375,56 @@ async fn dns64_synthesizes_aaaa_through_the_chain() {
     assert_eq!(r.answers[0].data.to_string(), "192.0.2.33");
     s.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn template_rewrite_and_any_over_sockets() {
+    let s = crate::util::start(
+        r#".:0 {
+    bind 127.0.0.1
+    any
+    rewrite name exact alias.example.org. real.example.org.
+    template ANY ANY internal.cloudapp.net {
+        match "^(?:[^.]+\.){4,}internal\.cloudapp\.net\.$"
+        rcode NXDOMAIN
+        fallthrough
+    }
+    template IN A example.org {
+        match "^(?P<h>[a-z]+)\.example\.org\.$"
+        answer "{{ .Name }} 30 IN A 192.0.2.7"
+    }
+    whoami
+}
+"#,
+        vec![],
+    )
+    .await;
+    let dns = s.dns();
+    let q = |n: &str, t| crate::util::query(n, t, None);
+    let r = crate::util::udp(
+        dns,
+        &q(
+            "www.example.com.ns1.svc.internal.cloudapp.net.",
+            RecordType::A,
+        ),
+    )
+    .await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    assert!(r.metadata.authoritative);
+    let r = crate::util::udp(dns, &q("vm.internal.cloudapp.net.", RecordType::A)).await;
+    assert_eq!(
+        r.metadata.response_code,
+        ResponseCode::NoError,
+        "fell through to whoami"
+    );
+    let r = crate::util::udp(dns, &q("alias.example.org.", RecordType::A)).await;
+    assert_eq!(r.answers.len(), 1);
+    assert_eq!(
+        r.answers[0].name.to_string(),
+        "alias.example.org.",
+        "owner rewritten back"
+    );
+    assert_eq!(r.answers[0].data.to_string(), "192.0.2.7");
+    let r = crate::util::udp(dns, &q("real.example.org.", RecordType::ANY)).await;
+    assert_eq!(r.answers[0].record_type(), RecordType::HINFO);
+    s.running.shutdown().await;
+}

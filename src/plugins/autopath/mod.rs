@@ -170,11 +170,7 @@ impl Autopath {
 /// Prefixes the answer with `original CNAME <owner of the first answer>` unless that owner is
 /// the original name; the question is the client's anyway.
 fn cnamer(msg: &mut Message, original: &Name) {
-    if let Some(first) = msg
-        .answers
-        .iter()
-        .find(|r| !r.name.eq_case(original) && r.name != *original)
-    {
+    if let Some(first) = msg.answers.iter().find(|r| r.name != *original) {
         let cname = Record::from_rdata(
             original.clone(),
             first.ttl,
