@@ -94,6 +94,67 @@ fn go_to_rust_template(to: &str) -> String {
     out
 }
 
+/// For `name regex FROM TO answer auto`: a regex matching what TO produces, and a replacement
+/// that rebuilds what FROM matched. Works for patterns whose parts outside groups are literal
+/// (e.g. `(.*)-(us-west-1)\.example\.org` → `{1}.service.{2}.consul`).
+fn reverse_regex(from: &str, to: &str) -> Result<(String, String), String> {
+    // TO: literal text and {N} group references.
+    let mut re = String::from("^");
+    let mut refs: Vec<usize> = Vec::new();
+    let mut rest = to;
+    while let Some(i) = rest.find('{') {
+        re.push_str(&regex::escape(&rest[..i]));
+        let j = rest[i..]
+            .find('}')
+            .ok_or("answer auto: unbalanced { in the replacement")?;
+        let n: usize = rest[i + 1..i + j]
+            .parse()
+            .map_err(|_| "answer auto: only {N} groups can be reversed".to_string())?;
+        refs.push(n);
+        re.push_str("(.+?)");
+        rest = &rest[i + j + 1..];
+    }
+    re.push_str(&regex::escape(rest.trim_end_matches('.')));
+    re.push_str("\\.?$");
+    // FROM: literal text (with escapes) and capture groups, which become ${k}.
+    let body = from.trim_start_matches('^').trim_end_matches('$');
+    let (mut back, mut group, mut chars) = (String::new(), 0usize, body.chars().peekable());
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => back.push(
+                chars
+                    .next()
+                    .ok_or("answer auto: trailing \\ in the pattern")?,
+            ),
+            '(' => {
+                group += 1;
+                let mut depth = 1;
+                for c in chars.by_ref() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                let k = refs.iter().position(|n| *n == group).ok_or_else(|| {
+                    format!("answer auto: group {group} is not used in the replacement")
+                })?;
+                back.push_str(&format!("${{{}}}", k + 1));
+            }
+            '.' | '*' | '+' | '?' | '[' | ']' | '|' | '{' | '}' => {
+                return Err(format!(
+                    "answer auto cannot reverse \"{from}\": use answer name FROM TO"
+                ));
+            }
+            c => back.push(c),
+        }
+    }
+    Ok((re, back))
+}
+
 fn name_match(d: &Dispenser<'_>, kind: &str, v: &str) -> Result<NameMatch, Error> {
     Ok(match kind {
         "exact" => NameMatch::Exact(fqdn(&v.to_ascii_lowercase())),
@@ -163,6 +224,19 @@ fn parse_rule(d: &Dispenser<'_>, args: &[String]) -> Result<RewriteRule, Error> 
                     }
                     _ => return Err(d.err("answer must be followed by auto, name or value")),
                 }
+            }
+            if kind == "regex" && auto {
+                // Derive the way back from the two patterns (CoreDNS's `answer auto`).
+                let (re, back) = reverse_regex(from, rest[1].as_str()).map_err(|e| d.err(e))?;
+                let re = Regex::new(&re).map_err(|e| d.err(format!("answer auto: {e}")))?;
+                for values in [false, true] {
+                    answers.push(AnswerRule {
+                        re: re.clone(),
+                        to: back.clone(),
+                        values,
+                    });
+                }
+                auto = false;
             }
             Rule::Name {
                 from: from_m,
@@ -294,7 +368,7 @@ impl NameMatch {
                 let caps = r.captures(name)?;
                 let mut out = String::new();
                 caps.expand(to, &mut out);
-                out
+                fqdn(&out)
             }
         })
     }
@@ -329,7 +403,7 @@ fn name_err(n: &str) -> HandlerError {
 
 /// Rewrites a record's owner name with `f`.
 fn rename_owner(r: &mut Record, f: &dyn Fn(&str) -> Option<String>) -> Result<(), HandlerError> {
-    if let Some(n) = f(&lower_fqdn(&r.name)) {
+    if let Some(n) = f(&lower_fqdn(&r.name)).map(|n| fqdn(&n)) {
         r.name = Name::from_ascii(&n).map_err(|_| name_err(&n))?;
     }
     Ok(())
@@ -345,7 +419,7 @@ fn rename_value(r: &mut Record, f: &dyn Fn(&str) -> Option<String>) -> Result<()
         RData::MX(m) => &mut m.exchange,
         _ => return Ok(()),
     };
-    if let Some(n) = f(&lower_fqdn(target)) {
+    if let Some(n) = f(&lower_fqdn(target)).map(|n| fqdn(&n)) {
         *target = Name::from_ascii(&n).map_err(|_| name_err(&n))?;
     }
     Ok(())
@@ -534,6 +608,30 @@ mod tests {
         );
         let got = ask(&c, "db.legacy.local.").await;
         assert_eq!(got[2], "db.legacy.local. 60 10.0.0.2");
+    }
+
+    #[tokio::test]
+    async fn regex_answer_auto_is_derived() {
+        // CoreDNS's README example.
+        let c = chain(
+            "rewrite name regex (.*)-(us-west-1)\\.example\\.org {1}.service.{2}.consul answer auto",
+        );
+        let got = ask(&c, "foo-us-west-1.example.org.").await;
+        // Names and values that the rewrite produced are turned back.
+        assert_eq!(
+            got[0],
+            "foo-us-west-1.example.org. 300 www.foo-us-west-1.example.org."
+        );
+        assert_eq!(got[2], "foo-us-west-1.example.org. 300 10.0.0.2");
+        let (re, back) =
+            reverse_regex("(.*)-(us-west-1)\\.example\\.org", "{1}.service.{2}.consul").unwrap();
+        assert_eq!(back, "${1}-${2}.example.org");
+        assert!(
+            Regex::new(&re)
+                .unwrap()
+                .is_match("foo.service.us-west-1.consul.")
+        );
+        assert!(reverse_regex("a.*b(.*)", "{1}").is_err());
     }
 
     #[test]
