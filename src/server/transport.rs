@@ -21,7 +21,12 @@ use super::dispatch::{Dispatcher, formerr};
 const TCP_READ: Duration = Duration::from_secs(3);
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
-async fn reply(d: &Dispatcher, raw: Vec<u8>, src: SocketAddr, proto: Protocol) -> Option<Vec<u8>> {
+pub(crate) async fn reply(
+    d: &Dispatcher,
+    raw: Vec<u8>,
+    src: SocketAddr,
+    proto: Protocol,
+) -> Option<Vec<u8>> {
     match HRequest::from_bytes(raw.clone(), src, proto) {
         Ok(req) => Some(d.answer(&req).await),
         Err(_) => formerr(&raw),
