@@ -314,11 +314,16 @@ impl Dispatcher {
             }
         };
 
-        if let Some(m) = msg.as_mut() {
-            fit(&req.query, m, resp_edns.as_ref(), req.max_size());
-        }
+        // Encode once; only a reply too big for the client is fitted and encoded again.
         let md = reply_header(request, rcode, msg.as_ref());
-        let out = encode(Some(&req.query), &md, msg.as_ref(), resp_edns.as_ref());
+        let mut out = encode(Some(&req.query), &md, msg.as_ref(), resp_edns.as_ref());
+        if out.len() > usize::from(req.max_size()) {
+            if let Some(m) = msg.as_mut() {
+                fit(&req.query, m, resp_edns.as_ref(), req.max_size());
+                let md = reply_header(request, rcode, msg.as_ref());
+                out = encode(Some(&req.query), &md, msg.as_ref(), resp_edns.as_ref());
+            }
+        }
 
         if block.metrics {
             let m = &self.metrics;

@@ -27,9 +27,11 @@ pub(crate) async fn reply(
     src: SocketAddr,
     proto: Protocol,
 ) -> Option<Vec<u8>> {
-    match HRequest::from_bytes(raw.clone(), src, proto) {
+    // Keep only the header for a FORMERR, rather than a copy of every datagram.
+    let head: Option<[u8; 12]> = raw.get(..12).and_then(|h| h.try_into().ok());
+    match HRequest::from_bytes(raw, src, proto) {
         Ok(req) => Some(d.answer(&req).await),
-        Err(_) => formerr(&raw),
+        Err(_) => head.and_then(|h| formerr(&h)),
     }
 }
 
