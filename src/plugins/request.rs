@@ -5,6 +5,15 @@ use std::net::SocketAddr;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
+/// `name` as lower-case text with a trailing dot.
+pub fn lower_fqdn(name: &Name) -> String {
+    let mut s = name.to_ascii().to_ascii_lowercase();
+    if !s.ends_with('.') {
+        s.push('.');
+    }
+    s
+}
+
 /// Transport the query arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Proto {
@@ -134,6 +143,11 @@ impl Request {
     /// The query name, as sent.
     pub fn qname(&self) -> &Name {
         self.query.name()
+    }
+
+    /// The query name, lower-case, with its trailing dot (how zones and rules compare it).
+    pub fn qname_lower(&self) -> String {
+        lower_fqdn(self.qname())
     }
 
     /// The query type.

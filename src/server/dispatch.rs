@@ -15,7 +15,7 @@ use hickory_server::server::Request as HRequest;
 use tokio::time::Instant;
 
 use crate::plugins::prometheus::{Metrics, family_label, rcode_label, type_label};
-use crate::plugins::request::{Resolve, Resolver};
+use crate::plugins::request::{Resolve, Resolver, lower_fqdn};
 use crate::plugins::{Chain, HandlerError, Proto, Request, Response};
 
 /// One server block as a listener sees it.
@@ -58,14 +58,6 @@ impl Router {
             };
         }
     }
-}
-
-fn lower_fqdn(name: &hickory_proto::rr::Name) -> String {
-    let mut s = name.to_ascii().to_ascii_lowercase();
-    if !s.ends_with('.') {
-        s.push('.');
-    }
-    s
 }
 
 #[async_trait::async_trait]

@@ -187,10 +187,7 @@ impl Handler for Autopath {
     }
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
-        let mut name = req.qname().to_ascii().to_ascii_lowercase();
-        if !name.ends_with('.') {
-            name.push('.');
-        }
+        let name = req.qname_lower();
         if !self.cfg.zones.iter().any(|z| is_subdomain(z, &name)) {
             return next.run(req).await;
         }

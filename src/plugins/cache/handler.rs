@@ -330,14 +330,6 @@ impl Inner {
     }
 }
 
-fn lower_name(req: &Request) -> String {
-    let mut s = req.qname().to_ascii().to_ascii_lowercase();
-    if !s.ends_with('.') {
-        s.push('.');
-    }
-    s
-}
-
 fn secs(d: Duration) -> u32 {
     u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
@@ -350,7 +342,7 @@ impl Handler for Cache {
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
         let c = &self.inner;
-        let name = lower_name(req);
+        let name = req.qname_lower();
         if !c.cfg.zones.iter().any(|z| is_subdomain(z, &name))
             || matches!(req.qtype(), RecordType::AXFR | RecordType::IXFR)
         {

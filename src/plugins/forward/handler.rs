@@ -192,10 +192,7 @@ impl Handler for Forward {
     }
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
-        let mut lower = req.qname().to_ascii().to_ascii_lowercase();
-        if !lower.ends_with('.') {
-            lower.push('.');
-        }
+        let lower = req.qname_lower();
         let last = self.instances.len().saturating_sub(1);
         for (i, inst) in self.instances.iter().enumerate() {
             if !inst.matches(&lower) {

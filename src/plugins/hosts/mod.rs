@@ -201,10 +201,7 @@ impl Handler for Hosts {
     }
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
-        let mut name = req.qname().to_ascii().to_ascii_lowercase();
-        if !name.ends_with('.') {
-            name.push('.');
-        }
+        let name = req.qname_lower();
         let qtype = req.qtype();
         if qtype == RecordType::PTR {
             if self.cfg.no_reverse {

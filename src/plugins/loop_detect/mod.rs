@@ -120,7 +120,7 @@ impl Handler for Loop {
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
         if req.qtype() == RecordType::HINFO && !self.disabled.load(Ordering::Relaxed) {
-            let name = req.qname().to_ascii().to_ascii_lowercase();
+            let name = req.qname_lower();
             if name == self.qname && self.seen.fetch_add(1, Ordering::Relaxed) + 1 > 2 {
                 tracing::error!(
                     target: "plugin/loop",

@@ -8,6 +8,7 @@ use regex::Regex;
 
 use crate::corefile::address::fqdn;
 use crate::corefile::{Dispenser, Error};
+use crate::plugins::request::lower_fqdn;
 use crate::plugins::{Handler, HandlerError, Next, Request, Response};
 
 /// Directive name.
@@ -335,14 +336,6 @@ pub fn parse(d: &mut Dispenser<'_>) -> Result<Vec<RewriteRule>, Error> {
         out.push(parse_rule(d, &args)?);
     }
     Ok(out)
-}
-
-fn lower_fqdn(n: &Name) -> String {
-    let mut s = n.to_ascii().to_ascii_lowercase();
-    if !s.ends_with('.') {
-        s.push('.');
-    }
-    s
 }
 
 impl NameMatch {

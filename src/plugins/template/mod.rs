@@ -256,10 +256,7 @@ impl Handler for Template {
     }
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
-        let mut name = req.qname().to_ascii().to_ascii_lowercase();
-        if !name.ends_with('.') {
-            name.push('.');
-        }
+        let name = req.qname_lower();
         for t in &self.templates {
             let Some(zone) = t
                 .zones
