@@ -1,5 +1,6 @@
 //! `forward`'s metrics: CoreDNS's current names and the pre-1.11 names dashboards still use.
 
+use crate::plugins::prometheus::time_buckets;
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 /// Registered once per process.
@@ -20,10 +21,6 @@ pub struct ForwardMetrics {
     pub hc_broken: IntCounter,
     /// `coredns_forward_max_concurrent_rejects_total`
     pub max_concurrent_rejects: IntCounter,
-}
-
-fn time_buckets() -> Vec<f64> {
-    (0..16).map(|i| 0.000_25 * f64::from(1u32 << i)).collect()
 }
 
 impl ForwardMetrics {

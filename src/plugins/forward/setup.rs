@@ -9,6 +9,7 @@ use hickory_proto::op::ResponseCode;
 use crate::corefile::address::fqdn;
 use crate::corefile::dispenser::parse_duration;
 use crate::corefile::{Dispenser, Error};
+use crate::plugins::log::rcode_from_name;
 use crate::plugins::origins;
 
 /// CoreDNS's limit on upstreams per `forward`.
@@ -154,18 +155,6 @@ fn parse_to(arg: &str) -> Result<To, String> {
         return Ok(To::File(PathBuf::from(rest)));
     }
     Err(format!("not an IP address or file: \"{arg}\""))
-}
-
-fn rcode(name: &str) -> Option<ResponseCode> {
-    Some(match name.to_ascii_uppercase().as_str() {
-        "NOERROR" => ResponseCode::NoError,
-        "FORMERR" => ResponseCode::FormErr,
-        "SERVFAIL" => ResponseCode::ServFail,
-        "NXDOMAIN" => ResponseCode::NXDomain,
-        "NOTIMP" => ResponseCode::NotImp,
-        "REFUSED" => ResponseCode::Refused,
-        _ => return None,
-    })
 }
 
 /// Parses every `forward` line of a block, in Corefile order.
@@ -322,7 +311,8 @@ fn parse_one(d: &mut Dispenser<'_>) -> Result<ForwardConfig, Error> {
                 }
                 for a in args {
                     c.next.push(
-                        rcode(&a).ok_or_else(|| d.err(format!("'{a}' is not a valid rcode")))?,
+                        rcode_from_name(&a)
+                            .ok_or_else(|| d.err(format!("'{a}' is not a valid rcode")))?,
                     );
                 }
             }

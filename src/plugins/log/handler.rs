@@ -202,6 +202,21 @@ pub fn rcode_name(rcode: ResponseCode) -> String {
     }
 }
 
+/// The rcode a Corefile names (`NOERROR`, `SERVFAIL`, …; any case), for `forward`'s `next`
+/// and `template`'s `rcode`.
+pub fn rcode_from_name(name: &str) -> Option<ResponseCode> {
+    [
+        ResponseCode::NoError,
+        ResponseCode::FormErr,
+        ResponseCode::ServFail,
+        ResponseCode::NXDomain,
+        ResponseCode::NotImp,
+        ResponseCode::Refused,
+    ]
+    .into_iter()
+    .find(|c| rcode_name(*c).eq_ignore_ascii_case(name))
+}
+
 fn rflags(m: &Message) -> String {
     let md = &m.metadata;
     let flags = [

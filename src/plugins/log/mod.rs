@@ -3,7 +3,7 @@
 mod handler;
 mod setup;
 
-pub use handler::{Log, ResponseType, rcode_name};
+pub use handler::{Log, ResponseType, rcode_from_name, rcode_name};
 pub use setup::{COMBINED, COMMON, Classes, LogConfig, Rule, parse};
 
 /// Directive name.

@@ -47,7 +47,7 @@ pub struct Metrics {
 }
 
 /// CoreDNS's `TimeBuckets`: 0.25 ms × 2^i, i = 0..15.
-fn time_buckets() -> Vec<f64> {
+pub fn time_buckets() -> Vec<f64> {
     (0..16).map(|i| 0.000_25 * f64::from(1u32 << i)).collect()
 }
 

@@ -6,7 +6,7 @@
 mod metrics;
 mod setup;
 
-pub use metrics::{Metrics, family_label, rcode_label, type_label};
+pub use metrics::{Metrics, family_label, rcode_label, time_buckets, type_label};
 pub use setup::{PrometheusConfig, parse};
 
 use crate::plugins::{Handler, HandlerError, Next, Request, Response};

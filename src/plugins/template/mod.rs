@@ -12,6 +12,7 @@ use hickory_proto::serialize::txt::Parser;
 use regex::Regex;
 
 use crate::corefile::{Dispenser, Error};
+use crate::plugins::log::rcode_from_name;
 use crate::plugins::{Fall, Handler, HandlerError, Next, Request, Response, is_subdomain, origins};
 
 /// Directive name.
@@ -128,18 +129,6 @@ impl PartialEq for TemplateConfig {
     }
 }
 
-fn rcode(name: &str) -> Option<ResponseCode> {
-    Some(match name.to_ascii_uppercase().as_str() {
-        "NOERROR" => ResponseCode::NoError,
-        "FORMERR" => ResponseCode::FormErr,
-        "SERVFAIL" => ResponseCode::ServFail,
-        "NXDOMAIN" => ResponseCode::NXDomain,
-        "NOTIMP" => ResponseCode::NotImp,
-        "REFUSED" => ResponseCode::Refused,
-        _ => return None,
-    })
-}
-
 /// Parses every `template` line of a block, in order.
 pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Vec<TemplateConfig>, Error> {
     let mut out = Vec::new();
@@ -206,7 +195,8 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Vec<Templa
                     let [c] = a.as_slice() else {
                         return Err(d.arg_err());
                     };
-                    t.rcode = rcode(c).ok_or_else(|| d.err(format!("unknown rcode {c}")))?;
+                    t.rcode =
+                        rcode_from_name(c).ok_or_else(|| d.err(format!("unknown rcode {c}")))?;
                 }
                 "fallthrough" => t.fall = Fall::parse(&a),
                 "upstream" => {
