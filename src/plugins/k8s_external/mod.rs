@@ -6,14 +6,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::{SOA, SRV};
+use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{RData, Record, RecordType};
 
 use crate::corefile::{Dispenser, Error};
 use crate::kube::model::ServiceKind;
 use crate::plugins::kubernetes::KubeHandle;
 use crate::plugins::kubernetes::handler::{
-    addr_record, endpoint_hostname, exposed, join, match_port, name, record,
+    addr_record, endpoint_hostname, exposed, join, match_port, name, record, srv_records,
 };
 use crate::plugins::{
     BuildCtx, Fall, Handler, HandlerError, Next, Request, Response, is_subdomain, origins,
@@ -268,26 +268,13 @@ impl Handler for External {
                 }
             }
             RecordType::SRV => {
-                let weight = ((100.0 / (100.0 * items.len() as f64) * 100.0).floor() as u16).max(1);
-                let mut dup = HashSet::new();
-                for f in items.iter().filter(|f| f.port != -1) {
-                    let target = name(&f.owner);
-                    if dup.insert((f.owner.to_ascii_lowercase(), None, f.port)) {
-                        msg.add_answer(record(
-                            req.qname().clone(),
-                            ttl,
-                            RData::SRV(SRV::new(
-                                0,
-                                weight,
-                                u16::try_from(f.port).unwrap_or(0),
-                                target.clone(),
-                            )),
-                        ));
-                    }
-                    if dup.insert((f.owner.to_ascii_lowercase(), Some(f.ip), 0)) {
-                        msg.add_additional(addr_record(target, ttl, f.ip));
-                    }
-                }
+                let candidates: Vec<(&str, IpAddr, i32)> = items
+                    .iter()
+                    .map(|f| (f.owner.as_str(), f.ip, f.port))
+                    .collect();
+                let (answer, extra) = srv_records(req.qname(), ttl, &candidates);
+                msg.add_answers(answer);
+                msg.add_additionals(extra);
             }
             _ => {}
         }

@@ -223,6 +223,39 @@ pub(crate) fn addr_record(owner: Name, ttl: u32, ip: IpAddr) -> Record {
     }
 }
 
+/// SRV answers for `candidates` (target name, its address, port), as CoreDNS's `plugin.SRV`:
+/// priority 0, weight floor(100 / candidates) (at least 1), port -1 skipped, SRV records
+/// deduplicated by (target, port), and the targets' addresses (deduplicated by name and address)
+/// for the additional section.
+pub(crate) fn srv_records(
+    qname: &Name,
+    ttl: u32,
+    candidates: &[(&str, IpAddr, i32)],
+) -> (Vec<Record>, Vec<Record>) {
+    let (mut answer, mut extra) = (Vec::new(), Vec::new());
+    let weight = ((100.0 / (100.0 * candidates.len() as f64) * 100.0).floor() as u16).max(1);
+    let mut dup: HashSet<(String, Option<IpAddr>, i32)> = HashSet::new();
+    for &(owner, ip, port) in candidates.iter().filter(|c| c.2 != -1) {
+        let target = name(owner);
+        if dup.insert((owner.to_ascii_lowercase(), None, port)) {
+            answer.push(record(
+                qname.clone(),
+                ttl,
+                RData::SRV(SRV::new(
+                    0,
+                    weight,
+                    u16::try_from(port).unwrap_or(0),
+                    target.clone(),
+                )),
+            ));
+        }
+        if dup.insert((owner.to_ascii_lowercase(), Some(ip), 0)) {
+            extra.push(addr_record(target, ttl, ip));
+        }
+    }
+    (answer, extra)
+}
+
 /// Namespace exposure: in `namespaces` (when set) and present (namespace_labels filter them).
 pub(crate) fn exposed(cfg: &KubernetesConfig, idx: &Index, ns: &str) -> bool {
     (cfg.namespaces.is_empty() || cfg.namespaces.iter().any(|n| n == ns))
@@ -529,31 +562,14 @@ impl Query<'_> {
 
     fn srv(&self, qname: &Name, lower: &str) -> Result<(Vec<Record>, Vec<Record>), NotFound> {
         let items = self.services(lower, RecordType::SRV)?;
-        let (mut answer, mut extra) = (Vec::new(), Vec::new());
-        let total = 100.0 * items.len() as f64;
-        let mut dup: HashSet<(String, Option<IpAddr>, i32)> = HashSet::new();
-        for item in &items {
-            if item.port == -1 {
-                continue;
-            }
-            let Target::Ip(ip) = item.target else {
-                continue;
-            };
-            let weight = ((100.0 / total * 100.0).floor() as u16).max(1);
-            let port = u16::try_from(item.port).unwrap_or(0);
-            let target = name(&item.owner);
-            if dup.insert((item.owner.to_ascii_lowercase(), None, item.port)) {
-                answer.push(record(
-                    qname.clone(),
-                    self.ttl(),
-                    RData::SRV(SRV::new(0, weight, port, target.clone())),
-                ));
-            }
-            if dup.insert((item.owner.to_ascii_lowercase(), Some(ip), 0)) {
-                extra.push(addr_record(target, self.ttl(), ip));
-            }
-        }
-        Ok((answer, extra))
+        let candidates: Vec<(&str, IpAddr, i32)> = items
+            .iter()
+            .filter_map(|i| match i.target {
+                Target::Ip(ip) => Some((i.owner.as_str(), ip, i.port)),
+                _ => None,
+            })
+            .collect();
+        Ok(srv_records(qname, self.ttl(), &candidates))
     }
 
     fn ptr(&self, qname: &Name, lower: &str) -> Result<Vec<Record>, NotFound> {
