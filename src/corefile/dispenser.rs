@@ -161,6 +161,15 @@ impl<'a> Dispenser<'a> {
         }
     }
 
+    /// The rest of the line as exactly one argument (`Wrong argument count…` otherwise).
+    pub fn single_arg(&mut self) -> Result<String, Error> {
+        let args = self.remaining_args();
+        match <[String; 1]>::try_from(args) {
+            Ok([v]) => Ok(v),
+            Err(_) => Err(self.arg_err()),
+        }
+    }
+
     /// Errors unless the line has no more arguments.
     pub fn expect_no_more_args(&mut self) -> Result<(), Error> {
         if self.next_arg() {

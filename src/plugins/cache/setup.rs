@@ -144,11 +144,8 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<CacheConfi
                 bucket(d, &mut c.denial, &a)?;
             }
             "servfail" => {
-                let a = d.remaining_args();
-                let [v] = a.as_slice() else {
-                    return Err(d.arg_err());
-                };
-                let t = parse_duration(v)
+                let v = d.single_arg()?;
+                let t = parse_duration(&v)
                     .ok_or_else(|| d.err(format!("time: invalid duration \"{v}\"")))?;
                 if t > Duration::from_secs(300) {
                     return Err(d.err("caching SERVFAIL responses over 5 minutes is not permitted"));

@@ -61,11 +61,8 @@ pub fn parse(d: &mut Dispenser<'_>) -> Result<Dns64Config, Error> {
     while d.next_block() {
         match d.val() {
             "prefix" => {
-                let a = d.remaining_args();
-                let [p] = a.as_slice() else {
-                    return Err(d.arg_err());
-                };
-                (c.prefix, c.len) = parse_prefix(d, p)?;
+                let p = d.single_arg()?;
+                (c.prefix, c.len) = parse_prefix(d, &p)?;
             }
             "translate_all" => {
                 d.expect_no_more_args()?;

@@ -167,18 +167,12 @@ pub fn parse(d: &mut Dispenser<'_>) -> Result<Vec<ForwardConfig>, Error> {
 }
 
 fn one_duration(d: &mut Dispenser<'_>) -> Result<Duration, Error> {
-    let args = d.remaining_args();
-    let [v] = args.as_slice() else {
-        return Err(d.arg_err());
-    };
-    parse_duration(v).ok_or_else(|| d.err(format!("time: invalid duration \"{v}\"")))
+    let v = d.single_arg()?;
+    parse_duration(&v).ok_or_else(|| d.err(format!("time: invalid duration \"{v}\"")))
 }
 
 fn one_int(d: &mut Dispenser<'_>) -> Result<i64, Error> {
-    let args = d.remaining_args();
-    let [v] = args.as_slice() else {
-        return Err(d.arg_err());
-    };
+    let v = d.single_arg()?;
     v.parse()
         .map_err(|_| d.err(format!("strconv.Atoi: parsing \"{v}\": invalid syntax")))
 }
@@ -293,10 +287,7 @@ fn parse_one(d: &mut Dispenser<'_>) -> Result<ForwardConfig, Error> {
                 }
             }
             "policy" => {
-                let args = d.remaining_args();
-                let [p] = args.as_slice() else {
-                    return Err(d.arg_err());
-                };
+                let p = d.single_arg()?;
                 c.policy = match p.as_str() {
                     "random" => Policy::Random,
                     "round_robin" => Policy::RoundRobin,
@@ -344,10 +335,7 @@ fn parse_one(d: &mut Dispenser<'_>) -> Result<ForwardConfig, Error> {
                 };
             }
             "tls_servername" => {
-                let a = d.remaining_args();
-                let [name] = a.as_slice() else {
-                    return Err(d.arg_err());
-                };
+                let name = d.single_arg()?;
                 c.tls_servername = Some(name.clone());
             }
             opt @ ("doh_method" | "failover" | "next_on_nodata" | "resolver") => {

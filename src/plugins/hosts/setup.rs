@@ -61,10 +61,7 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<HostsConfi
                 c.no_reverse = true;
             }
             "ttl" => {
-                let a = d.remaining_args();
-                let [v] = a.as_slice() else {
-                    return Err(d.arg_err());
-                };
+                let v = d.single_arg()?;
                 let t: i64 = v
                     .parse()
                     .map_err(|_| d.err(format!("ttl must be a number: {v}")))?;
@@ -74,11 +71,8 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<HostsConfi
                 c.ttl = t as u32;
             }
             "reload" => {
-                let a = d.remaining_args();
-                let [v] = a.as_slice() else {
-                    return Err(d.arg_err());
-                };
-                c.reload = parse_duration(v)
+                let v = d.single_arg()?;
+                c.reload = parse_duration(&v)
                     .ok_or_else(|| d.err(format!("invalid duration for reload '{v}'")))?;
             }
             first => {

@@ -51,17 +51,11 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<ExternalCo
     while d.next_block() {
         match d.val() {
             "apex" => {
-                let a = d.remaining_args();
-                let [v] = a.as_slice() else {
-                    return Err(d.arg_err());
-                };
+                let v = d.single_arg()?;
                 c.apex = v.trim_end_matches('.').to_ascii_lowercase();
             }
             "ttl" => {
-                let a = d.remaining_args();
-                let [v] = a.as_slice() else {
-                    return Err(d.arg_err());
-                };
+                let v = d.single_arg()?;
                 let t: i64 = v
                     .parse()
                     .map_err(|_| d.err(format!("ttl must be an integer: {v}")))?;

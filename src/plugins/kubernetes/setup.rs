@@ -92,15 +92,15 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Kubernetes
         let opt = d.val();
         match opt {
             "endpoint_pod_names" => {
-                expect_none(d)?;
+                d.expect_no_more_args()?;
                 cfg.endpoint_pod_names = true;
             }
             "noendpoints" => {
-                expect_none(d)?;
+                d.expect_no_more_args()?;
                 cfg.watch.endpoints = false;
             }
             "pods" => {
-                let v = one(d)?;
+                let v = d.single_arg()?;
                 cfg.pods = match v.as_str() {
                     "disabled" => PodMode::Disabled,
                     "insecure" => PodMode::Insecure,
@@ -148,36 +148,14 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Kubernetes
                     _ => return Err(d.arg_err()),
                 }
             }
-            "snapshot" => snapshot = Some(one(d)?.into()),
-            "labels" => {
-                let args = d.remaining_args();
-                if args.is_empty() {
-                    return Err(d.arg_err());
-                }
-                let text = args.join(" ");
-                let sel = LabelSelector::parse(&text).map_err(|e| {
-                    d.err(format!(
-                        "unable to parse label selector value: '{text}': {e}"
-                    ))
-                })?;
-                cfg.watch.labels = Some(sel);
-            }
+            "snapshot" => snapshot = Some(d.single_arg()?.into()),
+            "labels" => cfg.watch.labels = Some(selector(d, "label")?),
             "namespace_labels" => {
-                let args = d.remaining_args();
-                if args.is_empty() {
-                    return Err(d.arg_err());
-                }
-                let text = args.join(" ");
-                let sel = LabelSelector::parse(&text).map_err(|e| {
-                    d.err(format!(
-                        "unable to parse namespace_label selector value: '{text}': {e}"
-                    ))
-                })?;
-                cfg.watch.namespace_labels = Some(sel);
+                cfg.watch.namespace_labels = Some(selector(d, "namespace_label")?)
             }
             "fallthrough" => cfg.fall = Fall::parse(&d.remaining_args()),
             "ttl" => {
-                let v = one(d)?;
+                let v = d.single_arg()?;
                 let ttl: i64 = v
                     .parse()
                     .map_err(|_| d.err(format!("ttl must be an integer: {v}")))?;
@@ -201,7 +179,7 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Kubernetes
                 tracing::warn!(target: "plugin/kubernetes", "upstream is deprecated and ignored: ExternalName targets are resolved through this server");
             }
             "startup_timeout" => {
-                let v = one(d)?;
+                let v = d.single_arg()?;
                 cfg.startup_timeout = parse_duration(&v).ok_or_else(|| {
                     d.err(format!(
                         "failed to parse startup_timeout: time: invalid duration \"{v}\""
@@ -209,7 +187,7 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Kubernetes
                 })?;
             }
             "apiserver_qps" => {
-                let v = one(d)?;
+                let v = d.single_arg()?;
                 let q: f64 = v
                     .parse()
                     .map_err(|e| d.err(format!("invalid apiserver_qps \"{v}\": {e}")))?;
@@ -219,7 +197,7 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Kubernetes
                 cfg.api_limits.0 = q;
             }
             "apiserver_burst" | "apiserver_max_inflight" => {
-                let v = one(d)?;
+                let v = d.single_arg()?;
                 let n: i64 = v
                     .parse()
                     .map_err(|e| d.err(format!("invalid {opt} \"{v}\": {e}")))?;
@@ -255,19 +233,18 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Kubernetes
     Ok(cfg)
 }
 
-fn expect_none(d: &mut Dispenser<'_>) -> Result<(), Error> {
-    if d.next_arg() {
+/// The rest of the line as a label selector (`labels`, `namespace_labels`).
+fn selector(d: &mut Dispenser<'_>, what: &str) -> Result<LabelSelector, Error> {
+    let args = d.remaining_args();
+    if args.is_empty() {
         return Err(d.arg_err());
     }
-    Ok(())
-}
-
-fn one(d: &mut Dispenser<'_>) -> Result<String, Error> {
-    let args = d.remaining_args();
-    match args.as_slice() {
-        [v] => Ok(v.clone()),
-        _ => Err(d.arg_err()),
-    }
+    let text = args.join(" ");
+    LabelSelector::parse(&text).map_err(|e| {
+        d.err(format!(
+            "unable to parse {what} selector value: '{text}': {e}"
+        ))
+    })
 }
 
 #[cfg(test)]
