@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod corefile;
+pub mod fswatch;
 pub mod fuzzing;
 pub mod kube;
 pub mod logging;

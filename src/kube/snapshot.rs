@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
@@ -131,10 +131,6 @@ async fn read_blocking(
         .map_err(|e| KubeError::Snapshot(e.to_string()))?
 }
 
-fn mtime(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
 /// Loads `path` now (an error is fatal at start) and re-reads it whenever it changes (an
 /// error then is logged and the last good view is kept).
 pub async fn spawn(
@@ -146,23 +142,18 @@ pub async fn spawn(
 ) -> Result<(), KubeError> {
     let kinds = spec.kinds();
     let mut store = Store::new(&kinds, Some(metrics));
-    let mut seen = mtime(&path);
+    let mut watch = crate::fswatch::FileWatch::new(
+        vec![path.clone()],
+        crate::fswatch::mtimes(std::slice::from_ref(&path)),
+        POLL,
+    );
     for c in read_blocking(&path, spec, &kinds).await? {
         store.apply(c);
     }
     let _ = tx.send(Arc::new(store.objects().clone()));
     let spec = spec.clone();
     tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(POLL) => {}
-            }
-            let now = mtime(&path);
-            if now == seen {
-                continue;
-            }
-            seen = now;
+        while watch.changed(&stop).await {
             match read_blocking(&path, &spec, &kinds).await {
                 Ok(changes) => {
                     let mut changed = false;

@@ -5,8 +5,9 @@ pub mod metrics;
 mod proxy;
 mod setup;
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 pub use handler::{Forward, Instance};
 pub use metrics::ForwardMetrics;
@@ -14,6 +15,7 @@ pub use proxy::{ExchangeError, Proxy, Transport};
 pub use setup::{ForwardConfig, Policy, TlsOptions, To, parse, resolv_conf};
 
 use crate::corefile::Error;
+use crate::fswatch::{FileWatch, mtimes};
 use crate::plugins::{BuildCtx, Handler};
 
 /// Directive name.
@@ -103,15 +105,6 @@ fn proxies(c: &ForwardConfig) -> Result<Vec<Arc<Proxy>>, String> {
     Ok(out)
 }
 
-fn mtimes(to: &[To]) -> Vec<Option<SystemTime>> {
-    to.iter()
-        .map(|t| match t {
-            To::File(p) => std::fs::metadata(p).and_then(|m| m.modified()).ok(),
-            To::Addr(_) | To::Tls(..) => None,
-        })
-        .collect()
-}
-
 /// Builds the block's `forward` handler (all its lines) and, for resolv.conf-style upstreams,
 /// a starter that re-reads them when they change.
 pub fn build(cfgs: &[ForwardConfig], ctx: &mut BuildCtx<'_>) -> Result<Arc<dyn Handler>, Error> {
@@ -133,19 +126,21 @@ pub fn build(cfgs: &[ForwardConfig], ctx: &mut BuildCtx<'_>) -> Result<Arc<dyn H
     if !watched.is_empty() {
         ctx.services.starters.0.push(Box::new(move |start| {
             Box::pin(async move {
-                tokio::spawn(async move {
-                    let mut seen: Vec<_> = watched.iter().map(|i| mtimes(&i.cfg.to)).collect();
-                    loop {
-                        tokio::select! {
-                            _ = start.stop.cancelled() => return,
-                            _ = tokio::time::sleep(FILE_POLL) => {}
-                        }
-                        for (inst, seen) in watched.iter().zip(seen.iter_mut()) {
-                            let now = mtimes(&inst.cfg.to);
-                            if now == *seen {
-                                continue;
-                            }
-                            *seen = now;
+                for inst in watched {
+                    let files: Vec<PathBuf> = inst
+                        .cfg
+                        .to
+                        .iter()
+                        .filter_map(|t| match t {
+                            To::File(p) => Some(p.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    let seen = mtimes(&files);
+                    let mut watch = FileWatch::new(files, seen, FILE_POLL);
+                    let stop = start.stop.clone();
+                    tokio::spawn(async move {
+                        while watch.changed(&stop).await {
                             match proxies(&inst.cfg) {
                                 Ok(list) => {
                                     tracing::info!(target: "plugin/forward", "upstreams now {}", list.iter().map(|p| p.label.as_str()).collect::<Vec<_>>().join(" "));
@@ -154,8 +149,8 @@ pub fn build(cfgs: &[ForwardConfig], ctx: &mut BuildCtx<'_>) -> Result<Arc<dyn H
                                 Err(e) => tracing::error!(target: "plugin/forward", "{e}; keeping the previous upstreams"),
                             }
                         }
-                    }
-                });
+                    });
+                }
                 Ok(())
             })
         }));

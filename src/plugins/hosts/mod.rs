@@ -127,21 +127,18 @@ impl Hosts {
     }
 }
 
-fn read(path: &Path) -> Option<(Table, SystemTime)> {
-    let meta = std::fs::metadata(path).ok()?;
+fn read(path: &Path) -> Option<Table> {
     let text = std::fs::read_to_string(path).ok()?;
-    Some((Table::parse(&text), meta.modified().unwrap_or(UNIX_EPOCH)))
+    Some(Table::parse(&text))
 }
 
 /// Builds the handler; with `reload`, a starter re-reads the file when it changes.
 pub fn build(cfg: &HostsConfig, ctx: &mut BuildCtx<'_>) -> Arc<dyn Handler> {
-    let (table, mtime) = match read(&cfg.file) {
-        Some(x) => x,
-        None => {
-            tracing::warn!(target: "plugin/hosts", "File does not exist: {}", cfg.file.display());
-            (Table::default(), UNIX_EPOCH)
-        }
-    };
+    let seen = crate::fswatch::mtimes(std::slice::from_ref(&cfg.file));
+    let table = read(&cfg.file).unwrap_or_else(|| {
+        tracing::warn!(target: "plugin/hosts", "File does not exist: {}", cfg.file.display());
+        Table::default()
+    });
     let inline = Table::parse(&cfg.inline.join("\n"));
     let metrics = ctx.metrics.hosts.clone();
     let label = cfg.file.display().to_string();
@@ -155,21 +152,10 @@ pub fn build(cfg: &HostsConfig, ctx: &mut BuildCtx<'_>) -> Arc<dyn Handler> {
             (file.clone(), cfg.file.clone(), cfg.reload, inline.len());
         ctx.services.starters.0.push(Box::new(move |start| {
             Box::pin(async move {
+                let mut watch = crate::fswatch::FileWatch::new(vec![path.clone()], seen, every);
                 tokio::spawn(async move {
-                    let mut seen = mtime;
-                    loop {
-                        tokio::select! {
-                            _ = start.stop.cancelled() => return,
-                            _ = tokio::time::sleep(every) => {}
-                        }
-                        let now = std::fs::metadata(&path)
-                            .and_then(|m| m.modified())
-                            .unwrap_or(UNIX_EPOCH);
-                        if now == seen {
-                            continue;
-                        }
-                        seen = now;
-                        let table = read(&path).map(|(t, _)| t).unwrap_or_default();
+                    while watch.changed(&start.stop).await {
+                        let table = read(&path).unwrap_or_default();
                         metrics
                             .entries
                             .with_label_values(&[&label])
