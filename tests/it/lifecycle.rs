@@ -11,6 +11,32 @@ use crate::util::{Load, free_port, http_get, query, udp_raw};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clusterdns");
 
+/// Starts the binary on `dir/Corefile` with `extra` arguments, output discarded.
+fn spawn(dir: &std::path::Path, extra: &[&str]) -> std::process::Child {
+    Command::new(BIN)
+        .current_dir(dir)
+        .args(["-conf", "Corefile"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (10 s at most) until `addr` answers the query `q` over UDP; returns the reply.
+async fn wait_up(addr: std::net::SocketAddr, q: &[u8]) -> Vec<u8> {
+    let up = Instant::now();
+    loop {
+        if let Some(r) = udp_raw(addr, q).await {
+            return r;
+        }
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "server did not come up"
+        );
+    }
+}
+
 #[tokio::test]
 async fn sigterm_keeps_serving_for_lameduck_then_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
@@ -20,25 +46,12 @@ async fn sigterm_keeps_serving_for_lameduck_then_exits_zero() {
     );
     std::fs::write(dir.path().join("Corefile"), corefile).unwrap();
     let pidfile = dir.path().join("clusterdns.pid");
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .args(["-conf", "Corefile", "-pidfile"])
-        .arg(&pidfile)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(dir.path(), &["-pidfile", pidfile.to_str().unwrap()]);
     let dns_addr = format!("127.0.0.1:{dns}").parse().unwrap();
     let ready_addr = format!("127.0.0.1:{ready}").parse().unwrap();
     let health_addr = format!("127.0.0.1:{health}").parse().unwrap();
     let q = query("a.example.", RecordType::A, None).to_vec().unwrap();
-    let up = Instant::now();
-    while udp_raw(dns_addr, &q).await.is_none() {
-        assert!(
-            up.elapsed() < Duration::from_secs(10),
-            "server did not come up"
-        );
-    }
+    wait_up(dns_addr, &q).await;
     assert_eq!(http_get(ready_addr, "/ready").await.0, 200);
     let pid = std::fs::read_to_string(&pidfile).unwrap();
     assert_eq!(pid.trim(), child.id().to_string());
@@ -115,13 +128,7 @@ async fn reload_swaps_a_configmap_update_and_survives_a_broken_one() {
         )
     };
     configmap_write(dir.path(), 1, &block("example.org", "whoami"));
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .args(["-conf", "Corefile"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(dir.path(), &[]);
     let dns_addr = format!("127.0.0.1:{dns}").parse().unwrap();
     let metrics_addr = format!("127.0.0.1:{metrics}").parse().unwrap();
     let rcode = |bytes: Option<Vec<u8>>| {
@@ -135,16 +142,7 @@ async fn reload_swaps_a_configmap_update_and_survives_a_broken_one() {
     let q = query("a.example.net.", RecordType::A, None)
         .to_vec()
         .unwrap();
-    let up = Instant::now();
-    let first = loop {
-        if let Some(r) = rcode(udp_raw(dns_addr, &q).await) {
-            break r;
-        }
-        assert!(
-            up.elapsed() < Duration::from_secs(10),
-            "server did not come up"
-        );
-    };
+    let first = rcode(Some(wait_up(dns_addr, &q).await)).unwrap();
     assert_eq!(
         first,
         ResponseCode::Refused,
@@ -237,22 +235,10 @@ async fn sigterm_under_load_loses_no_query_during_lameduck() {
         format!(".:{dns} {{\n    bind 127.0.0.1\n    health 127.0.0.1:{} {{\n        lameduck 2s\n    }}\n    whoami\n}}\n", free_port()),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .args(["-conf", "Corefile"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(dir.path(), &[]);
     let dns_addr = format!("127.0.0.1:{dns}").parse().unwrap();
     let q = query("a.example.", RecordType::A, None).to_vec().unwrap();
-    let up = Instant::now();
-    while udp_raw(dns_addr, &q).await.is_none() {
-        assert!(
-            up.elapsed() < Duration::from_secs(10),
-            "server did not come up"
-        );
-    }
+    wait_up(dns_addr, &q).await;
     let load = Load::start(dns_addr, "a.example.", 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = child.id().to_string();
