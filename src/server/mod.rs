@@ -1,5 +1,6 @@
 //! The server: build every block's chain (no sockets), then start the HTTP listeners, then the
-//! DNS listeners (UDP and TCP on hickory-server), and shut down with lameduck on SIGTERM.
+//! DNS listeners (UDP on a reader thread per CPU, TCP on tokio), and shut down with lameduck on
+//! SIGTERM.
 
 mod dispatch;
 mod http;
@@ -10,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -159,11 +160,18 @@ fn label(host: Host, port: u16) -> String {
     format!("dns://{host}:{port}")
 }
 
-/// One open DNS listener.
+/// One open DNS listener. Dropping it stops its readers.
 struct Listener {
     dispatcher: Arc<Dispatcher>,
     stop: CancellationToken,
     local: SocketAddr,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        // UDP readers are threads, not tasks: they outlive a dropped runtime unless told.
+        self.stop.cancel();
+    }
 }
 
 /// A running server.
@@ -187,13 +195,17 @@ pub struct Running {
     sources: Arc<crate::kube::Sources>,
 }
 
-/// Binds UDP and TCP on the same port (an ephemeral port is chosen by UDP first).
-async fn bind_pair(ip: IpAddr, port: u16) -> std::io::Result<(UdpSocket, TcpListener)> {
+/// Binds UDP (one socket per reader) and TCP on the same port (an ephemeral port is chosen by
+/// UDP first).
+fn bind_pair(ip: IpAddr, port: u16) -> std::io::Result<(Vec<std::net::UdpSocket>, TcpListener)> {
     let mut last_err = None;
     for _ in 0..20 {
-        let udp = UdpSocket::bind(SocketAddr::new(ip, port)).await?;
-        let p = udp.local_addr()?.port();
-        match TcpListener::bind(SocketAddr::new(ip, p)).await {
+        let udp = transport::bind_udp(SocketAddr::new(ip, port), transport::udp_readers())?;
+        let p = udp[0].local_addr()?.port();
+        let tcp = std::net::TcpListener::bind(SocketAddr::new(ip, p))
+            .and_then(|t| t.set_nonblocking(true).map(|()| t))
+            .and_then(TcpListener::from_std);
+        match tcp {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) if port == 0 => last_err = Some(e),
             Err(e) => return Err(e),
@@ -288,10 +300,10 @@ impl Running {
                 continue;
             }
             let pair = match host {
-                Host::Ip(ip) => bind_pair(ip, port).await,
-                Host::Any => match bind_pair(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port).await {
+                Host::Ip(ip) => bind_pair(ip, port),
+                Host::Any => match bind_pair(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port) {
                     Ok(p) => Ok(p),
-                    Err(_) => bind_pair(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port).await,
+                    Err(_) => bind_pair(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
                 },
             };
             let (udp, tcp) = match pair {
@@ -318,10 +330,11 @@ impl Running {
             let Some((udp, tcp)) = opened.remove(&key) else {
                 continue;
             };
-            let local = udp.local_addr().map_err(|source| ServerError::Listen {
+            let listen_err = |source| ServerError::Listen {
                 addr: format!("{host}:{port}"),
                 source,
-            })?;
+            };
+            let local = udp[0].local_addr().map_err(listen_err)?;
             let dispatcher = Arc::new(Dispatcher {
                 label: Arc::from(label(host, port)),
                 local,
@@ -329,7 +342,8 @@ impl Running {
                 metrics: self.metrics.clone(),
             });
             let stop = CancellationToken::new();
-            transport::serve_udp(udp, dispatcher.clone(), stop.clone(), self.tracker.clone());
+            transport::serve_udp(udp, dispatcher.clone(), stop.clone(), self.tracker.clone())
+                .map_err(listen_err)?;
             transport::serve_tcp(tcp, dispatcher.clone(), stop.clone(), self.tracker.clone());
             keep.insert(
                 key,

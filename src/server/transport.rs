@@ -1,17 +1,23 @@
 //! UDP and TCP listeners: read a message, let the [`Dispatcher`] answer it, write the bytes.
 //!
 //! Our own loops rather than hickory-server's `Server`: the reply is encoded by the dispatcher
-//! (so names compress against the question, as in CoreDNS's replies), and shutdown is a token
-//! plus a task tracker that waits for in-flight queries.
+//! (so names compress against the question, as in CoreDNS's replies); UDP, the hot path, is
+//! served by one blocking reader thread per CPU, each on its own SO_REUSEPORT socket, answering
+//! in place; TCP by tokio tasks. Shutdown is a token plus a task tracker that waits for
+//! in-flight queries.
 
+use std::future::Future;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request as HRequest;
+use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -35,37 +41,102 @@ pub(crate) async fn reply(
     }
 }
 
-/// Serves UDP on `sock` until `stop`; each datagram is answered in its own task.
+/// How long a UDP reader blocks before it looks at its stop token.
+const UDP_POLL_STOP: Duration = Duration::from_millis(100);
+
+/// The number of UDP readers a listener gets: one per CPU this process may run on.
+pub(crate) fn udp_readers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Binds `n` UDP sockets to `addr` (port 0: the first one picks it), with SO_REUSEPORT when
+/// there is more than one so the kernel spreads clients over them.
+pub(crate) fn bind_udp(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    let mut out: Vec<std::net::UdpSocket> = Vec::with_capacity(n);
+    let mut addr = addr;
+    for _ in 0..n.max(1) {
+        let s = Socket::new(
+            Domain::for_address(addr),
+            Type::DGRAM,
+            Some(SockProtocol::UDP),
+        )?;
+        if n > 1 {
+            s.set_reuse_port(true)?;
+        }
+        s.bind(&addr.into())?;
+        s.set_read_timeout(Some(UDP_POLL_STOP))?;
+        let s: std::net::UdpSocket = s.into();
+        addr = s.local_addr()?;
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// Serves UDP on `sockets` until `stop`. Each socket gets its own OS thread that reads a
+/// datagram into a reused buffer and answers it in place: an answer that needs no waiting
+/// (kubernetes, hosts, cache hits — nearly every query) is written back at once, with no task
+/// spawned and no hand-off between threads; only one that waits (forward, a lookup through
+/// another server) continues as a task on the runtime and sends its reply when done.
 pub(crate) fn serve_udp(
-    sock: UdpSocket,
+    sockets: Vec<std::net::UdpSocket>,
     d: Arc<Dispatcher>,
     stop: CancellationToken,
     tracker: TaskTracker,
+) -> std::io::Result<()> {
+    let handle = tokio::runtime::Handle::current();
+    for (i, sock) in sockets.into_iter().enumerate() {
+        let (d, stop, tracker, handle) = (d.clone(), stop.clone(), tracker.clone(), handle.clone());
+        std::thread::Builder::new()
+            .name(format!("udp-{i}-{}", d.local.port()))
+            .spawn(move || udp_reader(sock, &d, &stop, &tracker, &handle))?;
+    }
+    Ok(())
+}
+
+fn udp_reader(
+    sock: std::net::UdpSocket,
+    d: &Arc<Dispatcher>,
+    stop: &CancellationToken,
+    tracker: &TaskTracker,
+    handle: &tokio::runtime::Handle,
 ) {
+    // Shutdown waits for this reader as for a task; plugins may use the runtime's timers.
+    let _token = tracker.token();
+    let _rt = handle.enter();
     let sock = Arc::new(sock);
-    let t = tracker.clone();
-    tracker.spawn(async move {
-        let mut buf = vec![0u8; 65_535];
-        loop {
-            let (n, src) = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = sock.recv_from(&mut buf) => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::debug!("udp recv: {e}");
-                        continue;
-                    }
-                },
-            };
-            let raw = buf[..n].to_vec();
-            let (sock, d) = (sock.clone(), d.clone());
-            t.spawn(async move {
-                if let Some(out) = reply(&d, raw, src, Protocol::Udp).await {
-                    let _ = sock.send_to(&out, src).await;
-                }
-            });
+    let mut buf = vec![0u8; 65_535];
+    let mut cx = Context::from_waker(Waker::noop());
+    while !stop.is_cancelled() {
+        let (n, src) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) => {
+                tracing::debug!("udp recv: {e}");
+                continue;
+            }
+        };
+        let raw = buf[..n].to_vec();
+        let dd = d.clone();
+        let mut fut = Box::pin(async move { reply(&dd, raw, src, Protocol::Udp).await });
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(Some(out)) => {
+                let _ = sock.send_to(&out, src);
+            }
+            Poll::Ready(None) => {}
+            Poll::Pending => {
+                // The runtime polls it again with a real waker; resources re-register then.
+                let sock = sock.clone();
+                tracker.spawn_on(
+                    async move {
+                        if let Some(out) = fut.await {
+                            let _ = sock.send_to(&out, src);
+                        }
+                    },
+                    handle,
+                );
+            }
         }
-    });
+    }
 }
 
 /// Serves TCP on `listener` until `stop`; each connection is served in its own task.
