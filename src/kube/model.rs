@@ -201,6 +201,7 @@ pub fn endpoint_slice(es: &discovery::EndpointSlice) -> Option<EndpointSlice> {
             }
         }
     }
+    endpoints.shrink_to_fit();
     let trigger_time = es
         .metadata
         .annotations

@@ -412,7 +412,7 @@ impl Query<'_> {
         for ip in &self.k.local_ips {
             for e in self.idx.endpoint_ips.get(ip).into_iter().flatten() {
                 found = true;
-                let Some(entry) = self.idx.service(&e.namespace, &e.service) else {
+                let Some(entry) = self.idx.service(e.namespace(), e.service()) else {
                     continue;
                 };
                 let svc = &entry.svc;
@@ -592,12 +592,12 @@ impl Query<'_> {
             ));
         } else {
             for e in self.idx.endpoint_ips.get(&ip).into_iter().flatten() {
-                if filter && !self.exposed(&e.namespace) {
+                if filter && !self.exposed(e.namespace()) {
                     continue;
                 }
-                let host = endpoint_hostname(&e.ep, self.k.cfg.endpoint_pod_names);
+                let host = endpoint_hostname(e.ep(), self.k.cfg.endpoint_pod_names);
                 let t = join(
-                    &format!("{host}.{}.{}.svc", e.service, e.namespace),
+                    &format!("{host}.{}.{}.svc", e.service(), e.namespace()),
                     primary,
                 );
                 if !targets.contains(&t) {

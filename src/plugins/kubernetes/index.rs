@@ -30,15 +30,27 @@ impl Svc {
     }
 }
 
-/// A PTR target for an endpoint address.
+/// A PTR target for an endpoint address: its slice and its place there (16 bytes, where a
+/// copy of the endpoint and its names took 88).
 #[derive(Debug, Clone)]
 pub struct EpRef {
+    slice: Arc<EndpointSlice>,
+    i: u32,
+}
+
+impl EpRef {
     /// The endpoint.
-    pub ep: Endpoint,
+    pub fn ep(&self) -> &Endpoint {
+        &self.slice.endpoints[self.i as usize]
+    }
     /// Service name (from the slice's label).
-    pub service: Arc<str>,
+    pub fn service(&self) -> &Arc<str> {
+        &self.slice.service
+    }
     /// Namespace.
-    pub namespace: Arc<str>,
+    pub fn namespace(&self) -> &Arc<str> {
+        &self.slice.namespace
+    }
 }
 
 /// Everything the answers need, keyed for lookups without allocation.
@@ -54,8 +66,8 @@ pub struct Index {
     pub services: HashMap<Arc<str>, HashMap<Arc<str>, Svc>>,
     /// ClusterIP → services holding it, sorted by (namespace, name).
     pub service_ips: HashMap<IpAddr, Vec<Arc<Service>>>,
-    /// Endpoint IP → the endpoints with that address.
-    pub endpoint_ips: HashMap<IpAddr, Vec<EpRef>>,
+    /// Endpoint IP → the endpoints with that address (nearly always one: an exact-size slice).
+    pub endpoint_ips: HashMap<IpAddr, Box<[EpRef]>>,
     /// (namespace, pod IP as written) of watched pods (`pods verified`).
     pub pods: HashSet<(Arc<str>, Arc<str>)>,
     /// Pod IP → its namespace (the first pod with that IP), for `autopath @kubernetes`.
@@ -84,16 +96,20 @@ impl Index {
         for v in service_ips.values_mut() {
             v.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         }
-        let mut endpoint_ips: HashMap<IpAddr, Vec<EpRef>> = HashMap::new();
+        let n_eps = objects.slices.values().map(|s| s.endpoints.len()).sum();
+        let mut endpoint_ips: HashMap<IpAddr, Box<[EpRef]>> = HashMap::with_capacity(n_eps);
         let mut slices: Vec<&Arc<EndpointSlice>> = objects.slices.values().collect();
         slices.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         for es in slices {
-            for ep in &es.endpoints {
-                endpoint_ips.entry(ep.ip).or_default().push(EpRef {
-                    ep: ep.clone(),
-                    service: es.service.clone(),
-                    namespace: es.namespace.clone(),
-                });
+            for (i, ep) in es.endpoints.iter().enumerate() {
+                let r = EpRef {
+                    slice: es.clone(),
+                    i: i as u32,
+                };
+                endpoint_ips
+                    .entry(ep.ip)
+                    .and_modify(|v| *v = v.iter().cloned().chain([r.clone()]).collect())
+                    .or_insert_with(|| Box::new([r]));
             }
             if let Some(svc) = services
                 .get_mut(&es.namespace)
@@ -101,6 +117,9 @@ impl Index {
             {
                 svc.slices.push(es.clone());
             }
+        }
+        for svc in services.values_mut().flat_map(|m| m.values_mut()) {
+            svc.slices.shrink_to_fit();
         }
         let mut pod_namespaces = HashMap::new();
         let mut pods: Vec<_> = objects.pods.values().collect();
