@@ -8,6 +8,7 @@
 pub mod metrics;
 pub mod model;
 mod selector;
+pub mod shards;
 mod snapshot;
 pub mod store;
 mod watch;

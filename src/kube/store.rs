@@ -9,9 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::metrics::KubeMetrics;
 use super::model::{EndpointSlice, Key, Pod, Service, ServiceKind};
+use super::shards::Shards;
 
-/// One kind's objects.
-pub type Map<T> = Arc<HashMap<Key, Arc<T>>>;
+/// One kind's objects: versions share unchanged shards (see [`Shards`]).
+pub type Map<T> = Shards<Key, Arc<T>>;
 
 /// An immutable view of everything watched. Cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -119,13 +120,34 @@ fn now_serial() -> u32 {
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
-/// Replaces `map` with `new` and reports whether anything differs.
+trait InsertKept<T> {
+    fn insert_kept(&mut self, live: &Map<T>, k: Key, v: Arc<T>) -> Option<Arc<T>>;
+}
+
+impl<T: PartialEq> InsertKept<T> for HashMap<Key, Arc<T>> {
+    fn insert_kept(&mut self, live: &Map<T>, k: Key, v: Arc<T>) -> Option<Arc<T>> {
+        match live.get_key_value(&k) {
+            Some((lk, lv)) if *lv == v => self.insert(lk.clone(), lv.clone()),
+            _ => self.insert(k, v),
+        }
+    }
+}
+
+/// Replaces `map` with `new` and reports whether anything differs. Objects equal to the ones
+/// they replace stay the same allocation, so the index sees only real changes.
 fn replace<T: PartialEq>(map: &mut Map<T>, new: HashMap<Key, Arc<T>>) -> bool {
-    let same = map.len() == new.len()
-        && new
-            .iter()
-            .all(|(k, v)| map.get(k).is_some_and(|old| old == v));
-    *map = Arc::new(new);
+    let mut same = map.len() == new.len();
+    let next: Map<T> = new
+        .into_iter()
+        .map(|(k, v)| match map.get(&k) {
+            Some(old) if *old == v => (k, old.clone()),
+            _ => {
+                same = false;
+                (k, v)
+            }
+        })
+        .collect();
+    *map = next;
     !same
 }
 
@@ -133,16 +155,12 @@ fn upsert<T: PartialEq>(map: &mut Map<T>, key: Key, v: Arc<T>) -> bool {
     if map.get(&key).is_some_and(|old| *old == v) {
         return false;
     }
-    Arc::make_mut(map).insert(key, v);
+    map.insert(key, v);
     true
 }
 
 fn remove<T>(map: &mut Map<T>, key: &Key) -> bool {
-    if !map.contains_key(key) {
-        return false;
-    }
-    Arc::make_mut(map).remove(key);
-    true
+    map.remove(key).is_some()
 }
 
 impl Store {
@@ -173,12 +191,17 @@ impl Store {
                 false
             }
             Change::InitApply(obj) => {
+                // An object equal to the live one keeps the live allocation (key and value), so
+                // a relist holds one copy of what did not change, not two.
                 let p = self.pending.entry(obj.kind()).or_default();
+                let o = &self.objects;
                 match obj {
-                    Obj::Service(k, v) => drop(p.services.insert(k, v)),
-                    Obj::Slice(k, v) => drop(p.slices.insert(k, v)),
-                    Obj::Namespace(k) => drop(p.namespaces.insert(k, Arc::new(()))),
-                    Obj::Pod(k, v) => drop(p.pods.insert(k, v)),
+                    Obj::Service(k, v) => drop(p.services.insert_kept(&o.services, k, v)),
+                    Obj::Slice(k, v) => drop(p.slices.insert_kept(&o.slices, k, v)),
+                    Obj::Namespace(k) => {
+                        drop(p.namespaces.insert_kept(&o.namespaces, k, Arc::new(())))
+                    }
+                    Obj::Pod(k, v) => drop(p.pods.insert_kept(&o.pods, k, v)),
                 }
                 false
             }

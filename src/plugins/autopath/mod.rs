@@ -146,7 +146,7 @@ impl Autopath {
                     return Vec::new();
                 };
                 let idx = k.index.load();
-                let Some(ns) = idx.pod_namespaces.get(&req.src.ip().to_canonical()) else {
+                let Some(ns) = idx.pod_namespace(&req.src.ip().to_canonical()) else {
                     return Vec::new();
                 };
                 let z = if zone == "." {

@@ -158,7 +158,7 @@ impl External {
         let Some(entry) = idx.service(namespace, service) else {
             return Err(());
         };
-        let svc = &entry.svc;
+        let svc = entry.svc;
         let base = join(&format!("{}.{}", svc.name, svc.namespace), zone_q);
         let mut out = Vec::new();
         let mut found = false;

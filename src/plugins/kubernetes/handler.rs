@@ -258,8 +258,7 @@ pub(crate) fn srv_records(
 
 /// Namespace exposure: in `namespaces` (when set) and present (namespace_labels filter them).
 pub(crate) fn exposed(cfg: &KubernetesConfig, idx: &Index, ns: &str) -> bool {
-    (cfg.namespaces.is_empty() || cfg.namespaces.iter().any(|n| n == ns))
-        && idx.namespaces.contains(ns)
+    (cfg.namespaces.is_empty() || cfg.namespaces.iter().any(|n| n == ns)) && idx.has_namespace(ns)
 }
 
 /// One query's view: the index, the matched zone (lower-case and as sent).
@@ -315,12 +314,7 @@ impl Query<'_> {
         let Ok(ip) = ip_text.parse::<IpAddr>() else {
             return Err(NotFound);
         };
-        if cfg.pods == PodMode::Verified
-            && !self
-                .idx
-                .pods
-                .contains(&(Arc::from(r.namespace), Arc::from(ip_text.as_str())))
-        {
+        if cfg.pods == PodMode::Verified && !self.idx.pod_exists(r.namespace, &ip, &ip_text) {
             return Err(NotFound);
         }
         let owner = join(&format!("{pod}.{}.pod", r.namespace), self.zone_q);
@@ -338,7 +332,7 @@ impl Query<'_> {
         let Some(entry) = self.idx.service(r.namespace, r.service) else {
             return Err(NotFound);
         };
-        let svc = &entry.svc;
+        let svc = entry.svc;
         let cfg = &self.k.cfg;
         let base = join(&format!("{}.{}.svc", svc.name, svc.namespace), self.zone_q);
         if cfg.ignore_empty_service
@@ -410,12 +404,12 @@ impl Query<'_> {
         let mut out = Vec::new();
         let mut found = false;
         for ip in &self.k.local_ips {
-            for e in self.idx.endpoint_ips.get(ip).into_iter().flatten() {
+            for e in self.idx.endpoints_at(ip) {
                 found = true;
                 let Some(entry) = self.idx.service(e.namespace(), e.service()) else {
                     continue;
                 };
-                let svc = &entry.svc;
+                let svc = entry.svc;
                 let base = join(&format!("{}.{}.svc", svc.name, svc.namespace), self.zone_q);
                 match &svc.kind {
                     ServiceKind::Headless => {
@@ -582,16 +576,16 @@ impl Query<'_> {
         let filter = !self.k.cfg.namespaces.is_empty();
         if let Some(svc) = self
             .idx
-            .service_ips
-            .get(&ip)
-            .and_then(|v| v.iter().find(|s| !filter || self.exposed(&s.namespace)))
+            .services_at(&ip)
+            .iter()
+            .find(|s| !filter || self.exposed(&s.namespace))
         {
             targets.push(join(
                 &format!("{}.{}.svc", svc.name, svc.namespace),
                 primary,
             ));
         } else {
-            for e in self.idx.endpoint_ips.get(&ip).into_iter().flatten() {
+            for e in self.idx.endpoints_at(&ip) {
                 if filter && !self.exposed(e.namespace()) {
                     continue;
                 }

@@ -1,24 +1,27 @@
-//! The immutable index queries read: built from a published [`Objects`] view, swapped in whole.
+//! The immutable index queries read. Each published [`Objects`] view gives a new version made
+//! from the previous one and the difference between the two views (only the shards that
+//! changed), so an API change costs in proportion to the change; the new version is swapped in
+//! whole.
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::kube::Objects;
-use crate::kube::model::{Endpoint, EndpointSlice, Port, Service};
+use crate::kube::model::{Endpoint, EndpointSlice, Key, Pod, Port, Service, ServiceKind};
+use crate::kube::shards::{Few, NsName, Shards};
 
 /// A Service with the slices that belong to it.
-#[derive(Debug)]
-pub struct Svc {
+#[derive(Debug, Clone, Copy)]
+pub struct Svc<'a> {
     /// The Service.
-    pub svc: Arc<Service>,
+    pub svc: &'a Arc<Service>,
     /// Its EndpointSlices (ready addresses only), sorted by name.
-    pub slices: Vec<Arc<EndpointSlice>>,
+    pub slices: &'a [Arc<EndpointSlice>],
 }
 
-impl Svc {
+impl<'a> Svc<'a> {
     /// Every (address, its slice's ports) pair.
-    pub fn endpoints(&self) -> impl Iterator<Item = (&Endpoint, &[Port])> {
+    pub fn endpoints(&self) -> impl Iterator<Item = (&'a Endpoint, &'a [Port])> {
         self.slices
             .iter()
             .flat_map(|s| s.endpoints.iter().map(move |e| (e, s.ports.as_slice())))
@@ -54,101 +57,259 @@ impl EpRef {
 }
 
 /// Everything the answers need, keyed for lookups without allocation.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Index {
     /// Whether every watched kind has been listed.
     pub synced: bool,
     /// SOA serial.
     pub serial: u32,
-    /// Namespaces that exist (already filtered by `namespace_labels`).
-    pub namespaces: HashSet<Arc<str>>,
-    /// namespace → service name → service.
-    pub services: HashMap<Arc<str>, HashMap<Arc<str>, Svc>>,
-    /// ClusterIP → services holding it, sorted by (namespace, name).
-    pub service_ips: HashMap<IpAddr, Vec<Arc<Service>>>,
-    /// Endpoint IP → the endpoints with that address (nearly always one: an exact-size slice).
-    pub endpoint_ips: HashMap<IpAddr, Box<[EpRef]>>,
-    /// (namespace, pod IP as written) of watched pods (`pods verified`).
-    pub pods: HashSet<(Arc<str>, Arc<str>)>,
-    /// Pod IP → its namespace (the first pod with that IP), for `autopath @kubernetes`.
-    pub pod_namespaces: HashMap<IpAddr, Arc<str>>,
+    /// The view this version was made from (its maps are shared, not copied).
+    objects: Objects,
+    /// (namespace, service name) → its slices, sorted by slice name.
+    slices: Shards<Key, Few<Arc<EndpointSlice>>>,
+    /// ClusterIP → the services holding it, sorted by (namespace, name).
+    service_ips: Shards<IpAddr, Few<Arc<Service>>>,
+    /// Endpoint IP → the endpoints with that address, sorted by (namespace, slice name).
+    endpoint_ips: Shards<IpAddr, Few<EpRef>>,
+    /// Pod IP → the watched pods with that IP, sorted by (namespace, name).
+    pod_ips: Shards<IpAddr, Few<Arc<Pod>>>,
+}
+
+fn by_ns_name(a: &(&Arc<str>, &Arc<str>), b: &(&Arc<str>, &Arc<str>)) -> bool {
+    a < b
+}
+
+fn cluster_ips(s: &Service) -> &[IpAddr] {
+    match &s.kind {
+        ServiceKind::ClusterIp(ips) => ips,
+        _ => &[],
+    }
 }
 
 impl Index {
-    /// Builds the index of `objects`.
+    /// The index of `objects`, made from nothing.
     pub fn build(objects: &Objects) -> Self {
-        let mut services: HashMap<Arc<str>, HashMap<Arc<str>, Svc>> = HashMap::new();
-        let mut service_ips: HashMap<IpAddr, Vec<Arc<Service>>> = HashMap::new();
-        for s in objects.services.values() {
-            if let crate::kube::model::ServiceKind::ClusterIp(ips) = &s.kind {
-                for ip in ips {
-                    service_ips.entry(*ip).or_default().push(s.clone());
+        Self::default().update(objects)
+    }
+
+    /// The index of `new`, made from this one: only what differs between the view this version
+    /// was made from and `new` is looked at.
+    pub fn update(&self, new: &Objects) -> Self {
+        let mut next = self.clone();
+        let old = &self.objects;
+        next.synced = new.synced;
+        next.serial = new.serial;
+        next.objects = new.clone();
+
+        for (_, o, n) in new.services.diff(&old.services, Arc::ptr_eq) {
+            if let Some(o) = o {
+                for ip in cluster_ips(o) {
+                    next.service_ips
+                        .update(*ip, |f| Few::remove(f, |s| Arc::ptr_eq(s, o)));
                 }
             }
-            services.entry(s.namespace.clone()).or_default().insert(
-                s.name.clone(),
-                Svc {
-                    svc: s.clone(),
-                    slices: Vec::new(),
-                },
-            );
-        }
-        for v in service_ips.values_mut() {
-            v.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        }
-        let n_eps = objects.slices.values().map(|s| s.endpoints.len()).sum();
-        let mut endpoint_ips: HashMap<IpAddr, Box<[EpRef]>> = HashMap::with_capacity(n_eps);
-        let mut slices: Vec<&Arc<EndpointSlice>> = objects.slices.values().collect();
-        slices.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        for es in slices {
-            for (i, ep) in es.endpoints.iter().enumerate() {
-                let r = EpRef {
-                    slice: es.clone(),
-                    i: i as u32,
-                };
-                endpoint_ips
-                    .entry(ep.ip)
-                    .and_modify(|v| *v = v.iter().cloned().chain([r.clone()]).collect())
-                    .or_insert_with(|| Box::new([r]));
-            }
-            if let Some(svc) = services
-                .get_mut(&es.namespace)
-                .and_then(|m| m.get_mut(&es.service))
-            {
-                svc.slices.push(es.clone());
+            if let Some(n) = n {
+                for ip in cluster_ips(n) {
+                    next.service_ips.update(*ip, |f| {
+                        Few::insert(f, n.clone(), |a, b| {
+                            by_ns_name(&(&a.namespace, &a.name), &(&b.namespace, &b.name))
+                        })
+                    });
+                }
             }
         }
-        for svc in services.values_mut().flat_map(|m| m.values_mut()) {
-            svc.slices.shrink_to_fit();
-        }
-        let mut pod_namespaces = HashMap::new();
-        let mut pods: Vec<_> = objects.pods.values().collect();
-        pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        for p in pods {
-            if let Ok(ip) = p.ip.parse::<IpAddr>() {
-                pod_namespaces
-                    .entry(ip)
-                    .or_insert_with(|| p.namespace.clone());
+
+        for (_, o, n) in new.slices.diff(&old.slices, Arc::ptr_eq) {
+            if let Some(o) = o {
+                let key = (o.namespace.clone(), o.service.clone());
+                next.slices
+                    .update(key, |f| Few::remove(f, |s| Arc::ptr_eq(s, o)));
+                for ep in &o.endpoints {
+                    next.endpoint_ips
+                        .update(ep.ip, |f| Few::remove(f, |r| Arc::ptr_eq(&r.slice, o)));
+                }
+            }
+            if let Some(n) = n {
+                let key = (n.namespace.clone(), n.service.clone());
+                next.slices
+                    .update(key, |f| Few::insert(f, n.clone(), |a, b| a.name < b.name));
+                for (i, ep) in n.endpoints.iter().enumerate() {
+                    let r = EpRef {
+                        slice: n.clone(),
+                        i: i as u32,
+                    };
+                    next.endpoint_ips.update(ep.ip, |f| {
+                        Few::insert(f, r, |a, b| {
+                            by_ns_name(
+                                &(&a.slice.namespace, &a.slice.name),
+                                &(&b.slice.namespace, &b.slice.name),
+                            ) || (a.slice.namespace == b.slice.namespace
+                                && a.slice.name == b.slice.name
+                                && a.i < b.i)
+                        })
+                    });
+                }
             }
         }
-        Self {
-            pod_namespaces,
-            synced: objects.synced,
-            serial: objects.serial,
-            namespaces: objects.namespaces.keys().map(|k| k.1.clone()).collect(),
-            services,
-            service_ips,
-            endpoint_ips,
-            pods: objects
-                .pods
-                .values()
-                .map(|p| (p.namespace.clone(), p.ip.clone()))
-                .collect(),
+
+        for (_, o, n) in new.pods.diff(&old.pods, Arc::ptr_eq) {
+            if let Some(o) = o {
+                if let Ok(ip) = o.ip.parse::<IpAddr>() {
+                    next.pod_ips
+                        .update(ip, |f| Few::remove(f, |p| Arc::ptr_eq(p, o)));
+                }
+            }
+            if let Some(n) = n {
+                if let Ok(ip) = n.ip.parse::<IpAddr>() {
+                    next.pod_ips.update(ip, |f| {
+                        Few::insert(f, n.clone(), |a, b| {
+                            by_ns_name(&(&a.namespace, &a.name), &(&b.namespace, &b.name))
+                        })
+                    });
+                }
+            }
         }
+        next
     }
 
     /// The service `name` in `namespace` (lower-case).
-    pub fn service(&self, namespace: &str, name: &str) -> Option<&Svc> {
-        self.services.get(namespace)?.get(name)
+    pub fn service(&self, namespace: &str, name: &str) -> Option<Svc<'_>> {
+        let key = NsName(namespace, name);
+        let svc = self.objects.services.get(&key)?;
+        let slices = self.slices.get(&key).map_or(&[][..], Few::as_slice);
+        Some(Svc { svc, slices })
+    }
+
+    /// Whether namespace `ns` exists (after the `namespace_labels` filter).
+    pub fn has_namespace(&self, ns: &str) -> bool {
+        self.objects.namespaces.contains_key(&NsName("", ns))
+    }
+
+    /// The services whose ClusterIPs include `ip`, sorted by (namespace, name).
+    pub fn services_at(&self, ip: &IpAddr) -> &[Arc<Service>] {
+        self.service_ips.get(ip).map_or(&[], Few::as_slice)
+    }
+
+    /// The ready endpoints with address `ip`, sorted by (namespace, slice name).
+    pub fn endpoints_at(&self, ip: &IpAddr) -> &[EpRef] {
+        self.endpoint_ips.get(ip).map_or(&[], Few::as_slice)
+    }
+
+    /// `pods verified`: whether a watched pod in `namespace` has the IP written as `ip_text`.
+    pub fn pod_exists(&self, namespace: &str, ip: &IpAddr, ip_text: &str) -> bool {
+        self.pod_ips.get(ip).is_some_and(|f| {
+            f.as_slice()
+                .iter()
+                .any(|p| &*p.namespace == namespace && &*p.ip == ip_text)
+        })
+    }
+
+    /// The namespace of the first pod (by namespace and name) with address `ip`, for
+    /// `autopath @kubernetes`.
+    pub fn pod_namespace(&self, ip: &IpAddr) -> Option<&Arc<str>> {
+        let f = self.pod_ips.get(ip)?;
+        f.as_slice().first().map(|p| &p.namespace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::model::Endpoint;
+    use crate::kube::store::{Change, Kind, Obj, Store};
+
+    fn svc(ns: &str, name: &str, ip: &str) -> Obj {
+        Obj::Service(
+            (Arc::from(ns), Arc::from(name)),
+            Arc::new(Service {
+                namespace: Arc::from(ns),
+                name: Arc::from(name),
+                kind: ServiceKind::ClusterIp(vec![ip.parse().unwrap()]),
+                ports: vec![],
+                external_ips: vec![],
+            }),
+        )
+    }
+
+    fn slice(ns: &str, name: &str, service: &str, ips: &[&str]) -> Obj {
+        Obj::Slice(
+            (Arc::from(ns), Arc::from(name)),
+            Arc::new(EndpointSlice {
+                namespace: Arc::from(ns),
+                name: Arc::from(name),
+                service: Arc::from(service),
+                ports: vec![],
+                endpoints: ips
+                    .iter()
+                    .map(|ip| Endpoint {
+                        ip: ip.parse().unwrap(),
+                        hostname: None,
+                        pod_name: None,
+                    })
+                    .collect(),
+                trigger_time: None,
+            }),
+        )
+    }
+
+    /// Every lookup of `idx` as text, to compare an updated index with one built afresh.
+    fn dump(idx: &Index, names: &[(&str, &str)], ips: &[&str]) -> Vec<String> {
+        let mut out = vec![format!("synced={}", idx.synced)];
+        for (ns, name) in names {
+            if let Some(s) = idx.service(ns, name) {
+                let eps: Vec<String> = s.endpoints().map(|(e, _)| e.ip.to_string()).collect();
+                out.push(format!("{ns}/{name}: {:?} {eps:?}", s.svc.kind));
+            }
+        }
+        for ip in ips {
+            let ip: IpAddr = ip.parse().unwrap();
+            let svcs: Vec<String> = idx
+                .services_at(&ip)
+                .iter()
+                .map(|s| format!("{}/{}", s.namespace, s.name))
+                .collect();
+            let eps: Vec<String> = idx
+                .endpoints_at(&ip)
+                .iter()
+                .map(|e| format!("{}/{}", e.namespace(), e.service()))
+                .collect();
+            out.push(format!("{ip}: {svcs:?} {eps:?}"));
+        }
+        out
+    }
+
+    #[test]
+    fn updating_gives_the_same_index_as_building_afresh() {
+        let mut store = Store::new(&[Kind::Service, Kind::EndpointSlice], None);
+        for kind in [Kind::Service, Kind::EndpointSlice] {
+            store.apply(Change::Init(kind));
+            store.apply(Change::InitDone(kind));
+        }
+        let names = [("a", "web"), ("b", "web"), ("a", "db")];
+        let ips = ["10.0.0.1", "10.0.0.2", "10.1.0.1", "10.1.0.2", "10.1.0.3"];
+        let mut idx = Index::build(store.objects());
+        let steps = [
+            Change::Apply(svc("b", "web", "10.0.0.1")),
+            Change::Apply(svc("a", "web", "10.0.0.1")),
+            Change::Apply(slice("a", "web-2", "web", &["10.1.0.2"])),
+            Change::Apply(slice("a", "web-1", "web", &["10.1.0.1", "10.1.0.2"])),
+            Change::Apply(slice("b", "web-1", "web", &["10.1.0.2"])),
+            Change::Apply(svc("a", "db", "10.0.0.2")),
+            Change::Apply(svc("a", "web", "10.0.0.2")),
+            Change::Apply(slice("a", "web-1", "web", &["10.1.0.3"])),
+            Change::Delete(svc("b", "web", "0.0.0.0")),
+            Change::Delete(slice("a", "web-2", "", &[])),
+        ];
+        for step in steps {
+            store.apply(step);
+            idx = idx.update(store.objects());
+            let fresh = Index::build(store.objects());
+            assert_eq!(dump(&idx, &names, &ips), dump(&fresh, &names, &ips));
+        }
+        let a_web = idx.service("a", "web").unwrap();
+        assert_eq!(a_web.slices.len(), 1);
+        assert_eq!(idx.services_at(&"10.0.0.2".parse().unwrap()).len(), 2);
+        assert!(idx.services_at(&"10.0.0.1".parse().unwrap()).is_empty());
+        assert!(idx.endpoints_at(&"10.1.0.2".parse().unwrap()).len() == 1);
     }
 }

@@ -1,7 +1,8 @@
 //! `kubernetes`: the Kubernetes DNS specification from the objects `crate::kube` watches.
 //!
 //! Build creates the handler over an empty, unsynced index; the start phase starts the source,
-//! rebuilds the index on every published view (off the async workers) and swaps it in whole,
+//! updates the index from every published view (off the async workers: a new version from the
+//! previous one and what changed) and swaps it in whole,
 //! then waits up to `startup_timeout` for the first sync before the DNS listeners open.
 
 pub(crate) mod handler;
@@ -97,9 +98,12 @@ pub fn build(cfg: &KubernetesConfig, ctx: &mut BuildCtx<'_>) -> Arc<dyn Handler>
                     runtime.block_on(async move {
                         // Holding the source keeps its watches running.
                         let _source = source;
+                        let mut index = Arc::new(Index::default());
                         loop {
                             let objects = rx.borrow_and_update().clone();
-                            swap.store(Arc::new(Index::build(&objects)));
+                            // From the previous version and what changed since.
+                            index = Arc::new(index.update(&objects));
+                            swap.store(index.clone());
                             drop(objects);
                             tokio::select! {
                                 _ = stop.cancelled() => return,
