@@ -28,7 +28,7 @@ pub fn message(data: &[u8]) {
     };
     let src: SocketAddr = "192.0.2.1:5353".parse().expect("literal address");
     let mut req = Request::new(query.name().clone(), query.query_type(), src, Proto::Udp);
-    req.query = query;
+    req.set_query(query);
     req.id = msg.metadata.id;
     req.edns = msg.edns.clone();
     req.size = data.len();

@@ -1,6 +1,7 @@
 //! The request every handler sees (CoreDNS's `request.Request`) and the response it returns.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
@@ -46,8 +47,12 @@ pub struct Request {
     pub checking_disabled: bool,
     /// AD flag.
     pub authentic_data: bool,
-    /// The question, letter case as sent.
-    pub query: Query,
+    /// The question, letter case as sent (set it with `set_qname`/`set_query`, which keep the
+    /// cached text forms below in step).
+    query: Query,
+    /// The query name as text with its trailing dot: as sent, and lower-case. Made once per
+    /// request instead of once per plugin that compares names.
+    qname_text: Arc<(Box<str>, Box<str>)>,
     /// The client's OPT record, if any.
     pub edns: Option<Edns>,
     /// Client address.
@@ -59,7 +64,7 @@ pub struct Request {
     /// Size of the request in bytes.
     pub size: usize,
     /// The zone of the server block that took the query (lower-case FQDN).
-    pub zone: String,
+    pub zone: Arc<str>,
     /// The listener label, e.g. `dns://:53`.
     pub server: std::sync::Arc<str>,
     /// This server, for lookups through its own chains (CoreDNS's `upstream`).
@@ -88,12 +93,27 @@ impl std::fmt::Debug for Resolver {
 /// Internal lookups deeper than this fail (a CNAME loop through several plugins).
 pub const MAX_LOOKUP_DEPTH: u8 = 8;
 
+fn qname_text(name: &Name) -> Arc<(Box<str>, Box<str>)> {
+    let mut sent = name.to_ascii();
+    if !sent.ends_with('.') {
+        sent.push('.');
+    }
+    let lower = sent.to_ascii_lowercase();
+    Arc::new((sent.into_boxed_str(), lower.into_boxed_str()))
+}
+
 impl Request {
     /// Builds a request for tests and internal probes.
     pub fn new(name: Name, qtype: RecordType, src: SocketAddr, proto: Proto) -> Self {
         let mut query = Query::query(name, qtype);
         query.set_query_class(DNSClass::IN);
+        Self::with_query(query, src, proto)
+    }
+
+    /// A request for `query` from `src`, with defaults for the rest (id 1, RD, no EDNS).
+    pub fn with_query(query: Query, src: SocketAddr, proto: Proto) -> Self {
         Self {
+            qname_text: qname_text(query.name()),
             id: 1,
             op_code: OpCode::Query,
             recursion_desired: true,
@@ -105,7 +125,7 @@ impl Request {
             local: src,
             proto,
             size: 0,
-            zone: ".".to_string(),
+            zone: Arc::from("."),
             server: std::sync::Arc::from("dns://:53"),
             resolver: None,
             depth: 0,
@@ -131,12 +151,10 @@ impl Request {
         }
         let mut query = Query::query(name, qtype);
         query.set_query_class(DNSClass::IN);
-        let req = Request {
-            query,
-            recursion_desired: true,
-            depth: self.depth + 1,
-            ..self.clone()
-        };
+        let mut req = self.clone();
+        req.set_query(query);
+        req.recursion_desired = true;
+        req.depth = self.depth + 1;
         resolver.0.resolve(&req).await
     }
 
@@ -145,9 +163,44 @@ impl Request {
         self.query.name()
     }
 
+    /// The question.
+    pub fn query(&self) -> &Query {
+        &self.query
+    }
+
+    /// Replaces the question.
+    pub fn set_query(&mut self, query: Query) {
+        if !query.name().eq_case(self.query.name()) {
+            self.qname_text = qname_text(query.name());
+        }
+        self.query = query;
+    }
+
+    /// Replaces the query name.
+    pub fn set_qname(&mut self, name: Name) {
+        let mut q = self.query.clone();
+        q.set_name(name);
+        self.set_query(q);
+    }
+
+    /// Replaces the query type.
+    pub fn set_qtype(&mut self, qtype: RecordType) {
+        self.query.set_query_type(qtype);
+    }
+
+    /// Replaces the query class.
+    pub fn set_qclass(&mut self, class: DNSClass) {
+        self.query.set_query_class(class);
+    }
+
     /// The query name, lower-case, with its trailing dot (how zones and rules compare it).
-    pub fn qname_lower(&self) -> String {
-        lower_fqdn(self.qname())
+    pub fn qname_lower(&self) -> &str {
+        &self.qname_text.1
+    }
+
+    /// The query name as sent, with its trailing dot.
+    pub fn qname_sent(&self) -> &str {
+        &self.qname_text.0
     }
 
     /// The query type.

@@ -15,7 +15,7 @@ use hickory_server::server::Request as HRequest;
 use tokio::time::Instant;
 
 use crate::plugins::prometheus::{Metrics, family_label, rcode_label, type_label};
-use crate::plugins::request::{Resolve, Resolver, lower_fqdn};
+use crate::plugins::request::{Resolve, Resolver};
 use crate::plugins::{Chain, HandlerError, Proto, Request, Response};
 
 /// One server block as a listener sees it.
@@ -30,7 +30,7 @@ pub(crate) struct Block {
 /// plugins can look names up through this server (`Request::lookup`).
 pub(crate) struct Router {
     /// Zone (lower-case FQDN) → block.
-    pub(crate) zones: HashMap<String, Arc<Block>>,
+    pub(crate) zones: HashMap<Arc<str>, Arc<Block>>,
     /// Whether classes other than IN reach the chain (a block has `forward` or `chaos`).
     pub(crate) any_class: bool,
     /// Whether any block on this listener records metrics (for `dropped`).
@@ -39,12 +39,12 @@ pub(crate) struct Router {
 
 impl Router {
     /// Longest zone that contains `qname` (lower-case); DS goes to the parent-most match.
-    fn find(&self, qname: &str, qtype: RecordType) -> Option<(&str, &Arc<Block>)> {
+    fn find(&self, qname: &str, qtype: RecordType) -> Option<(&Arc<str>, &Arc<Block>)> {
         let mut found = None;
         let mut name = qname;
         loop {
             if let Some((z, b)) = self.zones.get_key_value(name) {
-                found = Some((z.as_str(), b));
+                found = Some((z, b));
                 if qtype != RecordType::DS {
                     return found;
                 }
@@ -63,14 +63,11 @@ impl Router {
 #[async_trait::async_trait]
 impl Resolve for Router {
     async fn resolve(&self, req: &Request) -> Result<Message, HandlerError> {
-        let lower = lower_fqdn(req.qname());
-        let Some((zone, block)) = self.find(&lower, req.qtype()) else {
+        let Some((zone, block)) = self.find(req.qname_lower(), req.qtype()) else {
             return Ok(req.error_reply(ResponseCode::Refused));
         };
-        let req = Request {
-            zone: zone.to_string(),
-            ..req.clone()
-        };
+        let mut req = req.clone();
+        req.zone = zone.clone();
         Ok(match block.chain.run(&req).await {
             Ok(resp) => resp.msg,
             Err(e) => req.error_reply(e.rcode()),
@@ -241,13 +238,12 @@ impl Dispatcher {
         }
 
         let lq = &request.queries.queries()[0];
-        let query = lq.original().clone();
-        let qtype = query.query_type();
-        let qname_lower = lower_fqdn(lq.name());
         let src = request.src();
+        let mut req = Request::with_query(lq.original().clone(), src, proto);
+        let qtype = req.qtype();
         let router = self.router.load_full();
-        let found = if query.query_class() == DNSClass::IN || router.any_class {
-            router.find(&qname_lower, qtype)
+        let found = if req.qclass() == DNSClass::IN || router.any_class {
+            router.find(req.qname_lower(), qtype)
         } else {
             None
         };
@@ -272,23 +268,18 @@ impl Dispatcher {
             return encode(question, &md, None, resp_edns.as_ref());
         };
 
-        let req = Request {
-            id: request.metadata.id,
-            op_code: request.metadata.op_code,
-            recursion_desired: request.metadata.recursion_desired,
-            checking_disabled: request.metadata.checking_disabled,
-            authentic_data: request.metadata.authentic_data,
-            query,
-            edns,
-            src,
-            local: self.local,
-            proto,
-            size: request.as_slice().len(),
-            zone: zone.to_string(),
-            server: self.label.clone(),
-            resolver: Some(Resolver(router.clone())),
-            depth: 0,
-        };
+        req.id = request.metadata.id;
+        req.op_code = request.metadata.op_code;
+        req.recursion_desired = request.metadata.recursion_desired;
+        req.checking_disabled = request.metadata.checking_disabled;
+        req.authentic_data = request.metadata.authentic_data;
+        req.edns = edns;
+        req.local = self.local;
+        req.size = request.as_slice().len();
+        req.zone = zone.clone();
+        req.server = self.label.clone();
+        req.resolver = Some(Resolver(router.clone()));
+        let req = req;
 
         let result = AssertUnwindSafe(block.chain.run(&req)).catch_unwind().await;
         let (rcode, mut msg, plugin): (ResponseCode, Option<Message>, &'static str) = match result {
@@ -308,12 +299,12 @@ impl Dispatcher {
 
         // Encode once; only a reply too big for the client is fitted and encoded again.
         let md = reply_header(request, rcode, msg.as_ref());
-        let mut out = encode(Some(&req.query), &md, msg.as_ref(), resp_edns.as_ref());
+        let mut out = encode(Some(req.query()), &md, msg.as_ref(), resp_edns.as_ref());
         if out.len() > usize::from(req.max_size()) {
             if let Some(m) = msg.as_mut() {
-                fit(&req.query, m, resp_edns.as_ref(), req.max_size());
+                fit(req.query(), m, resp_edns.as_ref(), req.max_size());
                 let md = reply_header(request, rcode, msg.as_ref());
-                out = encode(Some(&req.query), &md, msg.as_ref(), resp_edns.as_ref());
+                out = encode(Some(req.query()), &md, msg.as_ref(), resp_edns.as_ref());
             }
         }
 

@@ -52,7 +52,7 @@ pub struct Built {
 }
 
 struct ListenerPlan {
-    zones: HashMap<String, Arc<Block>>,
+    zones: HashMap<Arc<str>, Arc<Block>>,
     any_class: bool,
     any_metrics: bool,
 }
@@ -110,7 +110,7 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
                         any_class: false,
                         any_metrics: false,
                     });
-                plan.zones.insert(k.zone.clone(), block.clone());
+                plan.zones.insert(Arc::from(k.zone.as_str()), block.clone());
                 plan.any_metrics |= has_metrics;
                 plan.any_class |= chain
                     .names()

@@ -204,7 +204,7 @@ impl Handler for Autopath {
             let qname = Name::from_ascii(join(base, domain))
                 .map_err(|e| HandlerError::Internal(format!("plugin/autopath: {e}")))?;
             let mut r = req.clone();
-            r.query.set_name(qname);
+            r.set_qname(qname);
             // An error ends the walk, as in CoreDNS; NXDOMAIN tries the next domain.
             let mut resp = next.clone().run(&r).await?;
             if resp.rcode() != ResponseCode::NXDomain {

@@ -352,7 +352,7 @@ impl Handler for Cache {
         let z = c.zones_label.as_str();
         c.metrics.requests.with_label_values(&[server, z, ""]).inc();
         let key = Key {
-            name: name.clone().into_boxed_str(),
+            name: name.into(),
             qtype: u16::from(req.qtype()),
             qclass: u16::from(req.qclass()),
             dnssec_ok: req.do_bit(),

@@ -116,7 +116,7 @@ impl Instance {
             Transport::Tcp
         };
         let msg = upstream_query(
-            &req.query,
+            req.query(),
             req.recursion_desired,
             req.checking_disabled,
             req.edns.as_ref(),

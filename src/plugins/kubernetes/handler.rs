@@ -643,11 +643,8 @@ impl Handler for Kubernetes {
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
         let qname = req.qname();
-        let mut sent = qname.to_ascii();
-        if !sent.ends_with('.') {
-            sent.push('.');
-        }
-        let lower = sent.to_ascii_lowercase();
+        let sent = req.qname_sent();
+        let lower = req.qname_lower();
         let Some(zone) = self
             .cfg
             .zones
@@ -674,7 +671,7 @@ impl Handler for Kubernetes {
                 ));
             }
             RecordType::A | RecordType::AAAA => q
-                .addresses(req, qname.clone(), lower.clone(), qtype, Vec::new())
+                .addresses(req, qname.clone(), lower.to_string(), qtype, Vec::new())
                 .await
                 .map(|(records, truncated)| Answer {
                     records,

@@ -434,18 +434,18 @@ impl Handler for Rewrite {
                     match from.apply(&cur, to) {
                         Some(n) => {
                             let name = Name::from_ascii(&n).map_err(|_| name_err(&n))?;
-                            new.query.set_name(name);
+                            new.set_qname(name);
                             true
                         }
                         None => false,
                     }
                 }
                 Rule::Type(f, t) if new.qtype() == *f => {
-                    new.query.set_query_type(*t);
+                    new.set_qtype(*t);
                     true
                 }
                 Rule::Class(f, t) if new.qclass() == *f => {
-                    new.query.set_query_class(*t);
+                    new.set_qclass(*t);
                     true
                 }
                 Rule::Ttl(m, ..) => m.matches(&lower_fqdn(new.qname())),
