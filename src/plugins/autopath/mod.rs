@@ -188,14 +188,14 @@ impl Handler for Autopath {
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
         let name = req.qname_lower();
-        if !self.cfg.zones.iter().any(|z| is_subdomain(z, &name)) {
+        if !self.cfg.zones.iter().any(|z| is_subdomain(z, name)) {
             return next.run(req).await;
         }
-        let search = self.search(req, &name);
+        let search = self.search(req, name);
         let Some(first) = search.first() else {
             return next.run(req).await;
         };
-        if !(first == "." || is_subdomain(first, &name)) || name == *first {
+        if !(first == "." || is_subdomain(first, name)) || name == *first {
             return next.run(req).await;
         }
         let base = &name[..name.len() - first.len() - 1];

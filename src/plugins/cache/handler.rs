@@ -343,7 +343,7 @@ impl Handler for Cache {
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
         let c = &self.inner;
         let name = req.qname_lower();
-        if !c.cfg.zones.iter().any(|z| is_subdomain(z, &name))
+        if !c.cfg.zones.iter().any(|z| is_subdomain(z, name))
             || matches!(req.qtype(), RecordType::AXFR | RecordType::IXFR)
         {
             return next.run(req).await;
@@ -383,7 +383,7 @@ impl Handler for Cache {
                     let threshold = item.ttl.mul_f64(f64::from(p.percentage) / 100.0);
                     if hits >= p.amount && left <= threshold.max(Duration::from_secs(1)) {
                         c.metrics.prefetch.with_label_values(&[server, z, ""]).inc();
-                        c.refresh(req, &name, key.clone(), &item, &next);
+                        c.refresh(req, name, key.clone(), &item, &next);
                     }
                 }
                 let ttl = (!c.cfg.keepttl).then(|| secs(item.ttl - age));
@@ -403,7 +403,7 @@ impl Handler for Cache {
                     .served_stale
                     .with_label_values(&[server, z, ""])
                     .inc();
-                c.refresh(req, &name, key, item, &next);
+                c.refresh(req, name, key, item, &next);
                 return Ok(Response::new(c.reply_from(req, item, Some(0)), NAME));
             }
         }
@@ -424,7 +424,7 @@ impl Handler for Cache {
             }
         }
         let mut resp = result?;
-        c.store(req, &name, key, &mut resp.msg, now);
+        c.store(req, name, key, &mut resp.msg, now);
         Ok(resp)
     }
 }

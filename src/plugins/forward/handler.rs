@@ -195,7 +195,7 @@ impl Handler for Forward {
         let lower = req.qname_lower();
         let last = self.instances.len().saturating_sub(1);
         for (i, inst) in self.instances.iter().enumerate() {
-            if !inst.matches(&lower) {
+            if !inst.matches(lower) {
                 continue;
             }
             let resp = inst.serve(req).await?;

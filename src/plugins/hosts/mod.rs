@@ -193,7 +193,7 @@ impl Handler for Hosts {
             if self.cfg.no_reverse {
                 return next.run(req).await;
             }
-            let names = address_from_reverse(&name)
+            let names = address_from_reverse(name)
                 .map(|ip| self.names(ip))
                 .unwrap_or_default();
             if names.is_empty() {
@@ -212,10 +212,10 @@ impl Handler for Hosts {
             }
             return Ok(Response::new(msg, NAME));
         }
-        if !self.cfg.zones.iter().any(|z| is_subdomain(z, &name)) {
+        if !self.cfg.zones.iter().any(|z| is_subdomain(z, name)) {
             return next.run(req).await;
         }
-        let ips = self.addresses(&name);
+        let ips = self.addresses(name);
         let answers: Vec<IpAddr> = ips
             .iter()
             .flatten()
@@ -226,7 +226,7 @@ impl Handler for Hosts {
                 _ => false,
             })
             .collect();
-        let fall = self.cfg.fall.through(&name);
+        let fall = self.cfg.fall.through(name);
         if answers.is_empty() {
             let exists = ips.is_some();
             let supported = matches!(qtype, RecordType::A | RecordType::AAAA);

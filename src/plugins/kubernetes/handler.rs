@@ -649,7 +649,7 @@ impl Handler for Kubernetes {
             .cfg
             .zones
             .iter()
-            .filter(|z| is_subdomain(z, &lower))
+            .filter(|z| is_subdomain(z, lower))
             .max_by_key(|z| z.len())
         else {
             return next.run(req).await;
@@ -678,7 +678,7 @@ impl Handler for Kubernetes {
                     truncated,
                     ..Answer::default()
                 }),
-            RecordType::TXT => q.services(&lower, qtype).map(|items| Answer {
+            RecordType::TXT => q.services(lower, qtype).map(|items| Answer {
                 records: items
                     .iter()
                     .filter(|i| matches!(i.target, Target::Text))
@@ -693,7 +693,7 @@ impl Handler for Kubernetes {
                     .collect(),
                 ..Answer::default()
             }),
-            RecordType::CNAME => q.services(&lower, qtype).map(|items| Answer {
+            RecordType::CNAME => q.services(lower, qtype).map(|items| Answer {
                 records: match items.first().map(|i| &i.target) {
                     Some(Target::Name(t)) => vec![record(
                         qname.clone(),
@@ -704,12 +704,12 @@ impl Handler for Kubernetes {
                 },
                 ..Answer::default()
             }),
-            RecordType::PTR => q.ptr(qname, &lower).map(|records| Answer {
+            RecordType::PTR => q.ptr(qname, lower).map(|records| Answer {
                 records,
                 ..Answer::default()
             }),
-            RecordType::MX => q.services(&lower, qtype).map(|_| Answer::default()),
-            RecordType::SRV => q.srv(qname, &lower).map(|(records, extra)| Answer {
+            RecordType::MX => q.services(lower, qtype).map(|_| Answer::default()),
+            RecordType::SRV => q.srv(qname, lower).map(|(records, extra)| Answer {
                 records,
                 extra,
                 truncated: false,
@@ -718,7 +718,7 @@ impl Handler for Kubernetes {
                 records: if at_apex { vec![q.soa()] } else { Vec::new() },
                 ..Answer::default()
             }),
-            RecordType::NS if at_apex => q.services(&lower, qtype).map(|items| {
+            RecordType::NS if at_apex => q.services(lower, qtype).map(|items| {
                 let mut a = Answer::default();
                 let mut seen = HashSet::new();
                 for i in items {
@@ -733,13 +733,13 @@ impl Handler for Kubernetes {
                 a
             }),
             // Anything else: a fake A lookup tells NODATA from NXDOMAIN.
-            _ => q.services(&lower, RecordType::A).map(|_| Answer::default()),
+            _ => q.services(lower, RecordType::A).map(|_| Answer::default()),
         };
         let mut msg: Message = req.reply();
         msg.metadata.authoritative = true;
         match result {
             Err(NotFound) => {
-                if self.cfg.fall.through(&lower) {
+                if self.cfg.fall.through(lower) {
                     return next.run(req).await;
                 }
                 msg.metadata.response_code = if idx.synced {

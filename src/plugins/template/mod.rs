@@ -251,7 +251,7 @@ impl Handler for Template {
             let Some(zone) = t
                 .zones
                 .iter()
-                .filter(|z| is_subdomain(z, &name))
+                .filter(|z| is_subdomain(z, name))
                 .max_by_key(|z| z.len())
             else {
                 continue;
@@ -261,8 +261,8 @@ impl Handler for Template {
             {
                 continue;
             }
-            let Some(caps) = t.regexes.iter().find_map(|r| r.captures(&name)) else {
-                if t.fall.through(&name) {
+            let Some(caps) = t.regexes.iter().find_map(|r| r.captures(name)) else {
+                if t.fall.through(name) {
                     continue;
                 }
                 return Err(HandlerError::Internal(format!(
@@ -275,7 +275,7 @@ impl Handler for Template {
                 ));
             }
             let v = Vars {
-                name: &name,
+                name,
                 zone,
                 class: req.qclass(),
                 qtype: req.qtype(),
