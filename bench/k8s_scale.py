@@ -263,10 +263,9 @@ def main():
         results["after_relist_rss_mib"] = rss_kib(p.pid) / 1024
     finally:
         stop(p)
-        api.send_signal(signal.SIGTERM)
-        api.wait(10)
-    for k, v in results.items():
-        print(f"{k:24} {v:10.2f}")
+        stop(api)
+        for k, v in results.items():
+            print(f"{k:24} {v:10.2f}")
 
 
 if __name__ == "__main__":

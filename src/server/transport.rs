@@ -7,14 +7,17 @@
 //! in-flight queries.
 
 use std::future::Future;
-use std::io::ErrorKind;
+use std::io::{IoSlice, IoSliceMut};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request as HRequest;
+use nix::errno::Errno;
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -93,6 +96,50 @@ pub(crate) fn serve_udp(
     Ok(())
 }
 
+/// Datagrams one `recvmmsg` reads and one `sendmmsg` answers at most.
+const UDP_BATCH: usize = 32;
+/// Receive buffer per datagram. A larger query is cut by the kernel and gets FORMERR (CoreDNS's
+/// server reads 512 bytes by default, so nothing it answers is lost here).
+const UDP_MAX_QUERY: usize = 4096;
+
+/// The answer to one datagram, when it needs no waiting; a waiting one becomes a task that sends
+/// its own reply.
+fn answer_in_place(
+    d: &Arc<Dispatcher>,
+    raw: &[u8],
+    src: SocketAddr,
+    cx: &mut Context<'_>,
+    sock: &Arc<std::net::UdpSocket>,
+    tracker: &TaskTracker,
+    handle: &tokio::runtime::Handle,
+) -> Option<Vec<u8>> {
+    let (dd, raw) = (d.clone(), raw.to_vec());
+    let mut fut = Box::pin(async move { reply(&dd, raw, src, Protocol::Udp).await });
+    match fut.as_mut().poll(cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => {
+            // The runtime polls it again with a real waker; resources re-register then.
+            let sock = sock.clone();
+            tracker.spawn_on(
+                async move {
+                    if let Some(out) = fut.await {
+                        let _ = sock.send_to(&out, src);
+                    }
+                },
+                handle,
+            );
+            None
+        }
+    }
+}
+
+fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}
+
 fn udp_reader(
     sock: std::net::UdpSocket,
     d: &Arc<Dispatcher>,
@@ -104,36 +151,62 @@ fn udp_reader(
     let _token = tracker.token();
     let _rt = handle.enter();
     let sock = Arc::new(sock);
-    let mut buf = vec![0u8; 65_535];
+    let fd = sock.as_raw_fd();
+    let mut bufs = vec![[0u8; UDP_MAX_QUERY]; UDP_BATCH];
+    let mut rx_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut tx_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut got: Vec<(usize, bool, Option<SockaddrStorage>)> = Vec::with_capacity(UDP_BATCH);
+    let mut replies: Vec<(Vec<u8>, SockaddrStorage)> = Vec::with_capacity(UDP_BATCH);
     let mut cx = Context::from_waker(Waker::noop());
     while !stop.is_cancelled() {
-        let (n, src) = match sock.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(e) => {
-                tracing::debug!("udp recv: {e}");
+        // Every datagram waiting, up to a batch, in one system call; blocks for the first.
+        got.clear();
+        {
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
+                bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            match recvmmsg(
+                fd,
+                &mut rx_headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(msgs) => got.extend(msgs.map(|m| {
+                    let cut = m.flags.contains(MsgFlags::MSG_TRUNC);
+                    (m.bytes, cut, m.address)
+                })),
+                Err(Errno::EAGAIN | Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::debug!("udp recv: {e}");
+                    continue;
+                }
+            }
+        }
+        replies.clear();
+        for (i, &(n, cut, addr)) in got.iter().enumerate() {
+            let Some((addr, src)) = addr.and_then(|a| Some((a, to_std(&a)?))) else {
                 continue;
+            };
+            let raw = &bufs[i][..n.min(UDP_MAX_QUERY)];
+            let out = if cut {
+                formerr(raw)
+            } else {
+                answer_in_place(d, raw, src, &mut cx, &sock, tracker, handle)
+            };
+            if let Some(out) = out {
+                replies.push((out, addr));
             }
-        };
-        let raw = buf[..n].to_vec();
-        let dd = d.clone();
-        let mut fut = Box::pin(async move { reply(&dd, raw, src, Protocol::Udp).await });
-        match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(Some(out)) => {
-                let _ = sock.send_to(&out, src);
-            }
-            Poll::Ready(None) => {}
-            Poll::Pending => {
-                // The runtime polls it again with a real waker; resources re-register then.
-                let sock = sock.clone();
-                tracker.spawn_on(
-                    async move {
-                        if let Some(out) = fut.await {
-                            let _ = sock.send_to(&out, src);
-                        }
-                    },
-                    handle,
-                );
+        }
+        // Every reply of the batch in as few system calls as the kernel allows.
+        let mut sent = 0;
+        while sent < replies.len() {
+            let rest = &replies[sent..];
+            let iovs: Vec<[IoSlice<'_>; 1]> = rest.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
+            let addrs: Vec<Option<SockaddrStorage>> = rest.iter().map(|(_, a)| Some(*a)).collect();
+            match sendmmsg(fd, &mut tx_headers, &iovs, &addrs, [], MsgFlags::empty()) {
+                Ok(done) => sent += done.count().max(1),
+                // This datagram cannot go (an unreachable client): skip it, send the rest.
+                Err(_) => sent += 1,
             }
         }
     }
