@@ -132,6 +132,16 @@ async fn malformed_input_gets_formerr_or_a_drop_and_never_kills_the_server() {
     assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     // Too short for a header: dropped.
     assert!(udp_raw(addr, &[1, 2, 3]).await.is_none());
+    // A valid query padded past what a reader takes in (4 KiB): cut by the kernel, FORMERR.
+    let mut big = query("example.org.", RecordType::A, None).to_vec().unwrap();
+    big[0] = 0x56;
+    big.resize(5000, 0);
+    let reply = udp_raw(addr, &big)
+        .await
+        .expect("FORMERR for an oversized datagram");
+    let m = hickory_proto::op::Message::from_vec(&reply).unwrap();
+    assert_eq!(m.metadata.id & 0xff00, 0x5600);
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     // Random byte strings of many lengths: the server answers or drops, and keeps serving.
     let mut seed = 0x9e37_79b9_u32;
     for len in 0..200usize {
