@@ -97,8 +97,17 @@ fn parse_request<'a>(name: &'a str, zone: &str) -> Result<Parsed<'a>, NotFound> 
     if base.is_empty() || base == "svc" || base == "pod" {
         return Ok(r);
     }
-    let segs: Vec<&str> = base.split('.').collect();
-    let mut last = segs.len() - 1;
+    // At most port.protocol.service.namespace.svc (or endpoint.service.namespace.svc).
+    let mut segs = [""; 5];
+    let mut n = 0;
+    for label in base.split('.') {
+        if n == segs.len() {
+            return Err(NotFound);
+        }
+        segs[n] = label;
+        n += 1;
+    }
+    let mut last = n - 1;
     r.pod_or_svc = segs[last];
     if r.pod_or_svc != "svc" && r.pod_or_svc != "pod" {
         return Err(NotFound);
@@ -267,6 +276,9 @@ struct Query<'a> {
     idx: &'a Index,
     zone: &'a str,
     zone_q: &'a str,
+    /// Whether items need their owner names (SRV targets, NS names); A and AAAA answers are
+    /// owned by the question, so the hot path builds no names.
+    owners: bool,
 }
 
 impl Query<'_> {
@@ -334,7 +346,11 @@ impl Query<'_> {
         };
         let svc = entry.svc;
         let cfg = &self.k.cfg;
-        let base = join(&format!("{}.{}.svc", svc.name, svc.namespace), self.zone_q);
+        let base = if self.owners {
+            join(&format!("{}.{}.svc", svc.name, svc.namespace), self.zone_q)
+        } else {
+            String::new()
+        };
         if cfg.ignore_empty_service
             && matches!(svc.kind, ServiceKind::ClusterIp(_))
             && entry.ready_count() == 0
@@ -371,7 +387,11 @@ impl Query<'_> {
                         items.push(Item {
                             target: Target::Ip(ep.ip),
                             port: p.port,
-                            owner: format!("{host}.{base}"),
+                            owner: if self.owners {
+                                format!("{host}.{base}")
+                            } else {
+                                String::new()
+                            },
                         });
                     }
                 }
@@ -661,6 +681,7 @@ impl Handler for Kubernetes {
             idx: &idx,
             zone,
             zone_q,
+            owners: !matches!(req.qtype(), RecordType::A | RecordType::AAAA),
         };
         let qtype = req.qtype();
         let at_apex = lower == *zone;
