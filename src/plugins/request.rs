@@ -52,7 +52,7 @@ pub struct Request {
     query: Query,
     /// The query name as text with its trailing dot: as sent, and lower-case. Made once per
     /// request instead of once per plugin that compares names.
-    qname_text: Arc<(Box<str>, Box<str>)>,
+    qname_text: Arc<QnameText>,
     /// The client's OPT record, if any.
     pub edns: Option<Edns>,
     /// Client address.
@@ -93,13 +93,25 @@ impl std::fmt::Debug for Resolver {
 /// Internal lookups deeper than this fail (a CNAME loop through several plugins).
 pub const MAX_LOOKUP_DEPTH: u8 = 8;
 
-fn qname_text(name: &Name) -> Arc<(Box<str>, Box<str>)> {
-    let mut sent = name.to_ascii();
-    if !sent.ends_with('.') {
-        sent.push('.');
+/// The name as sent and lower-case, each with its trailing dot, in one allocation.
+#[derive(Debug)]
+struct QnameText {
+    both: Box<str>,
+    split: usize,
+}
+
+fn qname_text(name: &Name) -> Arc<QnameText> {
+    let mut both = name.to_ascii();
+    if !both.ends_with('.') {
+        both.push('.');
     }
-    let lower = sent.to_ascii_lowercase();
-    Arc::new((sent.into_boxed_str(), lower.into_boxed_str()))
+    let split = both.len();
+    both.extend_from_within(..);
+    both[split..].make_ascii_lowercase();
+    Arc::new(QnameText {
+        both: both.into_boxed_str(),
+        split,
+    })
 }
 
 impl Request {
@@ -195,12 +207,12 @@ impl Request {
 
     /// The query name, lower-case, with its trailing dot (how zones and rules compare it).
     pub fn qname_lower(&self) -> &str {
-        &self.qname_text.1
+        &self.qname_text.both[self.qname_text.split..]
     }
 
     /// The query name as sent, with its trailing dot.
     pub fn qname_sent(&self) -> &str {
-        &self.qname_text.0
+        &self.qname_text.both[..self.qname_text.split]
     }
 
     /// The query type.

@@ -507,7 +507,7 @@ impl Query<'_> {
         &'b self,
         req: &'b Request,
         qname: Name,
-        lower: String,
+        lower: Cow<'b, str>,
         qtype: RecordType,
         previous: Vec<Record>,
     ) -> BoxFuture<'b, Result<(Vec<Record>, bool), NotFound>> {
@@ -539,7 +539,13 @@ impl Query<'_> {
                             let mut chain = previous.clone();
                             chain.push(cname.clone());
                             if let Ok((next, tc)) = self
-                                .addresses(req, name(&target), target_lower, qtype, chain)
+                                .addresses(
+                                    req,
+                                    name(&target),
+                                    Cow::Owned(target_lower),
+                                    qtype,
+                                    chain,
+                                )
                                 .await
                             {
                                 if !next.is_empty() {
@@ -692,7 +698,7 @@ impl Handler for Kubernetes {
                 ));
             }
             RecordType::A | RecordType::AAAA => q
-                .addresses(req, qname.clone(), lower.to_string(), qtype, Vec::new())
+                .addresses(req, qname.clone(), Cow::Borrowed(lower), qtype, Vec::new())
                 .await
                 .map(|(records, truncated)| Answer {
                     records,
