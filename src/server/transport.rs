@@ -98,8 +98,8 @@ pub(crate) fn serve_udp(
 
 /// Datagrams one `recvmmsg` reads and one `sendmmsg` answers at most.
 const UDP_BATCH: usize = 32;
-/// Receive buffer per datagram. A larger query is cut by the kernel and gets FORMERR (CoreDNS's
-/// server reads 512 bytes by default, so nothing it answers is lost here).
+/// Receive buffer per datagram. A larger query (a question and an OPT record take a few hundred
+/// bytes) is cut by the kernel and gets FORMERR.
 const UDP_MAX_QUERY: usize = 4096;
 
 /// The answer to one datagram, when it needs no waiting; a waiting one becomes a task that sends

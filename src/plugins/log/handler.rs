@@ -101,8 +101,8 @@ impl Handler for Log {
     }
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
-        let qname = req.qname().to_lowercase().to_ascii();
-        let Some(rule) = self.rule_for(&qname) else {
+        let qname = req.qname_lower();
+        let Some(rule) = self.rule_for(qname) else {
             return next.run(req).await;
         };
         let start = Instant::now();
@@ -122,7 +122,7 @@ impl Handler for Log {
             Class::Error => rule.classes.error,
         };
         if wanted {
-            let line = render(&rule.format, req, &qname, rcode, msg, elapsed.as_secs_f64());
+            let line = render(&rule.format, req, qname, rcode, msg, elapsed.as_secs_f64());
             tracing::info!(target: "query", "{line}");
         }
         result
