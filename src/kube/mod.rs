@@ -85,6 +85,8 @@ pub struct WatchSpec {
     pub endpoints: bool,
     /// Watch Pods (`pods verified`).
     pub pods: bool,
+    /// Keep endpoints' pod names (only `endpoint_pod_names` answers with them).
+    pub pod_names: bool,
 }
 
 impl WatchSpec {

@@ -110,11 +110,22 @@ fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
     ))
 }
 
+/// `TCP`, `UDP` and `SCTP` as one shared allocation each, not one per port.
+fn protocol_name(p: &str) -> Arc<str> {
+    static KNOWN: std::sync::OnceLock<[Arc<str>; 3]> = std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(|| [Arc::from("TCP"), Arc::from("UDP"), Arc::from("SCTP")]);
+    known
+        .iter()
+        .find(|k| ***k == *p)
+        .cloned()
+        .unwrap_or_else(|| Arc::from(p))
+}
+
 fn ports<I: Iterator<Item = (Option<String>, Option<String>, Option<i32>)>>(it: I) -> Vec<Port> {
     let mut out: Vec<Port> = it
         .map(|(name, protocol, port)| Port {
             name: Arc::from(name.unwrap_or_default()),
-            protocol: Arc::from(protocol.unwrap_or_else(|| "TCP".into())),
+            protocol: protocol_name(protocol.as_deref().unwrap_or("TCP")),
             port: port.unwrap_or(-1),
         })
         .collect();
@@ -175,8 +186,9 @@ pub fn service(svc: &core::Service) -> Option<Service> {
     })
 }
 
-/// Trims an EndpointSlice; `None` if it has no name or no service-name label.
-pub fn endpoint_slice(es: &discovery::EndpointSlice) -> Option<EndpointSlice> {
+/// Trims an EndpointSlice; `None` if it has no name or no service-name label. Pod names are kept
+/// only with `pod_names` (a name per endpoint is a fifth of a large cluster's index).
+pub fn endpoint_slice(es: &discovery::EndpointSlice, pod_names: bool) -> Option<EndpointSlice> {
     let (namespace, name) = name_of(&es.metadata)?;
     let service = es.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
     let mut endpoints = Vec::new();
@@ -187,6 +199,7 @@ pub fn endpoint_slice(es: &discovery::EndpointSlice) -> Option<EndpointSlice> {
         let pod_name = ep
             .target_ref
             .as_ref()
+            .filter(|_| pod_names)
             .and_then(|t| t.name.as_deref())
             .filter(|n| n.len() < 64)
             .map(Arc::from);
@@ -304,7 +317,11 @@ endpoints:
 ports: [{name: http, port: 8080, protocol: TCP}]
 "#,
         );
-        let s = endpoint_slice(&es).unwrap();
+        let s = endpoint_slice(&es, true).unwrap();
+        assert_eq!(
+            endpoint_slice(&es, false).unwrap().endpoints[1].pod_name,
+            None
+        );
         assert_eq!(&*s.service, "web");
         let ips: Vec<String> = s.endpoints.iter().map(|e| e.ip.to_string()).collect();
         assert_eq!(ips, ["10.1.0.1", "10.1.0.3"]);
@@ -313,7 +330,7 @@ ports: [{name: http, port: 8080, protocol: TCP}]
         assert_eq!(s.ports[0].port, 8080);
         let unlabelled: discovery::EndpointSlice =
             from_yaml("metadata: {name: x, namespace: ns1}\naddressType: IPv4\nendpoints: []\n");
-        assert!(endpoint_slice(&unlabelled).is_none());
+        assert!(endpoint_slice(&unlabelled, true).is_none());
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub fn read(path: &Path, spec: &WatchSpec, kinds: &[Kind]) -> Result<Vec<Change>
             "EndpointSlice" if spec.endpoints && selected(&spec.labels) => {
                 let s: discovery::EndpointSlice =
                     serde_json::from_value(o).map_err(|e| bad("EndpointSlice", e))?;
-                model::endpoint_slice(&s)
+                model::endpoint_slice(&s, spec.pod_names)
                     .map(|s| Obj::Slice((s.namespace.clone(), s.name.clone()), Arc::new(s)))
             }
             "Namespace" if selected(&spec.namespace_labels) => {

@@ -124,6 +124,7 @@ pub fn spawn(
         |n| model::namespace(n).map(|n| Obj::Namespace((Arc::from(""), n))),
     ));
     if spec.endpoints {
+        let pod_names = spec.pod_names;
         kinds.push(Kind::EndpointSlice);
         streams.push(lift(
             Kind::EndpointSlice,
@@ -132,8 +133,8 @@ pub fn spawn(
                 cfg.clone(),
             )
             .default_backoff(),
-            |e| {
-                model::endpoint_slice(e)
+            move |e| {
+                model::endpoint_slice(e, pod_names)
                     .map(|e| Obj::Slice(key(&e.namespace, &e.name), Arc::new(e)))
             },
         ));

@@ -78,6 +78,7 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Kubernetes
             namespace_labels: None,
             endpoints: true,
             pods: false,
+            pod_names: false,
         },
         namespaces: Vec::new(),
         pods: PodMode::Disabled,
@@ -94,6 +95,7 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Kubernetes
             "endpoint_pod_names" => {
                 d.expect_no_more_args()?;
                 cfg.endpoint_pod_names = true;
+                cfg.watch.pod_names = true;
             }
             "noendpoints" => {
                 d.expect_no_more_args()?;
