@@ -158,6 +158,7 @@ fn udp_reader(
     let mut got: Vec<(usize, bool, Option<SockaddrStorage>)> = Vec::with_capacity(UDP_BATCH);
     let mut replies: Vec<(Vec<u8>, SockaddrStorage)> = Vec::with_capacity(UDP_BATCH);
     let mut cx = Context::from_waker(Waker::noop());
+    crate::logging::collect_lines();
     while !stop.is_cancelled() {
         // Every datagram waiting, up to a batch, in one system call; blocks for the first.
         got.clear();
@@ -209,6 +210,8 @@ fn udp_reader(
                 Err(_) => sent += 1,
             }
         }
+        // The batch's `log` lines, in one write.
+        crate::logging::flush_lines();
     }
 }
 

@@ -296,3 +296,66 @@ fn forwarding_to_itself_is_a_loop_and_exits() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn log_writes_one_coredns_line_per_query_over_udp_and_tcp() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let dns = free_port();
+    let corefile = format!(".:{dns} {{\n    bind 127.0.0.1\n    log\n    whoami\n}}\n");
+    std::fs::write(dir.path().join("Corefile"), corefile).unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["-conf", "Corefile", "-quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{dns}").parse().unwrap();
+    let q = query("Up.Example.", RecordType::A, None).to_vec().unwrap();
+    wait_up(addr, &q).await;
+    for name in ["one.example.", "two.example."] {
+        let q = query(name, RecordType::AAAA, None).to_vec().unwrap();
+        udp_raw(addr, &q).await.expect("UDP answer");
+    }
+    crate::util::tcp(addr, &query("three.example.", RecordType::A, None)).await;
+    // Lines must reach stdout promptly, not wait for a buffer to fill or the process to end.
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lines
+        .iter()
+        .filter(|l: &&String| l.contains("three.example."))
+        .count()
+        == 0
+        && Instant::now() < deadline
+    {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            lines.push(l);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let find = |n: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(n))
+            .unwrap_or_else(|| panic!("no line for {n} in {lines:?}"))
+            .clone()
+    };
+    let one = find("\"AAAA IN one.example. udp ");
+    assert!(one.starts_with("[INFO] 127.0.0.1:"), "{one}");
+    assert!(one.contains(" NOERROR qr,aa,rd "), "{one}");
+    let three = find("\"A IN three.example. tcp ");
+    assert!(three.starts_with("[INFO] 127.0.0.1:"), "{three}");
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("two.example.")).count(),
+        1
+    );
+}

@@ -123,7 +123,7 @@ impl Handler for Log {
         };
         if wanted {
             let line = render(&rule.format, req, qname, rcode, msg, elapsed.as_secs_f64());
-            tracing::info!(target: "query", "{line}");
+            crate::logging::query_line(&line);
         }
         result
     }
