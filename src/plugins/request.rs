@@ -263,12 +263,38 @@ pub struct Response {
     pub msg: Message,
     /// The plugin that wrote the reply (`plugin` label of `coredns_dns_responses_total`).
     pub plugin: &'static str,
+    /// A `log` line that waits for the size of the reply as written.
+    pub log: Option<PendingLine>,
+}
+
+/// A `log` line with the places where `{rsize}` goes, filled in by whoever writes the reply.
+#[derive(Debug, Clone, Default)]
+pub struct PendingLine {
+    /// The line without the sizes.
+    pub text: String,
+    /// Byte offsets in `text` where the size goes, ascending.
+    pub rsize_at: Vec<usize>,
+}
+
+impl PendingLine {
+    /// The line with `rsize` in its places.
+    pub fn finish(mut self, rsize: usize) -> String {
+        let n = rsize.to_string();
+        for &at in self.rsize_at.iter().rev() {
+            self.text.insert_str(at, &n);
+        }
+        self.text
+    }
 }
 
 impl Response {
     /// A response written by `plugin`.
     pub fn new(msg: Message, plugin: &'static str) -> Self {
-        Self { msg, plugin }
+        Self {
+            msg,
+            plugin,
+            log: None,
+        }
     }
 
     /// The reply's rcode.

@@ -69,7 +69,13 @@ impl Resolve for Router {
         let mut req = req.clone();
         req.zone = zone.clone();
         Ok(match block.chain.run(&req).await {
-            Ok(resp) => resp.msg,
+            Ok(resp) => {
+                if let Some(line) = resp.log {
+                    let size = resp.msg.to_vec().map_or(0, |b| b.len());
+                    crate::logging::query_line(&line.finish(size));
+                }
+                resp.msg
+            }
             Err(e) => req.error_reply(e.rcode()),
         })
     }
@@ -282,8 +288,12 @@ impl Dispatcher {
         let req = req;
 
         let result = AssertUnwindSafe(block.chain.run(&req)).catch_unwind().await;
+        let mut log_line = None;
         let (rcode, mut msg, plugin): (ResponseCode, Option<Message>, &'static str) = match result {
-            Ok(Ok(Response { msg, plugin })) => (msg.metadata.response_code, Some(msg), plugin),
+            Ok(Ok(Response { msg, plugin, log })) => {
+                log_line = log;
+                (msg.metadata.response_code, Some(msg), plugin)
+            }
             Ok(Err(e)) => (e.rcode(), None, ""),
             Err(panic) => {
                 let what = panic
@@ -308,6 +318,9 @@ impl Dispatcher {
             }
         }
 
+        if let Some(line) = log_line {
+            crate::logging::query_line(&line.finish(out.len()));
+        }
         if block.metrics {
             let m = &self.metrics;
             let labels3 = [&*self.label, zone, ""];

@@ -314,9 +314,10 @@ async fn log_writes_one_coredns_line_per_query_over_udp_and_tcp() {
     let addr = format!("127.0.0.1:{dns}").parse().unwrap();
     let q = query("Up.Example.", RecordType::A, None).to_vec().unwrap();
     wait_up(addr, &q).await;
+    let mut sizes = Vec::new();
     for name in ["one.example.", "two.example."] {
         let q = query(name, RecordType::AAAA, None).to_vec().unwrap();
-        udp_raw(addr, &q).await.expect("UDP answer");
+        sizes.push(udp_raw(addr, &q).await.expect("UDP answer").len());
     }
     crate::util::tcp(addr, &query("three.example.", RecordType::A, None)).await;
     // Lines must reach stdout promptly, not wait for a buffer to fill or the process to end.
@@ -329,11 +330,10 @@ async fn log_writes_one_coredns_line_per_query_over_udp_and_tcp() {
     });
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while lines
+    let seen = |lines: &[String], n: &str| lines.iter().any(|l| l.contains(n));
+    while !["one.example.", "two.example.", "three.example."]
         .iter()
-        .filter(|l: &&String| l.contains("three.example."))
-        .count()
-        == 0
+        .all(|n| seen(&lines, n))
         && Instant::now() < deadline
     {
         if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
@@ -351,7 +351,11 @@ async fn log_writes_one_coredns_line_per_query_over_udp_and_tcp() {
     };
     let one = find("\"AAAA IN one.example. udp ");
     assert!(one.starts_with("[INFO] 127.0.0.1:"), "{one}");
-    assert!(one.contains(" NOERROR qr,aa,rd "), "{one}");
+    // {rsize} is the size of the reply as sent.
+    assert!(
+        one.contains(&format!(" NOERROR qr,aa,rd {} ", sizes[0])),
+        "{one}"
+    );
     let three = find("\"A IN three.example. tcp ");
     assert!(three.starts_with("[INFO] 127.0.0.1:"), "{three}");
     assert_eq!(

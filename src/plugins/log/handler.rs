@@ -5,9 +5,11 @@ use std::net::IpAddr;
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
+use hickory_proto::serialize::binary::BinEncodable;
 use tokio::time::Instant;
 
 use super::{LogConfig, NAME, Rule};
+use crate::plugins::request::PendingLine;
 use crate::plugins::{Handler, HandlerError, Next, Request, Response};
 
 /// CoreDNS's `response.Typify`: what kind of reply a message is.
@@ -106,7 +108,7 @@ impl Handler for Log {
             return next.run(req).await;
         };
         let start = Instant::now();
-        let result = next.run(req).await;
+        let mut result = next.run(req).await;
         let elapsed = start.elapsed();
         let (rcode, msg) = match &result {
             Ok(r) => (r.rcode(), Some(&r.msg)),
@@ -123,13 +125,24 @@ impl Handler for Log {
         };
         if wanted {
             let line = render(&rule.format, req, qname, rcode, msg, elapsed.as_secs_f64());
-            crate::logging::query_line(&line);
+            match &mut result {
+                // `{rsize}` is filled in by the server once the reply is encoded.
+                Ok(resp) => resp.log = Some(line),
+                Err(_) => {
+                    // The server answers an error with the question and our OPT record.
+                    let size = 12
+                        + req.query().to_bytes().map_or(0, |q| q.len())
+                        + if req.edns.is_some() { 11 } else { 0 };
+                    crate::logging::query_line(&line.finish(size));
+                }
+            }
         }
         result
     }
 }
 
-/// Fills a format's `{…}` placeholders; unknown ones become `-`.
+/// Fills a format's `{…}` placeholders (unknown ones become `-`), leaving the places of
+/// `{rsize}` to be filled in when the reply's size is known.
 fn render(
     format: &str,
     req: &Request,
@@ -137,14 +150,18 @@ fn render(
     rcode: ResponseCode,
     msg: Option<&Message>,
     secs: f64,
-) -> String {
+) -> PendingLine {
+    let mut rsize_at = Vec::new();
     let mut out = String::with_capacity(format.len() + 64);
     let mut rest = format;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let Some(close) = rest[open..].find('}') else {
             out.push_str(&rest[open..]);
-            return out;
+            return PendingLine {
+                text: out,
+                rsize_at,
+            };
         };
         let key = &rest[open + 1..open + close];
         rest = &rest[open + close + 1..];
@@ -158,11 +175,10 @@ fn render(
             "proto" => write!(out, "{}", req.proto.as_str()),
             "size" => write!(out, "{}", req.size),
             "rcode" => write!(out, "{}", rcode_name(rcode)),
-            "rsize" => write!(
-                out,
-                "{}",
-                msg.and_then(|m| m.to_vec().ok()).map_or(0, |b| b.len())
-            ),
+            "rsize" => {
+                rsize_at.push(out.len());
+                Ok(())
+            }
             "duration" => write!(out, "{secs}s"),
             ">id" => write!(out, "{}", req.id),
             ">do" => write!(out, "{}", req.do_bit()),
@@ -173,7 +189,10 @@ fn render(
         };
     }
     out.push_str(rest);
-    out
+    PendingLine {
+        text: out,
+        rsize_at,
+    }
 }
 
 fn ip(ip: IpAddr) -> String {
@@ -266,14 +285,15 @@ mod tests {
             ResponseCode::NoError,
             Some(&msg),
             0.000179,
-        );
+        )
+        .finish(77);
         assert!(
             line.starts_with(
                 "10.244.0.5:53011 - 4212 \"A IN svc1.ns.svc.cluster.local. udp 46 false 512\" NOERROR qr,aa,rd "
             ),
             "{line}"
         );
-        assert!(line.ends_with(" 0.000179s"), "{line}");
+        assert!(line.ends_with(" 77 0.000179s"), "{line}");
         let v6 = Request::new(
             Name::root(),
             RecordType::A,
@@ -288,9 +308,19 @@ mod tests {
                 ResponseCode::Refused,
                 None,
                 0.0
-            ),
+            )
+            .finish(0),
             "[2001:db8::1] 65535 -"
         );
+        let two = render(
+            "{rsize}/{rsize} end",
+            &v6,
+            ".",
+            ResponseCode::Refused,
+            None,
+            0.0,
+        );
+        assert_eq!(two.finish(123), "123/123 end");
     }
 
     #[test]
