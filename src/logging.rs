@@ -41,6 +41,7 @@ where
 /// Installs the global subscriber: INFO and up to standard output, hickory's per-request
 /// logging filtered to warnings. `RUST_LOG` overrides.
 pub fn init() {
+    QUERY_LINES.store(true, std::sync::atomic::Ordering::Relaxed);
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,hickory_proto=warn"));
     let _ = tracing_subscriber::fmt()
@@ -49,6 +50,11 @@ pub fn init() {
         .with_writer(std::io::stdout)
         .try_init();
 }
+
+/// Whether query lines go to standard output: set by [`init`] (the binary). A program that
+/// embeds the server without installing our logging (the tests) gets none, as with `tracing`
+/// and no subscriber.
+static QUERY_LINES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 thread_local! {
     /// Query lines a UDP reader collected during its current batch.
@@ -62,6 +68,9 @@ thread_local! {
 /// answer.
 pub fn query_line(line: &str) {
     use std::io::Write;
+    if !QUERY_LINES.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let rest = LINES.with(|cell| {
         let mut slot = cell.borrow_mut();
         let Some(buf) = slot.as_mut() else {
