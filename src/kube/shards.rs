@@ -120,25 +120,18 @@ impl<K: Hash + Eq + Clone, V: Clone> Shards<K, V> {
         self.iter().map(|(k, _)| k)
     }
 
-    /// Every value, in no order.
-    pub fn values(&self) -> impl Iterator<Item = &V> {
-        self.iter().map(|(_, v)| v)
-    }
-
     /// The keys whose values differ between `old` and `self` (by `same`), with the old and the
     /// new value. Shards both versions share are skipped without a look.
     pub fn diff<'a>(
         &'a self,
         old: &'a Self,
-        same: impl Fn(&V, &V) -> bool + 'a,
+        same: fn(&V, &V) -> bool,
     ) -> impl Iterator<Item = (&'a K, Option<&'a V>, Option<&'a V>)> + 'a {
-        let same = Arc::new(same);
         self.shards
             .iter()
             .zip(old.shards.iter())
             .filter(|(n, o)| !Arc::ptr_eq(n, o))
             .flat_map(move |(n, o)| {
-                let same = same.clone();
                 let changed = n.iter().filter_map(move |(k, v)| match o.get(k) {
                     Some(ov) if same(ov, v) => None,
                     ov => Some((k, ov, Some(v))),
