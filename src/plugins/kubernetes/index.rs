@@ -108,10 +108,6 @@ pub struct Index {
     pod_ips: IpMap<Few<Arc<Pod>>>,
 }
 
-fn by_ns_name(a: &(&Arc<str>, &Arc<str>), b: &(&Arc<str>, &Arc<str>)) -> bool {
-    a < b
-}
-
 fn cluster_ips(s: &Service) -> &[IpAddr] {
     match &s.kind {
         ServiceKind::ClusterIp(ips) => ips,
@@ -145,7 +141,7 @@ impl Index {
                 for ip in cluster_ips(n) {
                     next.service_ips.update(*ip, |f| {
                         Few::insert(f, n.clone(), |a, b| {
-                            by_ns_name(&(&a.namespace, &a.name), &(&b.namespace, &b.name))
+                            (&a.namespace, &a.name) < (&b.namespace, &b.name)
                         })
                     });
                 }
@@ -173,12 +169,8 @@ impl Index {
                     };
                     next.endpoint_ips.update(ep.ip, |f| {
                         Few::insert(f, r, |a, b| {
-                            by_ns_name(
-                                &(&a.slice.namespace, &a.slice.name),
-                                &(&b.slice.namespace, &b.slice.name),
-                            ) || (a.slice.namespace == b.slice.namespace
-                                && a.slice.name == b.slice.name
-                                && a.i < b.i)
+                            (&a.slice.namespace, &a.slice.name, a.i)
+                                < (&b.slice.namespace, &b.slice.name, b.i)
                         })
                     });
                 }
@@ -196,7 +188,7 @@ impl Index {
                 if let Ok(ip) = n.ip.parse::<IpAddr>() {
                     next.pod_ips.update(ip, |f| {
                         Few::insert(f, n.clone(), |a, b| {
-                            by_ns_name(&(&a.namespace, &a.name), &(&b.namespace, &b.name))
+                            (&a.namespace, &a.name) < (&b.namespace, &b.name)
                         })
                     });
                 }
