@@ -93,6 +93,12 @@ impl std::fmt::Debug for Resolver {
 /// Internal lookups deeper than this fail (a CNAME loop through several plugins).
 pub const MAX_LOOKUP_DEPTH: u8 = 8;
 
+/// Placeholders `with_query` starts from; shared, so the server's requests (which replace them)
+/// allocate nothing for them.
+static DEFAULT_ZONE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("."));
+static DEFAULT_SERVER: std::sync::LazyLock<Arc<str>> =
+    std::sync::LazyLock::new(|| Arc::from("dns://:53"));
+
 /// The name as sent and lower-case, each with its trailing dot, in one allocation.
 #[derive(Debug)]
 struct QnameText {
@@ -137,8 +143,8 @@ impl Request {
             local: src,
             proto,
             size: 0,
-            zone: Arc::from("."),
-            server: std::sync::Arc::from("dns://:53"),
+            zone: DEFAULT_ZONE.clone(),
+            server: DEFAULT_SERVER.clone(),
             resolver: None,
             depth: 0,
         }
