@@ -133,21 +133,15 @@ impl<T: PartialEq> InsertKept<T> for HashMap<Key, Arc<T>> {
     }
 }
 
-/// Replaces `map` with `new` and reports whether anything differs. Objects equal to the ones
-/// they replace stay the same allocation, so the index sees only real changes.
-fn replace<T: PartialEq>(map: &mut Map<T>, new: HashMap<Key, Arc<T>>) -> bool {
-    let mut same = map.len() == new.len();
-    let next: Map<T> = new
-        .into_iter()
-        .map(|(k, v)| match map.get(&k) {
-            Some(old) if *old == v => (k, old.clone()),
-            _ => {
-                same = false;
-                (k, v)
-            }
-        })
-        .collect();
-    *map = next;
+/// Replaces `map` with `new` and reports whether anything differs. `new` was filled by
+/// `insert_kept`, so an object equal to the live one is the live allocation and comparing
+/// allocations is comparing values.
+fn replace<T>(map: &mut Map<T>, new: HashMap<Key, Arc<T>>) -> bool {
+    let same = map.len() == new.len()
+        && new
+            .iter()
+            .all(|(k, v)| map.get(k).is_some_and(|old| Arc::ptr_eq(old, v)));
+    *map = new.into_iter().collect();
     !same
 }
 
