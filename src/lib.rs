@@ -8,6 +8,7 @@
 //! * [`plugins`] — the handler trait and chain, each plugin's setup, handler and README.
 //! * [`server`] — build (chains, no sockets) → start (HTTP, then DNS listeners on
 //!   hickory-server) → shutdown with lameduck.
+//! * [`dnswire`] — reading and patching messages in wire format (cache hits, the fast path).
 //! * [`logging`] — CoreDNS-style `[INFO] plugin/NAME: …` lines through `tracing`.
 //!
 //! The query path: a listener's dispatcher picks the block whose zone is the longest suffix of
@@ -17,6 +18,7 @@
 
 pub mod config;
 pub mod corefile;
+pub mod dnswire;
 pub mod fswatch;
 pub mod fuzzing;
 pub mod kube;

@@ -266,11 +266,147 @@ impl Request {
 #[derive(Debug, Clone)]
 pub struct Response {
     /// The reply (its id and question are fixed up by the server).
-    pub msg: Message,
+    pub msg: Reply,
     /// The plugin that wrote the reply (`plugin` label of `coredns_dns_responses_total`).
     pub plugin: &'static str,
     /// A `log` line that waits for the size of the reply as written.
     pub log: Option<PendingLine>,
+}
+
+/// A reply as a handler returns it: a [`Message`], or a whole message already encoded (a cache
+/// hit: stored bytes with id, flags, TTLs and question patched in) that the server writes as it
+/// is. The encoded form is decoded only when a plugin looks into it: `Reply` dereferences to
+/// the `Message`, decoding on first use, and a mutable borrow drops the bytes (the server then
+/// encodes the changed message). Plugins on the hot path read [`Reply::rcode`] and
+/// [`Reply::flags`], which need no decoding.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    msg: std::sync::OnceLock<Message>,
+    /// A whole message: header, question, records, no OPT record.
+    wire: Option<Vec<u8>>,
+}
+
+impl Reply {
+    /// An encoded reply (header, question, records; no OPT record: the server adds its own).
+    pub fn from_wire(bytes: Vec<u8>) -> Self {
+        Self {
+            msg: std::sync::OnceLock::new(),
+            wire: Some(bytes),
+        }
+    }
+
+    /// The encoded form, while nobody has changed the message.
+    pub fn wire(&self) -> Option<&[u8]> {
+        self.wire.as_deref()
+    }
+
+    /// The encoded form to change in place (for edits that keep it valid, e.g. shuffling
+    /// records); forgets a decoded copy.
+    pub fn wire_mut(&mut self) -> Option<&mut Vec<u8>> {
+        if self.wire.is_some() {
+            self.msg = std::sync::OnceLock::new();
+        }
+        self.wire.as_mut()
+    }
+
+    /// Takes the encoded form out (the reply is then empty), if it is one.
+    pub fn take_wire(&mut self) -> Option<Vec<u8>> {
+        self.wire.take()
+    }
+
+    /// The message, decoded if needed.
+    pub fn into_message(mut self) -> Message {
+        self.decoded();
+        self.msg
+            .take()
+            .unwrap_or_else(|| Message::new(0, MessageType::Response, OpCode::Query))
+    }
+
+    /// The rcode (from the header alone when encoded; an encoded reply's rcode fits in it).
+    pub fn rcode(&self) -> ResponseCode {
+        match (&self.wire, self.msg.get()) {
+            (_, Some(m)) => m.metadata.response_code,
+            (Some(w), None) => ResponseCode::from(0, crate::dnswire::Flags::of(w).rcode),
+            (None, None) => ResponseCode::NoError,
+        }
+    }
+
+    /// The header flags.
+    pub fn flags(&self) -> crate::dnswire::Flags {
+        if let (Some(w), None) = (&self.wire, self.msg.get()) {
+            return crate::dnswire::Flags::of(w);
+        }
+        let md = &self.metadata;
+        crate::dnswire::Flags {
+            response: md.message_type == MessageType::Response,
+            authoritative: md.authoritative,
+            truncation: md.truncation,
+            recursion_desired: md.recursion_desired,
+            recursion_available: md.recursion_available,
+            authentic_data: md.authentic_data,
+            checking_disabled: md.checking_disabled,
+            rcode: md.response_code.low(),
+        }
+    }
+
+    /// The number of answer records, and whether the authority section has an SOA and an NS
+    /// record (what tells NOERROR, NODATA, NXDOMAIN and referrals apart).
+    pub fn shape(&self) -> (usize, bool, bool) {
+        if let (Some(w), None) = (&self.wire, self.msg.get()) {
+            let answers = crate::dnswire::u16_at(w, 6).map_or(0, usize::from);
+            let (mut soa, mut ns) = (false, false);
+            for rr in crate::dnswire::records(w).into_iter().flatten().flatten() {
+                if rr.section == crate::dnswire::Section::Authority {
+                    soa |= rr.rtype == crate::dnswire::TYPE_SOA;
+                    ns |= rr.rtype == crate::dnswire::TYPE_NS;
+                }
+            }
+            return (answers, soa, ns);
+        }
+        let has = |t: RecordType| self.authorities.iter().any(|r| r.record_type() == t);
+        (
+            self.answers.len(),
+            has(RecordType::SOA),
+            has(RecordType::NS),
+        )
+    }
+
+    fn decoded(&self) -> &Message {
+        self.msg.get_or_init(|| {
+            let w = self.wire.as_deref().unwrap_or_default();
+            Message::from_vec(w).unwrap_or_else(|_| {
+                // Our own encoding always decodes; answer SERVFAIL rather than panic if not.
+                let mut m = Message::new(0, MessageType::Response, OpCode::Query);
+                m.metadata.response_code = ResponseCode::ServFail;
+                m
+            })
+        })
+    }
+}
+
+impl From<Message> for Reply {
+    fn from(msg: Message) -> Self {
+        Self {
+            msg: std::sync::OnceLock::from(msg),
+            wire: None,
+        }
+    }
+}
+
+impl std::ops::Deref for Reply {
+    type Target = Message;
+
+    fn deref(&self) -> &Message {
+        self.decoded()
+    }
+}
+
+impl std::ops::DerefMut for Reply {
+    fn deref_mut(&mut self) -> &mut Message {
+        self.decoded();
+        self.wire = None;
+        self.msg.get_mut().expect("decoded above")
+    }
 }
 
 /// A `log` line with the places where `{rsize}` goes, filled in by whoever writes the reply.
@@ -297,7 +433,16 @@ impl Response {
     /// A response written by `plugin`.
     pub fn new(msg: Message, plugin: &'static str) -> Self {
         Self {
-            msg,
+            msg: msg.into(),
+            plugin,
+            log: None,
+        }
+    }
+
+    /// A response written by `plugin` as a whole encoded message ([`Reply::from_wire`]).
+    pub fn from_wire(bytes: Vec<u8>, plugin: &'static str) -> Self {
+        Self {
+            msg: Reply::from_wire(bytes),
             plugin,
             log: None,
         }
@@ -305,6 +450,6 @@ impl Response {
 
     /// The reply's rcode.
     pub fn rcode(&self) -> ResponseCode {
-        self.msg.metadata.response_code
+        self.msg.rcode()
     }
 }

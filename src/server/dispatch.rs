@@ -14,8 +14,9 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request as HRequest;
 use tokio::time::Instant;
 
+use crate::dnswire;
 use crate::plugins::prometheus::{Metrics, family_label, rcode_label, type_label};
-use crate::plugins::request::{Resolve, Resolver};
+use crate::plugins::request::{PendingLine, Reply, Resolve, Resolver};
 use crate::plugins::{Chain, HandlerError, Proto, Request, Response};
 
 /// One server block as a listener sees it.
@@ -71,10 +72,13 @@ impl Resolve for Router {
         Ok(match block.chain.run(&req).await {
             Ok(resp) => {
                 if let Some(line) = resp.log {
-                    let size = resp.msg.to_vec().map_or(0, |b| b.len());
+                    let size = match resp.msg.wire() {
+                        Some(w) => w.len(),
+                        None => resp.msg.to_vec().map_or(0, |b| b.len()),
+                    };
                     crate::logging::query_line(&line.finish(size));
                 }
-                resp.msg
+                resp.msg.into_message()
             }
             Err(e) => req.error_reply(e.rcode()),
         })
@@ -289,10 +293,10 @@ impl Dispatcher {
 
         let result = AssertUnwindSafe(block.chain.run(&req)).catch_unwind().await;
         let mut log_line = None;
-        let (rcode, mut msg, plugin): (ResponseCode, Option<Message>, &'static str) = match result {
+        let (rcode, mut reply, plugin): (ResponseCode, Option<Reply>, &'static str) = match result {
             Ok(Ok(Response { msg, plugin, log })) => {
                 log_line = log;
-                (msg.metadata.response_code, Some(msg), plugin)
+                (msg.rcode(), Some(msg), plugin)
             }
             Ok(Err(e)) => (e.rcode(), None, ""),
             Err(panic) => {
@@ -307,6 +311,40 @@ impl Dispatcher {
             }
         };
 
+        // An encoded reply (a cache hit) gets the request's header fields and our OPT record.
+        let mut msg = match reply.as_mut().and_then(Reply::take_wire) {
+            Some(mut out) => {
+                let opt = if resp_edns.is_some() { 11 } else { 0 };
+                if out.len() + opt <= usize::from(req.max_size()) {
+                    let md = &request.metadata;
+                    dnswire::set_reply_header(
+                        &mut out,
+                        md.id,
+                        u8::from(md.op_code),
+                        md.recursion_desired,
+                        md.checking_disabled,
+                    );
+                    if let Some(e) = &resp_edns {
+                        dnswire::push_opt(&mut out, e.max_payload(), e.flags().dnssec_ok);
+                    }
+                    self.finish(
+                        &req,
+                        block.metrics,
+                        zone,
+                        rcode,
+                        plugin,
+                        log_line,
+                        start,
+                        &out,
+                    );
+                    return out;
+                }
+                // Too big for the client: fitted below, from the decoded message.
+                Some(Reply::from_wire(out).into_message())
+            }
+            None => reply.map(Reply::into_message),
+        };
+
         // Encode once; only a reply too big for the client is fitted and encoded again.
         let md = reply_header(request, rcode, msg.as_ref());
         let mut out = encode(Some(req.query()), &md, msg.as_ref(), resp_edns.as_ref());
@@ -318,10 +356,37 @@ impl Dispatcher {
             }
         }
 
+        self.finish(
+            &req,
+            block.metrics,
+            zone,
+            rcode,
+            plugin,
+            log_line,
+            start,
+            &out,
+        );
+        out
+    }
+
+    /// The `log` line and the metrics of a reply `out` as written.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        req: &Request,
+        metrics: bool,
+        zone: &str,
+        rcode: ResponseCode,
+        plugin: &'static str,
+        log_line: Option<PendingLine>,
+        start: Instant,
+        out: &[u8],
+    ) {
+        let (proto, src, qtype) = (req.proto, req.src, req.qtype());
         if let Some(line) = log_line {
             crate::logging::query_line(&line.finish(out.len()));
         }
-        if block.metrics {
+        if metrics {
             let m = &self.metrics;
             let labels3 = [&*self.label, zone, ""];
             m.requests
@@ -351,7 +416,6 @@ impl Dispatcher {
                 .with_label_values(&labels3)
                 .observe(start.elapsed().as_secs_f64());
         }
-        out
     }
 }
 

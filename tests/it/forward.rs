@@ -6,7 +6,7 @@ use std::time::Duration;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 
-use crate::util::{query, start, stub_upstream, tcp, udp};
+use crate::util::{query, start, stub_upstream, tcp, udp, udp_raw};
 
 #[tokio::test]
 async fn forwards_and_caches() {
@@ -42,6 +42,47 @@ async fn forwards_and_caches() {
         .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value()))
         .sum();
     assert_eq!(hits, 1.0);
+    s.running.shutdown().await;
+}
+
+/// A cache hit is written from the stored bytes: byte for byte the reply the miss got (within
+/// the same second, so the same TTL) but for the hit's id and AA, with the OPT record; NXDOMAIN
+/// with its SOA as well.
+#[tokio::test]
+async fn cache_hits_are_the_stored_bytes() {
+    let stub = stub_upstream(&[("www.example.org.", "192.0.2.7".parse().unwrap())]).await;
+    let s = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n cache 60\n forward . {}\n}}\n",
+            stub.addr
+        ),
+        vec![],
+    )
+    .await;
+    for (name, edns) in [
+        ("www.example.org.", None),
+        ("www.example.org.", Some(1232)),
+        ("nx.example.org.", Some(4096)),
+    ] {
+        let mut q = query(name, RecordType::A, edns);
+        let miss = udp_raw(s.dns(), &q.to_vec().unwrap()).await.unwrap();
+        q.metadata.id = 777;
+        q.metadata.checking_disabled = false;
+        let hit = udp_raw(s.dns(), &q.to_vec().unwrap()).await.unwrap();
+        assert_eq!(&hit[..2], &777u16.to_be_bytes());
+        // A hit is authoritative (CoreDNS sets AA on every cached reply); nothing else differs.
+        assert_eq!(hit[2], miss[2] | 0x04, "{name} {edns:?}");
+        assert_eq!(hit[3..], miss[3..], "{name} {edns:?}");
+    }
+    // Asked with DO and CD: a separate entry, echoing CD.
+    let mut q = query("www.example.org.", RecordType::A, Some(1232));
+    q.metadata.checking_disabled = true;
+    let r = udp(s.dns(), &q).await;
+    assert!(r.metadata.checking_disabled);
+    let seen = stub.seen.load(Ordering::Relaxed);
+    let r = udp(s.dns(), &q).await;
+    assert!(r.metadata.checking_disabled && r.metadata.authoritative);
+    assert_eq!(stub.seen.load(Ordering::Relaxed), seen, "a hit");
     s.running.shutdown().await;
 }
 

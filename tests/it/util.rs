@@ -166,7 +166,24 @@ pub async fn stub_upstream(records: &[(&str, std::net::Ipv4Addr)]) -> Stub {
                     ));
                 }
                 Some(_) => {}
-                None => r.metadata.response_code = ResponseCode::NXDomain,
+                None => {
+                    // As a recursor answers: NXDOMAIN with the SOA of the zone it ends in.
+                    r.metadata.response_code = ResponseCode::NXDomain;
+                    let root = hickory_proto::rr::Name::root();
+                    r.add_authority(Record::from_rdata(
+                        root.clone(),
+                        300,
+                        RData::SOA(hickory_proto::rr::rdata::SOA::new(
+                            root.clone(),
+                            root,
+                            1,
+                            1800,
+                            900,
+                            604800,
+                            86400,
+                        )),
+                    ));
+                }
             }
             r.to_vec().ok()
         }

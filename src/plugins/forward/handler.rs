@@ -145,7 +145,7 @@ impl Instance {
                         continue;
                     }
                     p.ok();
-                    let rcode = rcode_name(reply.metadata.response_code);
+                    let rcode = rcode_name(reply.metadata.response_code).into_owned();
                     let secs = t0.elapsed().as_secs_f64();
                     self.metrics
                         .responses

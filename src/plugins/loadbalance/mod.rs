@@ -5,6 +5,7 @@ use hickory_proto::rr::{Record, RecordType};
 use rand::seq::SliceRandom;
 
 use crate::corefile::{Dispenser, Error};
+use crate::dnswire::{self, Section};
 use crate::plugins::{Handler, HandlerError, Next, Request, Response};
 
 /// Directive name.
@@ -57,6 +58,67 @@ pub fn shuffle(records: &mut Vec<Record>) {
     records.extend(mx);
 }
 
+/// [`shuffle`] on each section of an encoded message, where it can be done in place: the
+/// address records a section ends with change places by their data (they have the same owner
+/// name, type and TTL; nothing points into address data), and everything before them is
+/// already in [`shuffle`]'s order (CNAMEs, then the rest, no MX). Anything else is left alone
+/// and `false` returned (the caller shuffles the decoded message instead).
+pub fn shuffle_wire(wire: &mut [u8]) -> bool {
+    let Some(records) = dnswire::records(wire) else {
+        return false;
+    };
+    let Some(rrs) = records.collect::<Option<Vec<dnswire::Rr>>>() else {
+        return false;
+    };
+    let is_addr = |t: u16| t == u16::from(RecordType::A) || t == u16::from(RecordType::AAAA);
+    let mut groups: Vec<&[dnswire::Rr]> = Vec::new();
+    for section in [Section::Answer, Section::Authority, Section::Additional] {
+        // Records come section by section.
+        let first = rrs.iter().position(|r| r.section == section).unwrap_or(0);
+        let n = rrs.iter().filter(|r| r.section == section).count();
+        let rs = &rrs[first..first + n];
+        if rs.len() < 2 {
+            continue;
+        }
+        let tail = rs.iter().rev().take_while(|r| is_addr(r.rtype)).count();
+        let (head, addrs) = rs.split_at(rs.len() - tail);
+        let cnames = head
+            .iter()
+            .take_while(|r| r.rtype == u16::from(RecordType::CNAME))
+            .count();
+        let ordered = head[cnames..].iter().all(|r| {
+            r.rtype != u16::from(RecordType::CNAME) && r.rtype != u16::from(RecordType::MX)
+        });
+        if !ordered {
+            return false;
+        }
+        if addrs.len() < 2 {
+            continue;
+        }
+        // Same owner bytes, type, class and TTL: the records differ only in their data.
+        let fixed = |r: &dnswire::Rr| &wire[r.start..r.rdata.start];
+        if addrs.iter().any(|r| fixed(r) != fixed(&addrs[0])) {
+            return false;
+        }
+        groups.push(addrs);
+    }
+    let mut rng = rand::rng();
+    for addrs in groups {
+        // Equal RDLENGTH (part of the bytes compared above).
+        let data: Vec<u8> = addrs
+            .iter()
+            .flat_map(|r| wire[r.rdata.clone()].iter().copied())
+            .collect();
+        let len = addrs[0].rdata.len();
+        let mut order: Vec<usize> = (0..addrs.len()).collect();
+        order.shuffle(&mut rng);
+        for (r, i) in addrs.iter().zip(order) {
+            wire[r.rdata.clone()].copy_from_slice(&data[i * len..(i + 1) * len]);
+        }
+    }
+    true
+}
+
 /// The handler.
 pub struct LoadBalance;
 
@@ -68,9 +130,13 @@ impl Handler for LoadBalance {
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
         let mut resp = next.run(req).await?;
-        if resp.msg.metadata.response_code == ResponseCode::NoError
+        if resp.rcode() == ResponseCode::NoError
             && !matches!(req.qtype(), RecordType::AXFR | RecordType::IXFR)
         {
+            // An encoded reply (a cache hit) is shuffled in place when it can be.
+            if resp.msg.wire_mut().is_some_and(|w| shuffle_wire(w)) {
+                return Ok(resp);
+            }
             shuffle(&mut resp.msg.answers);
             shuffle(&mut resp.msg.authorities);
             shuffle(&mut resp.msg.additionals);
@@ -130,5 +196,59 @@ mod tests {
             seen_first.insert(rs[1].data.clone());
         }
         assert!(seen_first.len() > 1, "addresses are shuffled");
+    }
+
+    fn encoded(answers: Vec<Record>) -> Vec<u8> {
+        let mut m = hickory_proto::op::Message::new(
+            1,
+            hickory_proto::op::MessageType::Response,
+            hickory_proto::op::OpCode::Query,
+        );
+        m.add_query(hickory_proto::op::Query::query(
+            answers[0].name.clone(),
+            RecordType::A,
+        ));
+        m.add_answers(answers);
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn encoded_replies_are_shuffled_in_place() {
+        let n = Name::from_ascii("www.example.").unwrap();
+        let t = Name::from_ascii("cdn.example.net.").unwrap();
+        let mut rs = vec![Record::from_rdata(
+            n.clone(),
+            5,
+            RData::CNAME(CNAME(t.clone())),
+        )];
+        for i in 0..4u8 {
+            rs.push(Record::from_rdata(
+                t.clone(),
+                5,
+                RData::A(A(Ipv4Addr::new(192, 0, 2, i))),
+            ));
+        }
+        let wire = encoded(rs.clone());
+        let mut seen_first = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let mut w = wire.clone();
+            assert!(shuffle_wire(&mut w));
+            let m = hickory_proto::op::Message::from_vec(&w).unwrap();
+            assert_eq!(m.answers[0], rs[0], "the CNAME stays first");
+            let mut got: Vec<_> = m.answers[1..].iter().map(|r| r.data.clone()).collect();
+            seen_first.insert(got[0].clone());
+            got.sort_by_key(|d| format!("{d}"));
+            let want: Vec<_> = rs[1..].iter().map(|r| r.data.clone()).collect();
+            assert_eq!(got, want, "every address kept, with its owner");
+            assert!(m.answers[1..].iter().all(|r| r.name == t && r.ttl == 5));
+        }
+        assert!(seen_first.len() > 1, "addresses are shuffled");
+        // Not in shuffle's order, or addresses of different owners: left to the decoded path.
+        let mut odd = rs.clone();
+        odd.rotate_left(1);
+        assert!(!shuffle_wire(&mut encoded(odd)));
+        let mut two = rs[1..].to_vec();
+        two[0].name = n;
+        assert!(!shuffle_wire(&mut encoded(two)));
     }
 }

@@ -1,15 +1,16 @@
 //! The `log` handler: times the rest of the chain and writes one line per query.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::RecordType;
+use hickory_proto::op::ResponseCode;
 use hickory_proto::serialize::binary::BinEncodable;
 use tokio::time::Instant;
 
 use super::{LogConfig, NAME, Rule};
-use crate::plugins::request::PendingLine;
+use crate::dnswire::Flags;
+use crate::plugins::request::{PendingLine, Reply};
 use crate::plugins::{Handler, HandlerError, Next, Request, Response};
 
 /// CoreDNS's `response.Typify`: what kind of reply a message is.
@@ -28,20 +29,14 @@ pub enum ResponseType {
 }
 
 impl ResponseType {
-    /// Classifies a reply.
-    pub fn of(msg: &Message) -> Self {
-        match msg.metadata.response_code {
-            ResponseCode::NoError if !msg.answers.is_empty() => Self::NoError,
+    /// Classifies a reply (encoded replies without decoding them).
+    pub fn of(reply: &Reply) -> Self {
+        match reply.rcode() {
             ResponseCode::NoError => {
-                let soa = msg
-                    .authorities
-                    .iter()
-                    .any(|r| r.record_type() == RecordType::SOA);
-                let ns = msg
-                    .authorities
-                    .iter()
-                    .any(|r| r.record_type() == RecordType::NS);
-                if ns && !soa {
+                let (answers, soa, ns) = reply.shape();
+                if answers > 0 {
+                    Self::NoError
+                } else if ns && !soa {
                     Self::Delegation
                 } else {
                     Self::NoData
@@ -70,21 +65,99 @@ enum Class {
 
 /// Logs queries matching its rules.
 pub struct Log {
-    cfg: LogConfig,
+    /// Each rule with its format compiled.
+    rules: Vec<(Rule, Vec<Token>)>,
 }
 
 impl Log {
-    /// Builds the handler.
+    /// Builds the handler; each rule's format is compiled once.
     pub fn new(cfg: LogConfig) -> Self {
-        Self { cfg }
+        Self {
+            rules: cfg
+                .rules
+                .into_iter()
+                .map(|r| {
+                    let tokens = compile(&r.format);
+                    (r, tokens)
+                })
+                .collect(),
+        }
     }
 
-    fn rule_for(&self, qname_lower: &str) -> Option<&Rule> {
-        self.cfg
-            .rules
+    fn rule_for(&self, qname_lower: &str) -> Option<&(Rule, Vec<Token>)> {
+        self.rules
             .iter()
-            .find(|r| r.names.iter().any(|n| is_subdomain(qname_lower, n)))
+            .find(|(r, _)| r.names.iter().any(|n| is_subdomain(qname_lower, n)))
     }
+}
+
+/// One piece of a compiled format: text as written, or a placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Text(Box<str>),
+    Remote,
+    Port,
+    Local,
+    Type,
+    Class,
+    Name,
+    Proto,
+    Size,
+    Rcode,
+    Rsize,
+    Duration,
+    Id,
+    Do,
+    Bufsize,
+    Opcode,
+    Rflags,
+    /// A placeholder we do not know: `-`.
+    Unknown,
+}
+
+/// Compiles a format's `{…}` placeholders into tokens (an unclosed `{` is text).
+fn compile(format: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut rest = format;
+    while let Some(open) = rest.find('{') {
+        text.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            text.push_str(&rest[open..]);
+            rest = "";
+            break;
+        };
+        let key = &rest[open + 1..open + close];
+        rest = &rest[open + close + 1..];
+        let t = match key {
+            "remote" => Token::Remote,
+            "port" => Token::Port,
+            "local" => Token::Local,
+            "type" => Token::Type,
+            "class" => Token::Class,
+            "name" => Token::Name,
+            "proto" => Token::Proto,
+            "size" => Token::Size,
+            "rcode" => Token::Rcode,
+            "rsize" => Token::Rsize,
+            "duration" => Token::Duration,
+            ">id" => Token::Id,
+            ">do" => Token::Do,
+            ">bufsize" => Token::Bufsize,
+            ">opcode" => Token::Opcode,
+            ">rflags" => Token::Rflags,
+            _ => Token::Unknown,
+        };
+        if !text.is_empty() {
+            out.push(Token::Text(std::mem::take(&mut text).into_boxed_str()));
+        }
+        out.push(t);
+    }
+    text.push_str(rest);
+    if !text.is_empty() {
+        out.push(Token::Text(text.into_boxed_str()));
+    }
+    out
 }
 
 /// Whether `name` equals `zone` or is below it (both lower-case FQDNs).
@@ -104,17 +177,17 @@ impl Handler for Log {
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
         let qname = req.qname_lower();
-        let Some(rule) = self.rule_for(qname) else {
+        let Some((rule, tokens)) = self.rule_for(qname) else {
             return next.run(req).await;
         };
         let start = Instant::now();
         let mut result = next.run(req).await;
         let elapsed = start.elapsed();
-        let (rcode, msg) = match &result {
+        let (rcode, reply) = match &result {
             Ok(r) => (r.rcode(), Some(&r.msg)),
             Err(e) => (e.rcode(), None),
         };
-        let class = match msg {
+        let class = match reply {
             Some(m) => ResponseType::of(m).class(),
             None => Class::Error,
         };
@@ -124,7 +197,8 @@ impl Handler for Log {
             Class::Error => rule.classes.error,
         };
         if wanted {
-            let line = render(&rule.format, req, qname, rcode, msg, elapsed.as_secs_f64());
+            let flags = reply.map(|r| r.flags());
+            let line = render(tokens, req, qname, rcode, flags, elapsed.as_secs_f64());
             match &mut result {
                 // `{rsize}` is filled in by the server once the reply is encoded.
                 Ok(resp) => resp.log = Some(line),
@@ -141,84 +215,99 @@ impl Handler for Log {
     }
 }
 
-/// Fills a format's `{…}` placeholders (unknown ones become `-`), leaving the places of
-/// `{rsize}` to be filled in when the reply's size is known.
+/// Writes a line from compiled `tokens`, leaving the places of `{rsize}` to be filled in when
+/// the reply's size is known.
 fn render(
-    format: &str,
+    tokens: &[Token],
     req: &Request,
     qname: &str,
     rcode: ResponseCode,
-    msg: Option<&Message>,
+    flags: Option<Flags>,
     secs: f64,
 ) -> PendingLine {
     let mut rsize_at = Vec::new();
-    let mut out = String::with_capacity(format.len() + 64);
-    let mut rest = format;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let Some(close) = rest[open..].find('}') else {
-            out.push_str(&rest[open..]);
-            return PendingLine {
-                text: out,
-                rsize_at,
-            };
-        };
-        let key = &rest[open + 1..open + close];
-        rest = &rest[open + close + 1..];
-        let _ = match key {
-            "remote" => write!(out, "{}", ip(req.src.ip())),
-            "port" => write!(out, "{}", req.src.port()),
-            "local" => write!(out, "{}", ip(req.local.ip())),
-            "type" => write!(out, "{}", req.qtype()),
-            "class" => write!(out, "{}", req.qclass()),
-            "name" => write!(out, "{qname}"),
-            "proto" => write!(out, "{}", req.proto.as_str()),
-            "size" => write!(out, "{}", req.size),
-            "rcode" => write!(out, "{}", rcode_name(rcode)),
-            "rsize" => {
-                rsize_at.push(out.len());
-                Ok(())
+    let mut out = String::with_capacity(128 + qname.len());
+    for t in tokens {
+        match t {
+            Token::Text(s) => out.push_str(s),
+            Token::Remote => push_ip(&mut out, req.src.ip()),
+            Token::Port => push_num(&mut out, req.src.port().into()),
+            Token::Local => push_ip(&mut out, req.local.ip()),
+            Token::Type => out.push_str(<&str>::from(req.qtype())),
+            Token::Class => out.push_str(<&str>::from(req.qclass())),
+            Token::Name => out.push_str(qname),
+            Token::Proto => out.push_str(req.proto.as_str()),
+            Token::Size => push_num(&mut out, req.size as u64),
+            Token::Rcode => out.push_str(&rcode_name(rcode)),
+            Token::Rsize => rsize_at.push(out.len()),
+            Token::Duration => {
+                let _ = write!(out, "{secs}s");
             }
-            "duration" => write!(out, "{secs}s"),
-            ">id" => write!(out, "{}", req.id),
-            ">do" => write!(out, "{}", req.do_bit()),
-            ">bufsize" => write!(out, "{}", req.max_size()),
-            ">opcode" => write!(out, "{}", u8::from(req.op_code)),
-            ">rflags" => write!(out, "{}", msg.map_or_else(String::new, rflags)),
-            _ => write!(out, "-"),
-        };
+            Token::Id => push_num(&mut out, req.id.into()),
+            Token::Do => out.push_str(if req.do_bit() { "true" } else { "false" }),
+            Token::Bufsize => push_num(&mut out, req.max_size().into()),
+            Token::Opcode => push_num(&mut out, u8::from(req.op_code).into()),
+            Token::Rflags => {
+                if let Some(f) = flags {
+                    push_rflags(&mut out, f);
+                }
+            }
+            Token::Unknown => out.push('-'),
+        }
     }
-    out.push_str(rest);
     PendingLine {
         text: out,
         rsize_at,
     }
 }
 
-fn ip(ip: IpAddr) -> String {
+fn push_num(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
+}
+
+fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_num(out, o.into());
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "[{v6}]");
+        }
     }
 }
 
 /// The rcode's name as CoreDNS prints it (`NOERROR`, `NXDOMAIN`, …, else the number).
-pub fn rcode_name(rcode: ResponseCode) -> String {
-    match rcode {
-        ResponseCode::NoError => "NOERROR".into(),
-        ResponseCode::FormErr => "FORMERR".into(),
-        ResponseCode::ServFail => "SERVFAIL".into(),
-        ResponseCode::NXDomain => "NXDOMAIN".into(),
-        ResponseCode::NotImp => "NOTIMP".into(),
-        ResponseCode::Refused => "REFUSED".into(),
-        ResponseCode::YXDomain => "YXDOMAIN".into(),
-        ResponseCode::YXRRSet => "YXRRSET".into(),
-        ResponseCode::NXRRSet => "NXRRSET".into(),
-        ResponseCode::NotAuth => "NOTAUTH".into(),
-        ResponseCode::NotZone => "NOTZONE".into(),
-        ResponseCode::BADVERS => "BADVERS".into(),
-        other => format!("RCODE{}", u16::from(other)),
-    }
+pub fn rcode_name(rcode: ResponseCode) -> Cow<'static, str> {
+    Cow::Borrowed(match rcode {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::YXDomain => "YXDOMAIN",
+        ResponseCode::YXRRSet => "YXRRSET",
+        ResponseCode::NXRRSet => "NXRRSET",
+        ResponseCode::NotAuth => "NOTAUTH",
+        ResponseCode::NotZone => "NOTZONE",
+        ResponseCode::BADVERS => "BADVERS",
+        other => return Cow::Owned(format!("RCODE{}", u16::from(other))),
+    })
 }
 
 /// The rcode a Corefile names (`NOERROR`, `SERVFAIL`, …; any case), for `forward`'s `next`
@@ -236,26 +325,27 @@ pub fn rcode_from_name(name: &str) -> Option<ResponseCode> {
     .find(|c| rcode_name(*c).eq_ignore_ascii_case(name))
 }
 
-fn rflags(m: &Message) -> String {
-    let md = &m.metadata;
+/// `qr,aa,rd,…`: the reply's flags as CoreDNS's `{>rflags}` lists them.
+fn push_rflags(out: &mut String, f: Flags) {
     let flags = [
-        (
-            md.message_type == hickory_proto::op::MessageType::Response,
-            "qr",
-        ),
-        (md.authoritative, "aa"),
-        (md.truncation, "tc"),
-        (md.recursion_desired, "rd"),
-        (md.recursion_available, "ra"),
-        (md.authentic_data, "ad"),
-        (md.checking_disabled, "cd"),
+        (f.response, "qr"),
+        (f.authoritative, "aa"),
+        (f.truncation, "tc"),
+        (f.recursion_desired, "rd"),
+        (f.recursion_available, "ra"),
+        (f.authentic_data, "ad"),
+        (f.checking_disabled, "cd"),
     ];
-    flags
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, n)| *n)
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut first = true;
+    for (on, name) in flags {
+        if on {
+            if !first {
+                out.push(',');
+            }
+            out.push_str(name);
+            first = false;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -263,8 +353,24 @@ mod tests {
     use super::*;
     use crate::plugins::log::COMMON;
     use crate::plugins::{Chain, Proto, whoami::Whoami};
-    use hickory_proto::rr::Name;
+    use hickory_proto::rr::{Name, RecordType};
     use std::sync::Arc;
+
+    #[test]
+    fn formats_compile_once_into_tokens() {
+        assert_eq!(
+            compile("{name} {rcode}x{nope}"),
+            [
+                Token::Name,
+                Token::Text(" ".into()),
+                Token::Rcode,
+                Token::Text("x".into()),
+                Token::Unknown
+            ]
+        );
+        assert_eq!(compile("a {b"), [Token::Text("a {b".into())]);
+        assert_eq!(compile(""), []);
+    }
 
     #[test]
     fn common_format() {
@@ -279,11 +385,11 @@ mod tests {
         let mut msg = req.reply();
         msg.metadata.authoritative = true;
         let line = render(
-            COMMON,
+            &compile(COMMON),
             &req,
             "svc1.ns.svc.cluster.local.",
             ResponseCode::NoError,
-            Some(&msg),
+            Some(Reply::from(msg).flags()),
             0.000179,
         )
         .finish(77);
@@ -302,7 +408,7 @@ mod tests {
         );
         assert_eq!(
             render(
-                "{remote} {>bufsize} {nope}",
+                &compile("{remote} {>bufsize} {nope}"),
                 &v6,
                 ".",
                 ResponseCode::Refused,
@@ -313,7 +419,7 @@ mod tests {
             "[2001:db8::1] 65535 -"
         );
         let two = render(
-            "{rsize}/{rsize} end",
+            &compile("{rsize}/{rsize} end"),
             &v6,
             ".",
             ResponseCode::Refused,
@@ -331,12 +437,22 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             Proto::Udp,
         );
-        let mut m = req.reply();
+        let mut m = Reply::from(req.reply());
         assert_eq!(ResponseType::of(&m), ResponseType::NoData);
         m.metadata.response_code = ResponseCode::NXDomain;
         assert_eq!(ResponseType::of(&m), ResponseType::NameError);
         m.metadata.response_code = ResponseCode::ServFail;
         assert_eq!(ResponseType::of(&m), ResponseType::OtherError);
+        // The same from the encoded reply, without decoding it.
+        let mut m = req.reply();
+        m.add_answer(hickory_proto::rr::Record::from_rdata(
+            Name::root(),
+            5,
+            hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A::new(192, 0, 2, 1)),
+        ));
+        let wire = Reply::from_wire(m.to_vec().unwrap());
+        assert_eq!(ResponseType::of(&wire), ResponseType::NoError);
+        assert_eq!(wire.flags(), Reply::from(m).flags());
     }
 
     #[test]

@@ -207,7 +207,7 @@ pub fn type_label(t: RecordType) -> &'static str {
 }
 
 /// The `rcode` label.
-pub fn rcode_label(r: ResponseCode) -> String {
+pub fn rcode_label(r: ResponseCode) -> std::borrow::Cow<'static, str> {
     rcode_name(r)
 }
 

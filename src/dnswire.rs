@@ -1,0 +1,343 @@
+//! DNS messages in wire format (RFC 1035 §4.1): walking records and patching header fields, TTLs
+//! and names in place, for the paths that answer from bytes instead of a decoded `Message` —
+//! cache hits, the reply's OPT record, the kubernetes fast path. hickory-proto decodes and
+//! encodes everything else. Every reader here takes untrusted bytes and returns `None` on
+//! anything malformed; none panics.
+
+use std::ops::Range;
+
+/// Size of the fixed header.
+pub const HEADER: usize = 12;
+/// Type code of the OPT pseudo-record.
+pub const TYPE_OPT: u16 = 41;
+/// Type code of SOA.
+pub const TYPE_SOA: u16 = 6;
+/// Type code of NS.
+pub const TYPE_NS: u16 = 2;
+
+/// Header flag bits, byte 2.
+const QR: u8 = 0x80;
+const OPCODE: u8 = 0x78;
+const AA: u8 = 0x04;
+const TC: u8 = 0x02;
+const RD: u8 = 0x01;
+/// Header flag bits, byte 3.
+const RA: u8 = 0x80;
+const AD: u8 = 0x20;
+const CD: u8 = 0x10;
+const RCODE: u8 = 0x0f;
+
+/// The big-endian u16 at `at`.
+pub fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*buf.get(at)?, *buf.get(at + 1)?]))
+}
+
+/// Offset just past the (possibly compressed) name at `at`, if it is well formed.
+pub fn skip_name(buf: &[u8], mut at: usize) -> Option<usize> {
+    let mut total = 0usize;
+    loop {
+        let len = *buf.get(at)?;
+        match len & 0xc0 {
+            0x00 if len == 0 => return Some(at + 1),
+            0x00 => {
+                total += usize::from(len) + 1;
+                if total > 255 {
+                    return None;
+                }
+                at += 1 + usize::from(len);
+            }
+            0xc0 => {
+                buf.get(at + 1)?;
+                return Some(at + 2);
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Where the question section ends (the first record starts): the header and `QDCOUNT`
+/// questions.
+pub fn question_end(buf: &[u8]) -> Option<usize> {
+    let mut at = HEADER;
+    for _ in 0..u16_at(buf, 4)? {
+        at = skip_name(buf, at)? + 4;
+    }
+    (at <= buf.len()).then_some(at)
+}
+
+/// The section a record is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// Answer.
+    Answer,
+    /// Authority.
+    Authority,
+    /// Additional.
+    Additional,
+}
+
+/// One resource record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rr {
+    /// Its section.
+    pub section: Section,
+    /// Where it starts (its owner name).
+    pub start: usize,
+    /// Where its owner name ends (TYPE starts).
+    pub name_end: usize,
+    /// TYPE.
+    pub rtype: u16,
+    /// RDATA.
+    pub rdata: Range<usize>,
+}
+
+impl Rr {
+    /// Where its TTL is.
+    pub fn ttl_at(&self) -> usize {
+        self.name_end + 4
+    }
+}
+
+/// The records after the question, in order; `None` for the rest once anything is malformed.
+pub struct Records<'a> {
+    buf: &'a [u8],
+    at: usize,
+    left: [u16; 3],
+}
+
+/// Walks the records of `buf` (a whole message).
+pub fn records(buf: &[u8]) -> Option<Records<'_>> {
+    Some(Records {
+        buf,
+        at: question_end(buf)?,
+        left: [u16_at(buf, 6)?, u16_at(buf, 8)?, u16_at(buf, 10)?],
+    })
+}
+
+impl Iterator for Records<'_> {
+    type Item = Option<Rr>;
+
+    fn next(&mut self) -> Option<Option<Rr>> {
+        let i = self.left.iter().position(|n| *n > 0)?;
+        self.left[i] -= 1;
+        let section = [Section::Answer, Section::Authority, Section::Additional][i];
+        let rr = (|| {
+            let start = self.at;
+            let name_end = skip_name(self.buf, start)?;
+            let rtype = u16_at(self.buf, name_end)?;
+            let len = usize::from(u16_at(self.buf, name_end + 8)?);
+            let rdata = name_end + 10..name_end + 10 + len;
+            if rdata.end > self.buf.len() {
+                return None;
+            }
+            self.at = rdata.end;
+            Some(Rr {
+                section,
+                start,
+                name_end,
+                rtype,
+                rdata,
+            })
+        })();
+        if rr.is_none() {
+            self.left = [0; 3];
+        }
+        Some(rr)
+    }
+}
+
+/// The header flags a reply carries over from its request: id, opcode, RD and CD; QR is set.
+pub fn set_reply_header(buf: &mut [u8], id: u16, opcode: u8, rd: bool, cd: bool) {
+    if buf.len() < HEADER {
+        return;
+    }
+    buf[..2].copy_from_slice(&id.to_be_bytes());
+    buf[2] = QR | ((opcode << 3) & OPCODE) | (buf[2] & (AA | TC)) | if rd { RD } else { 0 };
+    buf[3] = (buf[3] & !CD) | if cd { CD } else { 0 };
+}
+
+/// The flags of a message's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flags {
+    /// QR.
+    pub response: bool,
+    /// AA.
+    pub authoritative: bool,
+    /// TC.
+    pub truncation: bool,
+    /// RD.
+    pub recursion_desired: bool,
+    /// RA.
+    pub recursion_available: bool,
+    /// AD.
+    pub authentic_data: bool,
+    /// CD.
+    pub checking_disabled: bool,
+    /// The header's 4 bits of the rcode.
+    pub rcode: u8,
+}
+
+impl Flags {
+    /// The flags of `buf`'s header (all clear for a short buffer).
+    pub fn of(buf: &[u8]) -> Self {
+        let (Some(&a), Some(&b)) = (buf.get(2), buf.get(3)) else {
+            return Self::default();
+        };
+        Self {
+            response: a & QR != 0,
+            authoritative: a & AA != 0,
+            truncation: a & TC != 0,
+            recursion_desired: a & RD != 0,
+            recursion_available: b & RA != 0,
+            authentic_data: b & AD != 0,
+            checking_disabled: b & CD != 0,
+            rcode: b & RCODE,
+        }
+    }
+
+    /// Writes AA, TC, RA, AD and the rcode into `buf`'s header (QR, opcode, RD, CD stay).
+    pub fn write_answer_bits(&self, buf: &mut [u8]) {
+        if buf.len() < HEADER {
+            return;
+        }
+        let bit = |on: bool, b: u8| if on { b } else { 0 };
+        buf[2] = (buf[2] & !(AA | TC)) | bit(self.authoritative, AA) | bit(self.truncation, TC);
+        buf[3] = (buf[3] & CD)
+            | bit(self.recursion_available, RA)
+            | bit(self.authentic_data, AD)
+            | (self.rcode & RCODE);
+    }
+}
+
+/// Appends an OPT record (no options; extended rcode 0, version 0) and counts it in ARCOUNT:
+/// what hickory writes for an `Edns` with `payload` and the DO bit.
+pub fn push_opt(buf: &mut Vec<u8>, payload: u16, dnssec_ok: bool) {
+    if buf.len() < HEADER {
+        return;
+    }
+    let p = payload.to_be_bytes();
+    buf.extend_from_slice(&[
+        0,
+        0,
+        TYPE_OPT as u8,
+        p[0],
+        p[1],
+        0,
+        0,
+        if dnssec_ok { 0x80 } else { 0 },
+        0,
+        0,
+        0,
+    ]);
+    let ar = u16_at(buf, 10).unwrap_or(0).wrapping_add(1);
+    buf[10..12].copy_from_slice(&ar.to_be_bytes());
+}
+
+/// Writes `ttl` into every record's TTL field (OPT records keep theirs).
+pub fn set_ttls(buf: &mut [u8], at: &[u16], ttl: u32) {
+    let t = ttl.to_be_bytes();
+    for &i in at {
+        let i = usize::from(i);
+        if let Some(dst) = buf.get_mut(i..i + 4) {
+            dst.copy_from_slice(&t);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::rdata::{A, SOA};
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+    fn sample() -> Vec<u8> {
+        let name = Name::from_ascii("www.example.org.").unwrap();
+        let mut m = Message::new(7, MessageType::Response, OpCode::Query);
+        m.add_query(Query::query(name.clone(), RecordType::A));
+        m.add_answer(Record::from_rdata(
+            name.clone(),
+            30,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        m.add_answer(Record::from_rdata(name, 30, RData::A(A::new(192, 0, 2, 2))));
+        let zone = Name::from_ascii("example.org.").unwrap();
+        m.add_authority(Record::from_rdata(
+            zone.clone(),
+            60,
+            RData::SOA(SOA::new(zone.clone(), zone, 1, 2, 3, 4, 5)),
+        ));
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn walks_records_and_patches_ttls() {
+        let mut buf = sample();
+        let rrs: Vec<Rr> = records(&buf).unwrap().map(Option::unwrap).collect();
+        assert_eq!(rrs.len(), 3);
+        assert_eq!(
+            rrs.iter().map(|r| (r.section, r.rtype)).collect::<Vec<_>>(),
+            [
+                (Section::Answer, 1),
+                (Section::Answer, 1),
+                (Section::Authority, TYPE_SOA)
+            ]
+        );
+        assert_eq!(&buf[rrs[1].rdata.clone()], &[192, 0, 2, 2]);
+        let at: Vec<u16> = rrs.iter().map(|r| r.ttl_at() as u16).collect();
+        set_ttls(&mut buf, &at, 17);
+        let m = Message::from_vec(&buf).unwrap();
+        assert!(m.answers.iter().chain(&m.authorities).all(|r| r.ttl == 17));
+    }
+
+    #[test]
+    fn malformed_input_ends_the_walk() {
+        let buf = sample();
+        for cut in 0..buf.len() {
+            // Never panics; a cut message yields a `None` somewhere or fewer records.
+            if let Some(it) = records(&buf[..cut]) {
+                let v: Vec<_> = it.collect();
+                assert!(v.len() < 3 || v.iter().any(Option::is_none), "{cut}");
+            }
+        }
+        // A name longer than 255 bytes.
+        let mut long = vec![0u8; HEADER];
+        long[5] = 1;
+        for _ in 0..5 {
+            long.push(63);
+            long.extend([b'a'; 63]);
+        }
+        long.push(0);
+        assert!(question_end(&long).is_none());
+    }
+
+    #[test]
+    fn header_and_opt_match_hickory() {
+        let mut buf = sample();
+        set_reply_header(&mut buf, 0xbeef, 0, true, true);
+        let f = Flags {
+            authoritative: true,
+            recursion_available: true,
+            rcode: 3,
+            ..Flags::default()
+        };
+        f.write_answer_bits(&mut buf);
+        push_opt(&mut buf, 1232, true);
+        let m = Message::from_vec(&buf).unwrap();
+        let md = &m.metadata;
+        assert_eq!(md.id, 0xbeef);
+        assert!(md.recursion_desired && md.checking_disabled && md.authoritative);
+        assert!(md.recursion_available && !md.authentic_data && !md.truncation);
+        assert_eq!(u16::from(md.response_code), 3);
+        let e = m.edns.as_ref().unwrap();
+        assert_eq!((e.max_payload(), e.flags().dnssec_ok), (1232, true));
+        // Byte for byte what hickory encodes for the same message.
+        let mut want = m.clone();
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        edns.set_dnssec_ok(true);
+        want.set_edns(edns);
+        assert_eq!(want.to_vec().unwrap(), buf);
+        assert_eq!(Flags::of(&buf).rcode, 3);
+    }
+}
