@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every figure of the README's Performance section from one run (a benchmark, not a test: about
-# 25 minutes, needs root for the peers' packages and taskset; all traffic on 127.0.0.1).
+# 32 minutes, needs root for the peers' packages and taskset; all traffic on 127.0.0.1).
 #
 #   bash bench/run.sh [DURATION]        # DURATION: seconds per dnsperf run (default 10)
 #
@@ -11,6 +11,8 @@
 # 5. the fake API server at 10k Services: start-to-ready, change→answer p50/p99 over 1,000 changes
 #    under a steady dnsperf load, relist peak
 # 6. the same at 100k Services (200 changes): start-to-ready, relist peak
+# 7. pod traffic: kubeadm's Corefile next to unbound, pdns-recursor, dnsmasq and kresd, every one
+#    forwarding to the same stub upstream; CPU per query for the mix and each kind of query
 # The output goes to stdout and to bench/last-run.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,3 +38,5 @@ echo "== 5. fake API, 10k Services"
 python3 bench/k8s_scale.py --services 10000 --changes 1000 --load-qps 20000
 echo "== 6. fake API, 100k Services"
 python3 bench/k8s_scale.py --services 100000 --changes 200 --load-qps 20000
+echo "== 7. pod traffic (kubeadm's Corefile and the caching resolvers)"
+python3 bench/pod_traffic.py --duration "$D"
