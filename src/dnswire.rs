@@ -244,6 +244,279 @@ pub fn set_ttls(buf: &mut [u8], at: &[u16], ttl: u32) {
     }
 }
 
+/// A plain query as the fast path takes it: QUERY opcode, one question of class IN, nothing in
+/// the answer or authority section, at most an OPT record (version 0) in the additional
+/// section, and a name of letters, digits, `-` and `_` (so its text needs no escapes).
+#[derive(Debug)]
+pub struct Question<'a> {
+    /// The whole message.
+    pub raw: &'a [u8],
+    /// ID.
+    pub id: u16,
+    /// RD.
+    pub recursion_desired: bool,
+    /// CD.
+    pub checking_disabled: bool,
+    /// AD.
+    pub authentic_data: bool,
+    /// QTYPE.
+    pub qtype: u16,
+    /// Where the question section ends.
+    pub end: usize,
+    /// The OPT record's payload size and DO bit.
+    pub edns: Option<(u16, bool)>,
+    /// The name as sent then lower-case, each with its trailing dot.
+    text: [u8; 2 * MAX_TEXT],
+    text_len: usize,
+}
+
+/// The longest name text (253 characters and the root's dot; a longer name is not plain).
+const MAX_TEXT: usize = 256;
+
+impl<'a> Question<'a> {
+    /// Parses `raw` if it is a plain query (see the type).
+    pub fn parse(raw: &'a [u8]) -> Option<Self> {
+        let h = raw.get(..HEADER)?;
+        // QR clear, opcode QUERY; one question, no answers or authorities, at most an OPT.
+        if h[2] & (QR | OPCODE) != 0
+            || u16_at(h, 4)? != 1
+            || u16_at(h, 6)? != 0
+            || u16_at(h, 8)? != 0
+            || u16_at(h, 10)? > 1
+        {
+            return None;
+        }
+        let mut text = [0u8; 2 * MAX_TEXT];
+        let mut n = 0;
+        let mut at = HEADER;
+        loop {
+            let len = usize::from(*raw.get(at)?);
+            if len == 0 {
+                break;
+            }
+            if len > 63 || n + len + 1 > MAX_TEXT - 1 {
+                return None;
+            }
+            for &b in raw.get(at + 1..at + 1 + len)? {
+                if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                    return None;
+                }
+                text[n] = b;
+                n += 1;
+            }
+            text[n] = b'.';
+            n += 1;
+            at += 1 + len;
+        }
+        if n == 0 {
+            text[0] = b'.';
+            n = 1;
+        }
+        let qtype = u16_at(raw, at + 1)?;
+        if u16_at(raw, at + 3)? != 1 {
+            return None;
+        }
+        let end = at + 5;
+        let mut edns = None;
+        if u16_at(h, 10)? == 1 {
+            // The root name, TYPE OPT, CLASS = payload, TTL = ext-rcode, version, flags.
+            if raw.get(end) != Some(&0) || u16_at(raw, end + 1)? != TYPE_OPT {
+                return None;
+            }
+            let payload = u16_at(raw, end + 3)?;
+            if *raw.get(end + 6)? != 0 {
+                return None; // version 0 only (else BADVERS)
+            }
+            let dnssec_ok = raw.get(end + 7)? & 0x80 != 0;
+            let rdlen = usize::from(u16_at(raw, end + 9)?);
+            if end + 11 + rdlen != raw.len() {
+                return None;
+            }
+            edns = Some((payload, dnssec_ok));
+        } else if end != raw.len() {
+            return None;
+        }
+        let (sent, lower) = text.split_at_mut(MAX_TEXT);
+        lower[..n].copy_from_slice(&sent[..n]);
+        lower[..n].make_ascii_lowercase();
+        Some(Self {
+            raw,
+            id: u16_at(h, 0)?,
+            recursion_desired: h[2] & RD != 0,
+            checking_disabled: h[3] & CD != 0,
+            authentic_data: h[3] & AD != 0,
+            qtype,
+            end,
+            edns,
+            text,
+            text_len: n,
+        })
+    }
+
+    /// The name as sent, with its trailing dot.
+    pub fn sent(&self) -> &str {
+        std::str::from_utf8(&self.text[..self.text_len]).unwrap_or(".")
+    }
+
+    /// The name in lower case, with its trailing dot.
+    pub fn lower(&self) -> &str {
+        std::str::from_utf8(&self.text[MAX_TEXT..MAX_TEXT + self.text_len]).unwrap_or(".")
+    }
+
+    /// The question section's bytes (name, type, class) as sent.
+    pub fn question(&self) -> &'a [u8] {
+        &self.raw[HEADER..self.end]
+    }
+}
+
+/// Writes a message the way hickory-proto's encoder does, byte for byte, for the record types
+/// the fast path answers with: names compressed against every name written before (the first
+/// earlier name whose labels from some label on are the same bytes), except in SRV data (not
+/// compressed, but later names may point into it); at most 64 names remembered and 120 names
+/// compressed, as hickory. `None` from a write means the message cannot be written this way
+/// (the caller takes the general path).
+pub struct Writer<'b> {
+    buf: &'b mut Vec<u8>,
+    compressed: usize,
+}
+
+/// Names a [`Writer`] remembers: where each starts in the message, and its labels
+/// (uncompressed) in `seen`. One per thread, reused.
+#[derive(Default)]
+struct Remembered {
+    names: Vec<(u16, u16, u16)>,
+    seen: Vec<u8>,
+    label_at: Vec<usize>,
+}
+
+thread_local! {
+    static REMEMBERED: std::cell::RefCell<Remembered> = std::cell::RefCell::default();
+}
+
+/// hickory's limits: names remembered, names compressed.
+const MAX_REMEMBERED: usize = 64;
+const MAX_COMPRESSED: usize = 120;
+
+/// How a name is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compress {
+    /// Pointing to an earlier name where it can.
+    Yes,
+    /// In full (SRV targets), though remembered for later names.
+    No,
+}
+
+impl<'b> Writer<'b> {
+    /// A writer appending to `buf` (the header comes first): names are remembered from here on.
+    pub fn new(buf: &'b mut Vec<u8>) -> Self {
+        REMEMBERED.with(|r| {
+            let mut r = r.borrow_mut();
+            r.names.clear();
+            r.seen.clear();
+        });
+        Self { buf, compressed: 0 }
+    }
+
+    /// The bytes so far.
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        self.buf
+    }
+
+    /// Writes the name whose text (without escapes) is `text`, e.g. `www.example.org.`.
+    pub fn name(&mut self, text: &str, compress: Compress) -> Option<()> {
+        self.name_of(&[text], compress)
+    }
+
+    /// Writes the name whose labels are those of each of `parts` in turn (`["ns.dns",
+    /// "cluster.local."]` is `ns.dns.cluster.local.`).
+    pub fn name_of(&mut self, parts: &[&str], compress: Compress) -> Option<()> {
+        let compress = compress == Compress::Yes && self.compressed < MAX_COMPRESSED;
+        if compress {
+            self.compressed += 1;
+        }
+        let buf = &mut *self.buf;
+        REMEMBERED.with(|r| {
+            let r = &mut *r.borrow_mut();
+            let start = buf.len();
+            r.label_at.clear();
+            // Only names whose text needs no escapes (hickory would read those differently).
+            let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+            for part in parts {
+                // Where the current label's length byte is.
+                let mut open: Option<usize> = None;
+                for &b in part.as_bytes() {
+                    if b == b'.' {
+                        if let Some(at) = open.take() {
+                            buf[at] = u8::try_from(buf.len() - at - 1).ok().filter(|n| *n <= 63)?;
+                        }
+                    } else {
+                        if !plain(b) {
+                            return None;
+                        }
+                        if open.is_none() {
+                            r.label_at.push(buf.len());
+                            open = Some(buf.len());
+                            buf.push(0);
+                        }
+                        buf.push(b);
+                    }
+                }
+                if let Some(at) = open {
+                    buf[at] = u8::try_from(buf.len() - at - 1).ok().filter(|n| *n <= 63)?;
+                }
+            }
+            let end = buf.len();
+            for i in 0..r.label_at.len() {
+                let at = r.label_at[i];
+                if compress {
+                    let suffix = &buf[at..end];
+                    let found = r.names.iter().find(|&&(_, s, l)| {
+                        r.seen.get(usize::from(s)..usize::from(s) + usize::from(l)) == Some(suffix)
+                    });
+                    if let Some(&(ptr, _, _)) = found {
+                        if ptr & 0xc000 == 0 {
+                            buf.truncate(at);
+                            // hickory's `trim`: names remembered from here on are forgotten.
+                            while r.names.last().is_some_and(|n| usize::from(n.0) >= at) {
+                                let (_, s, _) = r.names.pop()?;
+                                r.seen.truncate(usize::from(s));
+                            }
+                            buf.extend_from_slice(&(0xc000 | ptr).to_be_bytes());
+                            return (buf.len() - start <= 255).then_some(());
+                        }
+                    }
+                }
+                // hickory's `store_label_pointer`.
+                if end < 0x3fff && r.names.len() < MAX_REMEMBERED {
+                    r.names
+                        .push((at as u16, r.seen.len() as u16, (end - at) as u16));
+                    r.seen.extend_from_slice(&buf[at..end]);
+                }
+            }
+            buf.push(0);
+            (buf.len() - start <= 255).then_some(())
+        })
+    }
+
+    /// A record's fixed fields after its owner name: TYPE, CLASS IN, TTL; returns where
+    /// RDLENGTH goes (see [`Writer::rdata_done`]).
+    pub fn record_head(&mut self, rtype: u16, ttl: u32) -> usize {
+        self.buf.extend_from_slice(&rtype.to_be_bytes());
+        self.buf.extend_from_slice(&1u16.to_be_bytes());
+        self.buf.extend_from_slice(&ttl.to_be_bytes());
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0, 0]);
+        at
+    }
+
+    /// Fills in RDLENGTH at `at` (from [`Writer::record_head`]).
+    pub fn rdata_done(&mut self, at: usize) -> Option<()> {
+        let len = u16::try_from(self.buf.len() - at - 2).ok()?;
+        self.buf[at..at + 2].copy_from_slice(&len.to_be_bytes());
+        Some(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
 
+use super::fast::{FastQuery, FastStep};
 use super::request::{Request, Response};
 
 /// Why a handler produced no reply.
@@ -42,6 +43,17 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Answers `req`, or passes it on with `next.run(req)`.
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError>;
+
+    /// Its step on the fast path for the plain query `q` ([`super::fast`]): by default the
+    /// general path. It may change nothing (counters included) unless it answers, writing the
+    /// whole reply into `out`.
+    fn fast(&self, _q: &FastQuery<'_>, _out: &mut Vec<u8>) -> FastStep {
+        FastStep::No
+    }
+
+    /// After a later handler answered `q` on the fast path, what this one (it returned
+    /// [`FastStep::Pass`]) does to the reply `out` on its way back, as `serve` would have.
+    fn fast_after(&self, _q: &FastQuery<'_>, _out: &mut Vec<u8>) {}
 }
 
 /// The rest of the chain after the current handler. Owned (an `Arc` of the chain and a
@@ -122,6 +134,24 @@ impl Chain {
         }
         .run(req)
         .await
+    }
+
+    /// Answers the plain query `q` on the fast path into `out`, returning the plugin that
+    /// answered; `None` when a handler needs the general path (nothing happened then).
+    pub fn run_fast(&self, q: &FastQuery<'_>, out: &mut Vec<u8>) -> Option<&'static str> {
+        for (i, h) in self.handlers.iter().enumerate() {
+            match h.fast(q, out) {
+                FastStep::No => return None,
+                FastStep::Pass => {}
+                FastStep::Answered => {
+                    for p in self.handlers[..i].iter().rev() {
+                        p.fast_after(q, out);
+                    }
+                    return Some(h.name());
+                }
+            }
+        }
+        None
     }
 
     /// Handler names in chain order.

@@ -12,6 +12,7 @@ pub mod chain;
 pub mod dns64;
 pub mod errors;
 pub mod fall;
+pub mod fast;
 pub mod forward;
 pub mod health;
 pub mod hosts;

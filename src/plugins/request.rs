@@ -353,15 +353,7 @@ impl Reply {
     /// record (what tells NOERROR, NODATA, NXDOMAIN and referrals apart).
     pub fn shape(&self) -> (usize, bool, bool) {
         if let (Some(w), None) = (&self.wire, self.msg.get()) {
-            let answers = crate::dnswire::u16_at(w, 6).map_or(0, usize::from);
-            let (mut soa, mut ns) = (false, false);
-            for rr in crate::dnswire::records(w).into_iter().flatten().flatten() {
-                if rr.section == crate::dnswire::Section::Authority {
-                    soa |= rr.rtype == crate::dnswire::TYPE_SOA;
-                    ns |= rr.rtype == crate::dnswire::TYPE_NS;
-                }
-            }
-            return (answers, soa, ns);
+            return wire_shape(w);
         }
         let has = |t: RecordType| self.authorities.iter().any(|r| r.record_type() == t);
         (
@@ -382,6 +374,19 @@ impl Reply {
             })
         })
     }
+}
+
+/// [`Reply::shape`] of an encoded message.
+pub fn wire_shape(w: &[u8]) -> (usize, bool, bool) {
+    let answers = crate::dnswire::u16_at(w, 6).map_or(0, usize::from);
+    let (mut soa, mut ns) = (false, false);
+    for rr in crate::dnswire::records(w).into_iter().flatten().flatten() {
+        if rr.section == crate::dnswire::Section::Authority {
+            soa |= rr.rtype == crate::dnswire::TYPE_SOA;
+            ns |= rr.rtype == crate::dnswire::TYPE_NS;
+        }
+    }
+    (answers, soa, ns)
 }
 
 impl From<Message> for Reply {

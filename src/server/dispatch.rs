@@ -15,8 +15,9 @@ use hickory_server::server::Request as HRequest;
 use tokio::time::Instant;
 
 use crate::dnswire;
+use crate::plugins::fast::FastQuery;
 use crate::plugins::prometheus::{Metrics, family_label, rcode_label, type_label};
-use crate::plugins::request::{PendingLine, Reply, Resolve, Resolver};
+use crate::plugins::request::{Reply, Resolve, Resolver};
 use crate::plugins::{Chain, HandlerError, Proto, Request, Response};
 
 /// One server block as a listener sees it.
@@ -41,6 +42,18 @@ pub(crate) struct Router {
 impl Router {
     /// Longest zone that contains `qname` (lower-case); DS goes to the parent-most match.
     fn find(&self, qname: &str, qtype: RecordType) -> Option<(&Arc<str>, &Arc<Block>)> {
+        if self.zones.len() <= 8 {
+            // A listener has a few zones: comparing each is cheaper than hashing every suffix.
+            let inside = self
+                .zones
+                .iter()
+                .filter(|(z, _)| crate::plugins::is_subdomain(z, qname));
+            return if qtype == RecordType::DS {
+                inside.min_by_key(|(z, _)| z.len())
+            } else {
+                inside.max_by_key(|(z, _)| z.len())
+            };
+        }
         let mut found = None;
         let mut name = qname;
         loop {
@@ -95,6 +108,54 @@ pub(crate) struct Dispatcher {
     pub(crate) router: arc_swap::ArcSwap<Router>,
     /// The process's metrics.
     pub(crate) metrics: Arc<Metrics>,
+    /// The metric children of each kind of reply answered so far (see [`Children`]).
+    pub(crate) children: ChildMap,
+}
+
+/// The metric children one kind of reply counts into — by zone, transport, family, type, DO,
+/// rcode and plugin — looked up by label values once instead of six times per query. Replaced
+/// whole when a new kind is added (rare), so reading needs no lock.
+#[derive(Default)]
+pub(crate) struct ChildMap(
+    arc_swap::ArcSwap<hashbrown::HashMap<ChildKey, Arc<Children>, foldhash::fast::RandomState>>,
+);
+
+pub(crate) struct Children {
+    requests: prometheus::IntCounter,
+    do_requests: prometheus::IntCounter,
+    request_size: prometheus::Histogram,
+    response_size: prometheus::Histogram,
+    responses: prometheus::IntCounter,
+    duration: prometheus::Histogram,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ChildKey {
+    zone: Box<str>,
+    kind: ChildKind,
+}
+
+/// Everything of a [`ChildKey`] but the zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ChildKind {
+    proto: Proto,
+    family: &'static str,
+    qtype: &'static str,
+    rcode: u16,
+    plugin: &'static str,
+}
+
+/// A [`ChildKey`] by borrowed zone (hashes as `ChildKey` does).
+#[derive(Hash)]
+struct ChildRef<'a> {
+    zone: &'a str,
+    kind: ChildKind,
+}
+
+impl hashbrown::Equivalent<ChildKey> for ChildRef<'_> {
+    fn equivalent(&self, k: &ChildKey) -> bool {
+        *k.zone == *self.zone && k.kind == self.kind
+    }
 }
 
 fn reply_edns(req_edns: Option<&Edns>) -> Option<Edns> {
@@ -208,6 +269,26 @@ fn reply_header(request: &HRequest, rcode: ResponseCode, msg: Option<&Message>) 
     md
 }
 
+fn served<'a>(
+    req: &Request,
+    zone: &'a str,
+    rcode: ResponseCode,
+    plugin: &'static str,
+    start: Instant,
+) -> Served<'a> {
+    Served {
+        proto: req.proto,
+        src: req.src,
+        qtype: req.qtype(),
+        do_bit: req.do_bit(),
+        size: req.size,
+        zone,
+        rcode,
+        plugin,
+        start,
+    }
+}
+
 /// The reply to a message that does not parse: FORMERR with its id, opcode and RD if it has
 /// a query header, else nothing.
 pub(crate) fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
@@ -300,13 +381,7 @@ impl Dispatcher {
             }
             Ok(Err(e)) => (e.rcode(), None, ""),
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                tracing::error!("Recovered from panic in server: \"{}\" {what}", self.label);
-                self.metrics.panics.inc();
+                self.panicked(&*panic);
                 (ResponseCode::ServFail, None, "")
             }
         };
@@ -327,14 +402,12 @@ impl Dispatcher {
                     if let Some(e) = &resp_edns {
                         dnswire::push_opt(&mut out, e.max_payload(), e.flags().dnssec_ok);
                     }
-                    self.finish(
-                        &req,
+                    if let Some(line) = log_line {
+                        crate::logging::query_line(&line.finish(out.len()));
+                    }
+                    self.record(
                         block.metrics,
-                        zone,
-                        rcode,
-                        plugin,
-                        log_line,
-                        start,
+                        &served(&req, zone, rcode, plugin, start),
                         &out,
                     );
                     return out;
@@ -356,67 +429,162 @@ impl Dispatcher {
             }
         }
 
-        self.finish(
-            &req,
+        if let Some(line) = log_line {
+            crate::logging::query_line(&line.finish(out.len()));
+        }
+        self.record(
             block.metrics,
-            zone,
-            rcode,
-            plugin,
-            log_line,
-            start,
+            &served(&req, zone, rcode, plugin, start),
             &out,
         );
         out
     }
 
-    /// The `log` line and the metrics of a reply `out` as written.
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &self,
-        req: &Request,
-        metrics: bool,
-        zone: &str,
-        rcode: ResponseCode,
-        plugin: &'static str,
-        log_line: Option<PendingLine>,
-        start: Instant,
-        out: &[u8],
-    ) {
-        let (proto, src, qtype) = (req.proto, req.src, req.qtype());
-        if let Some(line) = log_line {
-            crate::logging::query_line(&line.finish(out.len()));
+    /// The metrics of a reply `out` as written (if the block has `prometheus`).
+    fn record(&self, metrics: bool, q: &Served<'_>, out: &[u8]) {
+        if !metrics {
+            return;
         }
-        if metrics {
-            let m = &self.metrics;
-            let labels3 = [&*self.label, zone, ""];
-            m.requests
-                .with_label_values(&[
-                    &*self.label,
-                    zone,
-                    "",
-                    proto.as_str(),
-                    family_label(src.ip()),
-                    type_label(qtype),
-                ])
-                .inc();
-            if req.do_bit() {
-                m.do_requests.with_label_values(&labels3).inc();
-            }
-            m.request_size
-                .with_label_values(&[&*self.label, zone, "", proto.as_str()])
-                .observe(req.size as f64);
-            let size = out.len();
-            m.response_size
-                .with_label_values(&[&*self.label, zone, "", proto.as_str()])
-                .observe(size as f64);
-            m.responses
-                .with_label_values(&[&*self.label, zone, "", &rcode_label(rcode), plugin])
-                .inc();
-            m.duration
-                .with_label_values(&labels3)
-                .observe(start.elapsed().as_secs_f64());
+        let kind = ChildKind {
+            proto: q.proto,
+            family: family_label(q.src.ip()),
+            qtype: type_label(q.qtype),
+            rcode: u16::from(q.rcode),
+            plugin: q.plugin,
+        };
+        let key = ChildRef { zone: q.zone, kind };
+        let c = match self.children.0.load().get(&key) {
+            Some(c) => c.clone(),
+            None => self.children_of(q.zone, kind),
+        };
+        c.requests.inc();
+        if q.do_bit {
+            c.do_requests.inc();
         }
+        c.request_size.observe(q.size as f64);
+        c.response_size.observe(out.len() as f64);
+        c.responses.inc();
+        c.duration.observe(q.start.elapsed().as_secs_f64());
     }
+
+    /// Looks the children of a new kind of reply up by their labels and keeps them.
+    #[cold]
+    fn children_of(&self, zone: &str, kind: ChildKind) -> Arc<Children> {
+        let m = &self.metrics;
+        let server = &*self.label;
+        let labels3 = [server, zone, ""];
+        let proto = kind.proto.as_str();
+        let c = Arc::new(Children {
+            requests: m.requests.with_label_values(&[
+                server,
+                zone,
+                "",
+                proto,
+                kind.family,
+                kind.qtype,
+            ]),
+            do_requests: m.do_requests.with_label_values(&labels3),
+            request_size: m.request_size.with_label_values(&[server, zone, "", proto]),
+            response_size: m
+                .response_size
+                .with_label_values(&[server, zone, "", proto]),
+            responses: m.responses.with_label_values(&[
+                server,
+                zone,
+                "",
+                &rcode_label(<ResponseCode as From<u16>>::from(kind.rcode)),
+                kind.plugin,
+            ]),
+            duration: m.duration.with_label_values(&labels3),
+        });
+        let key = ChildKey {
+            zone: zone.into(),
+            kind,
+        };
+        // A bounded map: a client sending every query type cannot make it grow without end.
+        self.children.0.rcu(|map| {
+            let mut map = if map.len() >= 4096 {
+                Default::default()
+            } else {
+                (**map).clone()
+            };
+            map.insert(key.clone(), c.clone());
+            map
+        });
+        c
+    }
+
+    /// Answers the plain query `raw` on the fast path ([`crate::plugins::fast`]), or `None`
+    /// when it needs the general path ([`Dispatcher::answer`]).
+    pub(crate) fn answer_fast(&self, raw: &[u8], src: SocketAddr, proto: Proto) -> Option<Vec<u8>> {
+        let start = Instant::now();
+        let q = dnswire::Question::parse(raw)?;
+        let (sent, lower) = (q.sent(), q.lower());
+        let router = self.router.load();
+        let qtype = RecordType::from(q.qtype);
+        let (zone, block) = router.find(lower, qtype)?;
+        let fq = FastQuery {
+            q: &q,
+            sent,
+            lower,
+            src,
+            local: self.local,
+            proto,
+            zone,
+            server: &self.label,
+            start,
+        };
+        let mut out = Vec::with_capacity(512);
+        let plugin = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            block.chain.run_fast(&fq, &mut out)
+        })) {
+            Ok(plugin) => plugin?,
+            Err(panic) => {
+                self.panicked(&*panic);
+                let mut w = dnswire::Writer::new(&mut out);
+                fq.reply_head(&mut w, 2)?;
+                out[2] &= !0x04; // no AA on a SERVFAIL from the server
+                fq.push_opt(&mut out);
+                ""
+            }
+        };
+        let served = Served {
+            proto,
+            src,
+            qtype,
+            do_bit: fq.do_bit(),
+            size: raw.len(),
+            zone,
+            rcode: ResponseCode::from(0, dnswire::Flags::of(&out).rcode),
+            plugin,
+            start,
+        };
+        self.record(block.metrics, &served, &out);
+        Some(out)
+    }
+
+    fn panicked(&self, panic: &(dyn std::any::Any + Send)) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        tracing::error!("Recovered from panic in server: \"{}\" {what}", self.label);
+        self.metrics.panics.inc();
+    }
+}
+
+/// What the metrics of one answered query need.
+struct Served<'a> {
+    proto: Proto,
+    src: SocketAddr,
+    qtype: RecordType,
+    do_bit: bool,
+    size: usize,
+    zone: &'a str,
+    rcode: ResponseCode,
+    plugin: &'static str,
+    start: Instant,
 }
 
 #[cfg(test)]

@@ -340,6 +340,7 @@ impl Running {
                 local,
                 router: arc_swap::ArcSwap::new(router),
                 metrics: self.metrics.clone(),
+                children: Default::default(),
             });
             let stop = CancellationToken::new();
             transport::serve_udp(udp, dispatcher.clone(), stop.clone(), self.tracker.clone())
@@ -379,6 +380,28 @@ impl Running {
     pub async fn answer(&self, raw: Vec<u8>, src: SocketAddr) -> Option<Vec<u8>> {
         let l = self.listeners.values().next()?;
         transport::reply(
+            &l.dispatcher,
+            raw,
+            src,
+            hickory_server::net::xfer::Protocol::Udp,
+        )
+        .await
+    }
+
+    /// [`Running::answer`] on the fast path only (`crate::plugins::fast`): `None` when the
+    /// query needs the general path. For tests and benchmarks.
+    pub fn answer_fast(&self, raw: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+        let l = self.listeners.values().next()?;
+        l.dispatcher
+            .answer_fast(raw, src, crate::plugins::Proto::Udp)
+    }
+
+    /// [`Running::answer`] without the fast path (`crate::plugins::fast`): every query
+    /// decoded and answered by the chains' handlers, for tests and benchmarks that compare the
+    /// two.
+    pub async fn answer_general(&self, raw: Vec<u8>, src: SocketAddr) -> Option<Vec<u8>> {
+        let l = self.listeners.values().next()?;
+        transport::reply_general(
             &l.dispatcher,
             raw,
             src,

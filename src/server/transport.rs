@@ -25,12 +25,31 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::dispatch::{Dispatcher, formerr};
+use crate::plugins::Proto;
 
 /// CoreDNS's TCP timeouts: 3 s to read a query, 10 s idle between queries.
 const TCP_READ: Duration = Duration::from_secs(3);
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
 pub(crate) async fn reply(
+    d: &Dispatcher,
+    raw: Vec<u8>,
+    src: SocketAddr,
+    proto: Protocol,
+) -> Option<Vec<u8>> {
+    let p = if proto == Protocol::Tcp {
+        Proto::Tcp
+    } else {
+        Proto::Udp
+    };
+    if let Some(out) = d.answer_fast(&raw, src, p) {
+        return Some(out);
+    }
+    reply_general(d, raw, src, proto).await
+}
+
+/// [`reply`] without the fast path (the caller tried it).
+pub(crate) async fn reply_general(
     d: &Dispatcher,
     raw: Vec<u8>,
     src: SocketAddr,
@@ -114,7 +133,7 @@ fn answer_in_place(
     handle: &tokio::runtime::Handle,
 ) -> Option<Vec<u8>> {
     let (dd, raw) = (d.clone(), raw.to_vec());
-    let mut fut = Box::pin(async move { reply(&dd, raw, src, Protocol::Udp).await });
+    let mut fut = Box::pin(async move { reply_general(&dd, raw, src, Protocol::Udp).await });
     match fut.as_mut().poll(cx) {
         Poll::Ready(out) => out,
         Poll::Pending => {
@@ -191,6 +210,8 @@ fn udp_reader(
             let raw = &bufs[i][..n.min(UDP_MAX_QUERY)];
             let out = if cut {
                 formerr(raw)
+            } else if let Some(out) = d.answer_fast(raw, src, Proto::Udp) {
+                Some(out)
             } else {
                 answer_in_place(d, raw, src, &mut cx, &sock, tracker, handle)
             };

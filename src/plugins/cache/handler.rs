@@ -16,6 +16,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use super::NAME;
 use super::setup::CacheConfig;
 use crate::dnswire;
+use crate::plugins::fast::{FastQuery, FastStep};
 use crate::plugins::request::Reply;
 use crate::plugins::{Handler, HandlerError, Next, Request, Response, is_subdomain};
 
@@ -105,12 +106,30 @@ struct Key {
 type Hash = u64;
 
 fn key_hash(hasher: &foldhash::fast::RandomState, name: &str, req: &Request) -> Hash {
+    key_hash_of(
+        hasher,
+        name,
+        u16::from(req.qtype()),
+        u16::from(req.qclass()),
+        req.do_bit(),
+        req.checking_disabled,
+    )
+}
+
+fn key_hash_of(
+    hasher: &foldhash::fast::RandomState,
+    name: &str,
+    qtype: u16,
+    qclass: u16,
+    dnssec_ok: bool,
+    checking_disabled: bool,
+) -> Hash {
     use std::hash::{BuildHasher, Hasher};
     let mut h = hasher.build_hasher();
     h.write(name.as_bytes());
-    h.write_u16(u16::from(req.qtype()));
-    h.write_u16(u16::from(req.qclass()));
-    h.write_u8(u8::from(req.do_bit()) | (u8::from(req.checking_disabled) << 1));
+    h.write_u16(qtype);
+    h.write_u16(qclass);
+    h.write_u8(u8::from(dnssec_ok) | (u8::from(checking_disabled) << 1));
     h.finish()
 }
 
@@ -163,18 +182,19 @@ enum Kind {
 }
 
 fn typify(m: &Message) -> Kind {
-    let rcode = m.metadata.response_code;
-    if !m.answers.is_empty() && rcode == ResponseCode::NoError {
+    let has = |t: RecordType| m.authorities.iter().any(|r| r.record_type() == t);
+    typify_parts(
+        m.metadata.response_code,
+        !m.answers.is_empty(),
+        has(RecordType::SOA),
+        has(RecordType::NS),
+    )
+}
+
+fn typify_parts(rcode: ResponseCode, answers: bool, soa: bool, ns: bool) -> Kind {
+    if answers && rcode == ResponseCode::NoError {
         return Kind::NoError;
     }
-    let soa = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::SOA);
-    let ns = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::NS);
     match rcode {
         ResponseCode::NoError if soa => Kind::NoData,
         ResponseCode::NXDomain if soa => Kind::NameError,
@@ -191,13 +211,20 @@ fn minimal_ttl(m: &Message, kind: Kind) -> Duration {
     if !matches!(kind, Kind::NoError | Kind::NameError | Kind::NoData) {
         return FAIL_SAFE;
     }
-    m.answers
-        .iter()
-        .chain(&m.authorities)
-        .chain(&m.additionals)
-        .map(|r| r.ttl)
-        .min()
-        .map_or(FAIL_SAFE, |t| Duration::from_secs(u64::from(t.min(3600))))
+    min_ttl(
+        m.answers
+            .iter()
+            .chain(&m.authorities)
+            .chain(&m.additionals)
+            .map(|r| r.ttl),
+    )
+}
+
+/// The smallest of `ttls` (at most an hour), 5 s when there is none.
+fn min_ttl(ttls: impl Iterator<Item = u32>) -> Duration {
+    ttls.min().map_or(Duration::from_secs(5), |t| {
+        Duration::from_secs(u64::from(t.min(3600)))
+    })
 }
 
 /// The `cache` plugin.
@@ -260,6 +287,23 @@ impl Cache {
 }
 
 impl Inner {
+    /// How long a reply of `kind` whose smallest TTL is `msg_ttl` is cached (and the TTL every
+    /// record of it gets).
+    fn duration(&self, kind: Kind, msg_ttl: Duration) -> Duration {
+        let clamp = |b: &super::setup::Bucket| msg_ttl.clamp(b.min_ttl, b.max_ttl.max(b.min_ttl));
+        match kind {
+            Kind::NameError | Kind::NoData => clamp(&self.cfg.denial),
+            Kind::ServerError => self.cfg.servfail,
+            _ => clamp(&self.cfg.success),
+        }
+    }
+
+    /// Whether `name` is under the cache's zones (and the type is one it looks up).
+    fn covers(&self, name: &str, qtype: RecordType) -> bool {
+        self.cfg.zones.iter().any(|z| is_subdomain(z, name))
+            && !matches!(qtype, RecordType::AXFR | RecordType::IXFR)
+    }
+
     /// The counters for `server`.
     fn counters(&self, server: &Arc<str>) -> std::borrow::Cow<'_, Counters> {
         let make = || {
@@ -334,13 +378,7 @@ impl Inner {
         let server = &*req.server;
         let z = self.zones_label.as_str();
         let kind = typify(msg);
-        let msg_ttl = minimal_ttl(msg, kind);
-        let clamp = |b: &super::setup::Bucket| msg_ttl.clamp(b.min_ttl, b.max_ttl.max(b.min_ttl));
-        let duration = match kind {
-            Kind::NameError | Kind::NoData => clamp(&self.cfg.denial),
-            Kind::ServerError => self.cfg.servfail,
-            _ => clamp(&self.cfg.success),
-        };
+        let duration = self.duration(kind, minimal_ttl(msg, kind));
         let matches = msg
             .queries
             .first()
@@ -482,12 +520,126 @@ impl Handler for Cache {
         NAME
     }
 
+    /// A fresh entry asked in its stored letter case answers; a name neither bucket may store
+    /// (both `disable`d for it) passes on; anything else (a miss to store, stale entries,
+    /// prefetch) takes the general path.
+    fn fast(&self, q: &FastQuery<'_>, out: &mut Vec<u8>) -> FastStep {
+        let c = &self.inner;
+        let name = q.lower;
+        if !c.covers(name, q.qtype()) {
+            return FastStep::Pass;
+        }
+        let hash = key_hash_of(
+            &c.hasher,
+            name,
+            q.q.qtype,
+            1,
+            q.do_bit(),
+            q.q.checking_disabled,
+        );
+        let now = Instant::now();
+        for (cache, success) in [(&c.success, true), (&c.denial, false)] {
+            let Some(item) = cache.get(&hash) else {
+                continue;
+            };
+            let k = &item.key;
+            if *k.name != *name
+                || k.qtype != q.q.qtype
+                || k.qclass != 1
+                || k.dnssec_ok != q.do_bit()
+                || k.checking_disabled != q.q.checking_disabled
+            {
+                continue;
+            }
+            let left = remaining(&item, now.duration_since(item.stored));
+            let question = q.q.question();
+            let stored_question = item
+                .wire
+                .get(dnswire::HEADER..dnswire::HEADER + question.len());
+            if left <= 0 || c.cfg.prefetch.is_some() || stored_question != Some(question) {
+                return FastStep::No;
+            }
+            out.clear();
+            out.extend_from_slice(&item.wire);
+            dnswire::set_reply_header(out, q.q.id, 0, q.q.recursion_desired, q.q.checking_disabled);
+            let mut flags = dnswire::Flags::of(out);
+            flags.authentic_data = item.authentic_data && (q.do_bit() || q.q.authentic_data);
+            flags.write_answer_bits(out);
+            if !c.cfg.keepttl {
+                dnswire::set_ttls(out, &item.ttl_at, u32::try_from(left).unwrap_or(u32::MAX));
+            }
+            let opt = if q.q.edns.is_some() { 11 } else { 0 };
+            if out.len() + opt > usize::from(q.max_size()) {
+                return FastStep::No;
+            }
+            q.push_opt(out);
+            let counters = c.counters(q.server);
+            counters.requests.inc();
+            if success {
+                counters.hits_success.inc();
+            } else {
+                counters.hits_denial.inc();
+            }
+            return FastStep::Answered;
+        }
+        let disabled = |b: &super::setup::Bucket| b.disabled.iter().any(|d| is_subdomain(d, name));
+        if disabled(&c.cfg.success) && disabled(&c.cfg.denial) {
+            FastStep::Pass
+        } else {
+            FastStep::No
+        }
+    }
+
+    /// A miss that was not stored: counted, and every record's TTL set to the cache duration,
+    /// as `serve` and `store` do.
+    fn fast_after(&self, q: &FastQuery<'_>, out: &mut Vec<u8>) {
+        let c = &self.inner;
+        if !c.covers(q.lower, q.qtype()) {
+            return;
+        }
+        let counters = c.counters(q.server);
+        counters.requests.inc();
+        counters.misses.inc();
+        let Some(records) = dnswire::records(out) else {
+            return;
+        };
+        let Some(rrs) = records
+            .filter(|r| r.as_ref().is_none_or(|r| r.rtype != dnswire::TYPE_OPT))
+            .collect::<Option<Vec<dnswire::Rr>>>()
+        else {
+            return;
+        };
+        let flags = dnswire::Flags::of(out);
+        let in_authority = |t: u16| {
+            rrs.iter()
+                .any(|r| r.section == dnswire::Section::Authority && r.rtype == t)
+        };
+        let kind = typify_parts(
+            ResponseCode::from(0, flags.rcode),
+            rrs.iter().any(|r| r.section == dnswire::Section::Answer),
+            in_authority(dnswire::TYPE_SOA),
+            in_authority(dnswire::TYPE_NS),
+        );
+        let msg_ttl = if matches!(kind, Kind::NoError | Kind::NameError | Kind::NoData) {
+            min_ttl(rrs.iter().filter_map(|r| {
+                let at = r.ttl_at();
+                Some(u32::from_be_bytes(out.get(at..at + 4)?.try_into().ok()?))
+            }))
+        } else {
+            Duration::from_secs(5)
+        };
+        let ttl = secs(c.duration(kind, msg_ttl));
+        let at: Vec<u16> = rrs
+            .iter()
+            .filter_map(|r| u16::try_from(r.ttl_at()).ok())
+            .collect();
+        dnswire::set_ttls(out, &at, ttl);
+    }
+
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
         let c = &self.inner;
         let name = req.qname_lower();
-        if !c.cfg.zones.iter().any(|z| is_subdomain(z, name))
-            || matches!(req.qtype(), RecordType::AXFR | RecordType::IXFR)
-        {
+        if !c.covers(name, req.qtype()) {
             return next.run(req).await;
         }
         let server = &*req.server;

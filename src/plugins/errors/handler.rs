@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use regex::Regex;
 
 use super::{ErrorsConfig, Level, NAME};
+use crate::plugins::fast::{FastQuery, FastStep};
 use crate::plugins::{Handler, HandlerError, Next, Request, Response};
 
 struct Rule {
@@ -87,6 +88,11 @@ fn humantime(d: std::time::Duration) -> String {
 impl Handler for Errors {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn fast(&self, _: &FastQuery<'_>, _: &mut Vec<u8>) -> FastStep {
+        // Only errors are logged; the fast path answers none.
+        FastStep::Pass
     }
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {

@@ -16,7 +16,10 @@ use super::NAME;
 use super::index::Index;
 use super::setup::{KubernetesConfig, PodMode};
 use crate::kube::model::{Endpoint, ServiceKind};
+use crate::plugins::fast::{FastQuery, FastStep};
 use crate::plugins::{Handler, HandlerError, Next, Request, Response, is_subdomain};
+
+mod fast;
 
 /// The schema version served at `dns-version.ZONE`.
 pub const DNS_SCHEMA_VERSION: &str = "1.1.0";
@@ -241,28 +244,51 @@ pub(crate) fn srv_records(
     ttl: u32,
     candidates: &[(&str, IpAddr, i32)],
 ) -> (Vec<Record>, Vec<Record>) {
-    let (mut answer, mut extra) = (Vec::new(), Vec::new());
-    let weight = ((100.0 / (100.0 * candidates.len() as f64) * 100.0).floor() as u16).max(1);
-    let mut dup: HashSet<(String, Option<IpAddr>, i32)> = HashSet::new();
-    for &(owner, ip, port) in candidates.iter().filter(|c| c.2 != -1) {
-        let target = name(owner);
-        if dup.insert((owner.to_ascii_lowercase(), None, port)) {
-            answer.push(record(
+    let plan = srv_plan(candidates);
+    let answer = plan
+        .answers
+        .iter()
+        .map(|&(target, port)| {
+            record(
                 qname.clone(),
                 ttl,
-                RData::SRV(SRV::new(
-                    0,
-                    weight,
-                    u16::try_from(port).unwrap_or(0),
-                    target.clone(),
-                )),
-            ));
+                RData::SRV(SRV::new(0, plan.weight, port, name(target))),
+            )
+        })
+        .collect();
+    let extra = plan
+        .extra
+        .iter()
+        .map(|&(target, ip)| addr_record(name(target), ttl, ip))
+        .collect();
+    (answer, extra)
+}
+
+/// The SRV records (target, port) and additional addresses (target, address) of an answer,
+/// and the weight of every SRV record (see [`srv_records`]).
+pub(crate) struct SrvPlan<'a> {
+    pub(crate) weight: u16,
+    pub(crate) answers: Vec<(&'a str, u16)>,
+    pub(crate) extra: Vec<(&'a str, IpAddr)>,
+}
+
+pub(crate) fn srv_plan<'a>(candidates: &[(&'a str, IpAddr, i32)]) -> SrvPlan<'a> {
+    let weight = ((100.0 / (100.0 * candidates.len() as f64) * 100.0).floor() as u16).max(1);
+    let (mut answers, mut extra) = (Vec::new(), Vec::new());
+    let mut dup: HashSet<(String, Option<IpAddr>, i32)> = HashSet::new();
+    for &(owner, ip, port) in candidates.iter().filter(|c| c.2 != -1) {
+        if dup.insert((owner.to_ascii_lowercase(), None, port)) {
+            answers.push((owner, u16::try_from(port).unwrap_or(0)));
         }
         if dup.insert((owner.to_ascii_lowercase(), Some(ip), 0)) {
-            extra.push(addr_record(target, ttl, ip));
+            extra.push((owner, ip));
         }
     }
-    (answer, extra)
+    SrvPlan {
+        weight,
+        answers,
+        extra,
+    }
 }
 
 /// Namespace exposure: in `namespaces` (when set) and present (namespace_labels filter them).
@@ -593,6 +619,15 @@ impl Query<'_> {
     }
 
     fn ptr(&self, qname: &Name, lower: &str) -> Result<Vec<Record>, NotFound> {
+        Ok(self
+            .ptr_targets(lower)?
+            .iter()
+            .map(|t| record(qname.clone(), self.ttl(), RData::PTR(PTR(name(t)))))
+            .collect())
+    }
+
+    /// The PTR targets of a reverse name (none: NODATA).
+    fn ptr_targets(&self, lower: &str) -> Result<Vec<String>, NotFound> {
         let Some(ip) = address_from_reverse(lower) else {
             self.records(lower)?;
             return Ok(Vec::new());
@@ -628,10 +663,7 @@ impl Query<'_> {
         if targets.is_empty() {
             return Err(NotFound);
         }
-        Ok(targets
-            .iter()
-            .map(|t| record(qname.clone(), self.ttl(), RData::PTR(PTR(name(t)))))
-            .collect())
+        Ok(targets)
     }
 
     fn soa(&self) -> Record {
@@ -665,6 +697,10 @@ struct Answer {
 impl Handler for Kubernetes {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn fast(&self, q: &FastQuery<'_>, out: &mut Vec<u8>) -> FastStep {
+        self.answer_fast(q, out)
     }
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {

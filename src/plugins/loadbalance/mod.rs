@@ -6,6 +6,7 @@ use rand::seq::SliceRandom;
 
 use crate::corefile::{Dispenser, Error};
 use crate::dnswire::{self, Section};
+use crate::plugins::fast::{FastQuery, FastStep};
 use crate::plugins::{Handler, HandlerError, Next, Request, Response};
 
 /// Directive name.
@@ -59,10 +60,11 @@ pub fn shuffle(records: &mut Vec<Record>) {
 }
 
 /// [`shuffle`] on each section of an encoded message, where it can be done in place: the
-/// address records a section ends with change places by their data (they have the same owner
-/// name, type and TTL; nothing points into address data), and everything before them is
-/// already in [`shuffle`]'s order (CNAMEs, then the rest, no MX). Anything else is left alone
-/// and `false` returned (the caller shuffles the decoded message instead).
+/// address records a section ends with change places, and everything before them is already
+/// in [`shuffle`]'s order (CNAMEs, then the rest, no MX). Records with the same owner bytes,
+/// type and TTL swap their data; records of one type whose owners are each a pointer to an
+/// earlier name swap whole (nothing points into them). Anything else is left alone and `false`
+/// returned (the caller shuffles the decoded message instead).
 pub fn shuffle_wire(wire: &mut [u8]) -> bool {
     let Some(records) = dnswire::records(wire) else {
         return false;
@@ -71,7 +73,8 @@ pub fn shuffle_wire(wire: &mut [u8]) -> bool {
         return false;
     };
     let is_addr = |t: u16| t == u16::from(RecordType::A) || t == u16::from(RecordType::AAAA);
-    let mut groups: Vec<&[dnswire::Rr]> = Vec::new();
+    // (address records, whether they swap whole)
+    let mut groups: Vec<(&[dnswire::Rr], bool)> = Vec::new();
     for section in [Section::Answer, Section::Authority, Section::Additional] {
         // Records come section by section.
         let first = rrs.iter().position(|r| r.section == section).unwrap_or(0);
@@ -97,26 +100,56 @@ pub fn shuffle_wire(wire: &mut [u8]) -> bool {
         }
         // Same owner bytes, type, class and TTL: the records differ only in their data.
         let fixed = |r: &dnswire::Rr| &wire[r.start..r.rdata.start];
-        if addrs.iter().any(|r| fixed(r) != fixed(&addrs[0])) {
+        let pointer_owned = |r: &dnswire::Rr| {
+            r.name_end - r.start == 2 && wire[r.start] & 0xc0 == 0xc0 && r.rtype == addrs[0].rtype
+        };
+        if addrs.iter().all(|r| fixed(r) == fixed(&addrs[0])) {
+            groups.push((addrs, false));
+        } else if addrs.iter().all(pointer_owned) {
+            groups.push((addrs, true));
+        } else {
             return false;
         }
-        groups.push(addrs);
     }
     let mut rng = rand::rng();
-    for addrs in groups {
-        // Equal RDLENGTH (part of the bytes compared above).
+    for (addrs, whole) in groups {
+        // Equal lengths: the same type (and, swapping data, the same RDLENGTH).
+        let part = |r: &dnswire::Rr| {
+            if whole {
+                r.start..r.rdata.end
+            } else {
+                r.rdata.clone()
+            }
+        };
         let data: Vec<u8> = addrs
             .iter()
-            .flat_map(|r| wire[r.rdata.clone()].iter().copied())
+            .flat_map(|r| wire[part(r)].iter().copied())
             .collect();
-        let len = addrs[0].rdata.len();
+        let len = part(&addrs[0]).len();
         let mut order: Vec<usize> = (0..addrs.len()).collect();
         order.shuffle(&mut rng);
         for (r, i) in addrs.iter().zip(order) {
-            wire[r.rdata.clone()].copy_from_slice(&data[i * len..(i + 1) * len]);
+            wire[part(r)].copy_from_slice(&data[i * len..(i + 1) * len]);
         }
     }
     true
+}
+
+/// [`shuffle`] on each section of an encoded message: in place when [`shuffle_wire`] can, else
+/// by decoding, shuffling and encoding it again (header, question and OPT record unchanged).
+pub fn shuffle_encoded(wire: &mut Vec<u8>) {
+    if shuffle_wire(wire) {
+        return;
+    }
+    let Ok(mut m) = hickory_proto::op::Message::from_vec(wire) else {
+        return;
+    };
+    shuffle(&mut m.answers);
+    shuffle(&mut m.authorities);
+    shuffle(&mut m.additionals);
+    if let Ok(v) = m.to_vec() {
+        *wire = v;
+    }
 }
 
 /// The handler.
@@ -133,8 +166,9 @@ impl Handler for LoadBalance {
         if resp.rcode() == ResponseCode::NoError
             && !matches!(req.qtype(), RecordType::AXFR | RecordType::IXFR)
         {
-            // An encoded reply (a cache hit) is shuffled in place when it can be.
-            if resp.msg.wire_mut().is_some_and(|w| shuffle_wire(w)) {
+            // An encoded reply (a cache hit) stays encoded.
+            if let Some(w) = resp.msg.wire_mut() {
+                shuffle_encoded(w);
                 return Ok(resp);
             }
             shuffle(&mut resp.msg.answers);
@@ -142,6 +176,18 @@ impl Handler for LoadBalance {
             shuffle(&mut resp.msg.additionals);
         }
         Ok(resp)
+    }
+
+    fn fast(&self, _: &FastQuery<'_>, _: &mut Vec<u8>) -> FastStep {
+        FastStep::Pass
+    }
+
+    fn fast_after(&self, q: &FastQuery<'_>, out: &mut Vec<u8>) {
+        if dnswire::Flags::of(out).rcode == 0
+            && !matches!(q.qtype(), RecordType::AXFR | RecordType::IXFR)
+        {
+            shuffle_encoded(out);
+        }
     }
 }
 
@@ -250,5 +296,45 @@ mod tests {
         let mut two = rs[1..].to_vec();
         two[0].name = n;
         assert!(!shuffle_wire(&mut encoded(two)));
+    }
+
+    #[test]
+    fn address_records_of_different_owners_swap_whole() {
+        // The additional section of a headless SRV answer: each owner points into an SRV target.
+        let q = Name::from_ascii("_pg._tcp.db.ns.svc.cluster.local.").unwrap();
+        let mut m = hickory_proto::op::Message::new(
+            1,
+            hickory_proto::op::MessageType::Response,
+            hickory_proto::op::OpCode::Query,
+        );
+        m.add_query(hickory_proto::op::Query::query(q.clone(), RecordType::SRV));
+        let mut extra = Vec::new();
+        for i in 0..3u8 {
+            let t = Name::from_ascii(format!("db-{i}.db.ns.svc.cluster.local.")).unwrap();
+            m.add_answer(Record::from_rdata(
+                q.clone(),
+                5,
+                RData::SRV(hickory_proto::rr::rdata::SRV::new(0, 33, 5432, t.clone())),
+            ));
+            extra.push(Record::from_rdata(
+                t,
+                5,
+                RData::A(A(Ipv4Addr::new(10, 0, 0, i))),
+            ));
+        }
+        m.add_additionals(extra.clone());
+        let wire = m.to_vec().unwrap();
+        let mut seen_first = std::collections::HashSet::new();
+        for _ in 0..100 {
+            let mut w = wire.clone();
+            assert!(shuffle_wire(&mut w));
+            let got = hickory_proto::op::Message::from_vec(&w).unwrap();
+            assert_eq!(got.answers, m.answers);
+            let mut add = got.additionals.clone();
+            seen_first.insert(add[0].name.clone());
+            add.sort_by_key(|r| r.name.to_string());
+            assert_eq!(add, extra, "every record kept whole");
+        }
+        assert!(seen_first.len() > 1, "shuffled");
     }
 }

@@ -2,14 +2,16 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 use tokio::time::Instant;
 
 use super::{LogConfig, NAME, Rule};
-use crate::dnswire::Flags;
+use crate::dnswire::{self, Flags};
+use crate::plugins::fast::{FastQuery, FastStep};
 use crate::plugins::request::{PendingLine, Reply};
 use crate::plugins::{Handler, HandlerError, Next, Request, Response};
 
@@ -29,11 +31,22 @@ pub enum ResponseType {
 }
 
 impl ResponseType {
+    /// Classifies an encoded reply.
+    pub fn of_wire(out: &[u8]) -> Self {
+        Self::of_parts(
+            ResponseCode::from(0, Flags::of(out).rcode),
+            crate::plugins::request::wire_shape(out),
+        )
+    }
+
     /// Classifies a reply (encoded replies without decoding them).
     pub fn of(reply: &Reply) -> Self {
-        match reply.rcode() {
+        Self::of_parts(reply.rcode(), reply.shape())
+    }
+
+    fn of_parts(rcode: ResponseCode, (answers, soa, ns): (usize, bool, bool)) -> Self {
+        match rcode {
             ResponseCode::NoError => {
-                let (answers, soa, ns) = reply.shape();
                 if answers > 0 {
                     Self::NoError
                 } else if ns && !soa {
@@ -198,7 +211,8 @@ impl Handler for Log {
         };
         if wanted {
             let flags = reply.map(|r| r.flags());
-            let line = render(tokens, req, qname, rcode, flags, elapsed.as_secs_f64());
+            let facts = Facts::of(req);
+            let line = render(tokens, &facts, rcode, flags, elapsed.as_secs_f64());
             match &mut result {
                 // `{rsize}` is filled in by the server once the reply is encoded.
                 Ok(resp) => resp.log = Some(line),
@@ -213,30 +227,103 @@ impl Handler for Log {
         }
         result
     }
+
+    fn fast(&self, _: &FastQuery<'_>, _: &mut Vec<u8>) -> FastStep {
+        FastStep::Pass
+    }
+
+    /// The line `serve` writes, for a reply made on the fast path (`out` is final: the
+    /// handlers after this one have had their say).
+    fn fast_after(&self, q: &FastQuery<'_>, out: &mut Vec<u8>) {
+        let Some((rule, tokens)) = self.rule_for(q.lower) else {
+            return;
+        };
+        let flags = dnswire::Flags::of(out);
+        let rcode = ResponseCode::from(0, flags.rcode);
+        let wanted = match ResponseType::of_wire(out).class() {
+            Class::Success => rule.classes.success,
+            Class::Denial => rule.classes.denial,
+            Class::Error => rule.classes.error,
+        };
+        if wanted {
+            let secs = q.start.elapsed().as_secs_f64();
+            let line = render(tokens, &Facts::of_fast(q), rcode, Some(flags), secs);
+            crate::logging::query_line(&line.finish(out.len()));
+        }
+    }
+}
+
+/// What a line says about the query: from a `Request`, or from a plain query on the fast path.
+struct Facts<'a> {
+    src: SocketAddr,
+    local: SocketAddr,
+    qtype: RecordType,
+    qclass: DNSClass,
+    /// Lower-case, with the trailing dot.
+    qname: &'a str,
+    proto: &'static str,
+    size: usize,
+    id: u16,
+    do_bit: bool,
+    bufsize: u16,
+    opcode: u8,
+}
+
+impl<'a> Facts<'a> {
+    fn of(req: &'a Request) -> Self {
+        Self {
+            src: req.src,
+            local: req.local,
+            qtype: req.qtype(),
+            qclass: req.qclass(),
+            qname: req.qname_lower(),
+            proto: req.proto.as_str(),
+            size: req.size,
+            id: req.id,
+            do_bit: req.do_bit(),
+            bufsize: req.max_size(),
+            opcode: u8::from(req.op_code),
+        }
+    }
+
+    fn of_fast(q: &'a FastQuery<'a>) -> Self {
+        Self {
+            src: q.src,
+            local: q.local,
+            qtype: q.qtype(),
+            qclass: q.qclass(),
+            qname: q.lower,
+            proto: q.proto.as_str(),
+            size: q.q.raw.len(),
+            id: q.q.id,
+            do_bit: q.do_bit(),
+            bufsize: q.max_size(),
+            opcode: 0,
+        }
+    }
 }
 
 /// Writes a line from compiled `tokens`, leaving the places of `{rsize}` to be filled in when
 /// the reply's size is known.
 fn render(
     tokens: &[Token],
-    req: &Request,
-    qname: &str,
+    req: &Facts<'_>,
     rcode: ResponseCode,
     flags: Option<Flags>,
     secs: f64,
 ) -> PendingLine {
     let mut rsize_at = Vec::new();
-    let mut out = String::with_capacity(128 + qname.len());
+    let mut out = String::with_capacity(128 + req.qname.len());
     for t in tokens {
         match t {
             Token::Text(s) => out.push_str(s),
             Token::Remote => push_ip(&mut out, req.src.ip()),
             Token::Port => push_num(&mut out, req.src.port().into()),
             Token::Local => push_ip(&mut out, req.local.ip()),
-            Token::Type => out.push_str(<&str>::from(req.qtype())),
-            Token::Class => out.push_str(<&str>::from(req.qclass())),
-            Token::Name => out.push_str(qname),
-            Token::Proto => out.push_str(req.proto.as_str()),
+            Token::Type => out.push_str(<&str>::from(req.qtype)),
+            Token::Class => out.push_str(<&str>::from(req.qclass)),
+            Token::Name => out.push_str(req.qname),
+            Token::Proto => out.push_str(req.proto),
             Token::Size => push_num(&mut out, req.size as u64),
             Token::Rcode => out.push_str(&rcode_name(rcode)),
             Token::Rsize => rsize_at.push(out.len()),
@@ -244,9 +331,9 @@ fn render(
                 let _ = write!(out, "{secs}s");
             }
             Token::Id => push_num(&mut out, req.id.into()),
-            Token::Do => out.push_str(if req.do_bit() { "true" } else { "false" }),
-            Token::Bufsize => push_num(&mut out, req.max_size().into()),
-            Token::Opcode => push_num(&mut out, u8::from(req.op_code).into()),
+            Token::Do => out.push_str(if req.do_bit { "true" } else { "false" }),
+            Token::Bufsize => push_num(&mut out, req.bufsize.into()),
+            Token::Opcode => push_num(&mut out, req.opcode.into()),
             Token::Rflags => {
                 if let Some(f) = flags {
                     push_rflags(&mut out, f);
@@ -351,7 +438,7 @@ fn push_rflags(out: &mut String, f: Flags) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::log::COMMON;
+    use crate::plugins::log::{COMBINED, COMMON};
     use crate::plugins::{Chain, Proto, whoami::Whoami};
     use hickory_proto::rr::{Name, RecordType};
     use std::sync::Arc;
@@ -386,8 +473,7 @@ mod tests {
         msg.metadata.authoritative = true;
         let line = render(
             &compile(COMMON),
-            &req,
-            "svc1.ns.svc.cluster.local.",
+            &Facts::of(&req),
             ResponseCode::NoError,
             Some(Reply::from(msg).flags()),
             0.000179,
@@ -409,8 +495,7 @@ mod tests {
         assert_eq!(
             render(
                 &compile("{remote} {>bufsize} {nope}"),
-                &v6,
-                ".",
+                &Facts::of(&v6),
                 ResponseCode::Refused,
                 None,
                 0.0
@@ -420,13 +505,64 @@ mod tests {
         );
         let two = render(
             &compile("{rsize}/{rsize} end"),
-            &v6,
-            ".",
+            &Facts::of(&v6),
             ResponseCode::Refused,
             None,
             0.0,
         );
         assert_eq!(two.finish(123), "123/123 end");
+    }
+
+    #[test]
+    fn fast_path_lines_are_the_general_paths() {
+        let name = Name::from_ascii("Svc1.NS.svc.cluster.local.").unwrap();
+        let mut m = hickory_proto::op::Message::new(
+            4212,
+            hickory_proto::op::MessageType::Query,
+            hickory_proto::op::OpCode::Query,
+        );
+        m.add_query(hickory_proto::op::Query::query(
+            name.clone(),
+            RecordType::AAAA,
+        ));
+        let mut e = hickory_proto::op::Edns::new();
+        e.set_max_payload(1232);
+        e.set_dnssec_ok(true);
+        m.set_edns(e.clone());
+        let raw = m.to_vec().unwrap();
+        let (src, local) = (
+            "10.244.0.5:53011".parse().unwrap(),
+            "10.96.0.10:53".parse().unwrap(),
+        );
+        let q = dnswire::Question::parse(&raw).unwrap();
+        let server: Arc<str> = Arc::from("dns://:53");
+        let fq = FastQuery {
+            q: &q,
+            sent: q.sent(),
+            lower: q.lower(),
+            src,
+            local,
+            proto: Proto::Udp,
+            zone: ".",
+            server: &server,
+            start: Instant::now(),
+        };
+        let mut req = Request::new(name, RecordType::AAAA, src, Proto::Udp);
+        req.id = 4212;
+        req.size = raw.len();
+        req.edns = Some(e);
+        req.local = local;
+        let toks = compile(&format!("{COMBINED} {{local}} {{class}}"));
+        let flags = Some(Flags::of(&raw));
+        let general = render(&toks, &Facts::of(&req), ResponseCode::NXDomain, flags, 0.5);
+        let fast = render(
+            &toks,
+            &Facts::of_fast(&fq),
+            ResponseCode::NXDomain,
+            flags,
+            0.5,
+        );
+        assert_eq!(general.finish(99), fast.finish(99));
     }
 
     #[test]
