@@ -174,3 +174,18 @@ impl Sources {
         Ok(shared)
     }
 }
+
+/// Gives the memory the allocator holds free back to the system: glibc keeps what a large load
+/// freed (the API objects parsed and trimmed, tables outgrown) in its arenas, one per thread
+/// that allocated, where no other thread reuses it. Called when the index of a new list (the
+/// first, or a relist) is built. Elsewhere (musl) a no-op.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only reads and updates glibc's own allocator state, under its locks;
+    // it may be called at any time from any thread. Measured reason (bench/k8s_scale.py
+    // --memory, RSS one second after ready): 100k Services with 5 endpoints each 181 -> 125
+    // MiB, 10k 27.3 -> 22.9 MiB.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

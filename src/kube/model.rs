@@ -13,7 +13,7 @@ pub type Key = (Arc<str>, Arc<str>);
 
 /// A port of a Service or an EndpointSlice. `port` is `-1` for an object with no ports (CoreDNS's
 /// sentinel: A records work, SRV records do not).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Port {
     /// Port name (may be empty).
     pub name: Arc<str>,
@@ -53,21 +53,101 @@ pub struct Service {
     pub name: Arc<str>,
     /// Kind and addresses.
     pub kind: ServiceKind,
-    /// Ports (one sentinel port when the Service has none).
-    pub ports: Vec<Port>,
+    /// Ports (one sentinel port when the Service has none), shared with every object that has
+    /// the same.
+    pub ports: Arc<[Port]>,
     /// `spec.externalIPs` plus load-balancer ingress IPs (for `k8s_external`).
     pub external_ips: Vec<IpAddr>,
 }
 
-/// One ready address of an EndpointSlice.
+/// One ready address of an EndpointSlice: 32 bytes, the names (which most endpoints lack) behind
+/// a pointer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// The address.
     pub ip: IpAddr,
+    names: Option<Box<EndpointNames>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EndpointNames {
+    hostname: Option<Arc<str>>,
+    pod_name: Option<Arc<str>>,
+}
+
+impl Endpoint {
+    /// An endpoint at `ip` with its `hostname` and pod name.
+    pub fn new(ip: IpAddr, hostname: Option<Arc<str>>, pod_name: Option<Arc<str>>) -> Self {
+        let names = (hostname.is_some() || pod_name.is_some()).then(|| {
+            Box::new(EndpointNames {
+                hostname,
+                pod_name,
+            })
+        });
+        Self { ip, names }
+    }
+
     /// `hostname`, if set.
-    pub hostname: Option<Arc<str>>,
-    /// `targetRef.name` when it is shorter than 64 characters (`endpoint_pod_names`).
-    pub pod_name: Option<Arc<str>>,
+    pub fn hostname(&self) -> Option<&str> {
+        self.names.as_ref()?.hostname.as_deref()
+    }
+
+    /// `targetRef.name` when it is shorter than 64 characters (kept for `endpoint_pod_names`).
+    pub fn pod_name(&self) -> Option<&str> {
+        self.names.as_ref()?.pod_name.as_deref()
+    }
+}
+
+/// Values many objects share as one allocation each, used at ingest only (a lock is fine
+/// there); values no object holds any more are dropped when the table has doubled.
+struct Interned<T: ?Sized> {
+    set: std::collections::HashSet<Arc<T>>,
+    sweep_at: usize,
+}
+
+impl<T: ?Sized + std::hash::Hash + Eq> Interned<T> {
+    fn new() -> Self {
+        Self {
+            set: std::collections::HashSet::new(),
+            sweep_at: 1024,
+        }
+    }
+
+    fn get(&mut self, v: &T, make: impl FnOnce(&T) -> Arc<T>) -> Arc<T> {
+        if let Some(a) = self.set.get(v) {
+            return a.clone();
+        }
+        if self.set.len() >= self.sweep_at {
+            self.set.retain(|a| Arc::strong_count(a) > 1);
+            self.set.shrink_to_fit();
+            self.sweep_at = (self.set.len() * 2).max(1024);
+        }
+        let a = make(v);
+        self.set.insert(a.clone());
+        a
+    }
+}
+
+/// Strings many objects share — namespaces, Service names (an EndpointSlice's label names its
+/// Service), port names, protocols, hostnames — as one allocation each.
+pub fn intern(s: &str) -> Arc<str> {
+    static TABLE: std::sync::LazyLock<std::sync::Mutex<Interned<str>>> =
+        std::sync::LazyLock::new(|| std::sync::Mutex::new(Interned::new()));
+    TABLE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(s, |v| Arc::from(v))
+}
+
+/// Port lists (Services of one kind, and their slices, mostly have the same) as one allocation
+/// each.
+fn intern_ports(ports: Vec<Port>) -> Arc<[Port]> {
+    static TABLE: std::sync::LazyLock<std::sync::Mutex<Interned<[Port]>>> =
+        std::sync::LazyLock::new(|| std::sync::Mutex::new(Interned::new()));
+    TABLE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&ports, |v| Arc::from(v))
 }
 
 /// A discovery/v1 EndpointSlice, trimmed to its ready addresses.
@@ -79,8 +159,9 @@ pub struct EndpointSlice {
     pub name: Arc<str>,
     /// The Service it belongs to (label `kubernetes.io/service-name`).
     pub service: Arc<str>,
-    /// Ports (one sentinel port when the slice has none).
-    pub ports: Vec<Port>,
+    /// Ports (one sentinel port when the slice has none), shared with every object that has the
+    /// same.
+    pub ports: Arc<[Port]>,
     /// Addresses whose `conditions.ready` is not false.
     pub endpoints: Vec<Endpoint>,
     /// Annotation `endpoints.kubernetes.io/last-change-trigger-time`.
@@ -105,7 +186,7 @@ pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-t
 
 fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Key> {
     Some((
-        Arc::from(meta.namespace.as_deref().unwrap_or("")),
+        intern(meta.namespace.as_deref().unwrap_or("")),
         Arc::from(meta.name.as_deref()?),
     ))
 }
@@ -118,13 +199,15 @@ fn protocol_name(p: &str) -> Arc<str> {
         .iter()
         .find(|k| ***k == *p)
         .cloned()
-        .unwrap_or_else(|| Arc::from(p))
+        .unwrap_or_else(|| intern(p))
 }
 
-fn ports<I: Iterator<Item = (Option<String>, Option<String>, Option<i32>)>>(it: I) -> Vec<Port> {
+fn ports<I: Iterator<Item = (Option<String>, Option<String>, Option<i32>)>>(
+    it: I,
+) -> Arc<[Port]> {
     let mut out: Vec<Port> = it
         .map(|(name, protocol, port)| Port {
-            name: Arc::from(name.unwrap_or_default()),
+            name: intern(name.as_deref().unwrap_or_default()),
             protocol: protocol_name(protocol.as_deref().unwrap_or("TCP")),
             port: port.unwrap_or(-1),
         })
@@ -132,12 +215,14 @@ fn ports<I: Iterator<Item = (Option<String>, Option<String>, Option<i32>)>>(it: 
     if out.is_empty() {
         out.push(Port::sentinel());
     }
-    out
+    intern_ports(out)
 }
 
 /// Trims a Service; `None` if it has no name.
 pub fn service(svc: &core::Service) -> Option<Service> {
     let (namespace, name) = name_of(&svc.metadata)?;
+    // An EndpointSlice names its Service in a label: the same allocation for both.
+    let name = intern(&name);
     let spec = svc.spec.clone().unwrap_or_default();
     let kind = if spec.type_.as_deref() == Some("ExternalName") {
         ServiceKind::ExternalName(Arc::from(spec.external_name.unwrap_or_default()))
@@ -203,14 +288,10 @@ pub fn endpoint_slice(es: &discovery::EndpointSlice, pod_names: bool) -> Option<
             .and_then(|t| t.name.as_deref())
             .filter(|n| n.len() < 64)
             .map(Arc::from);
-        let hostname = ep.hostname.as_deref().map(Arc::from);
+        let hostname = ep.hostname.as_deref().map(intern);
         for addr in &ep.addresses {
             if let Ok(ip) = addr.parse() {
-                endpoints.push(Endpoint {
-                    ip,
-                    hostname: hostname.clone(),
-                    pod_name: pod_name.clone(),
-                });
+                endpoints.push(Endpoint::new(ip, hostname.clone(), pod_name.clone()));
             }
         }
     }
@@ -224,7 +305,7 @@ pub fn endpoint_slice(es: &discovery::EndpointSlice, pod_names: bool) -> Option<
     Some(EndpointSlice {
         namespace,
         name,
-        service: Arc::from(service.as_str()),
+        service: intern(service),
         ports: ports(
             es.ports
                 .iter()
@@ -238,7 +319,7 @@ pub fn endpoint_slice(es: &discovery::EndpointSlice, pod_names: bool) -> Option<
 
 /// Trims a Namespace to its name.
 pub fn namespace(ns: &core::Namespace) -> Option<Arc<str>> {
-    ns.metadata.name.as_deref().map(Arc::from)
+    ns.metadata.name.as_deref().map(intern)
 }
 
 /// Trims a Pod; `None` for pods without an IP, being deleted, or finished.
@@ -287,7 +368,7 @@ mod tests {
             from_yaml("metadata: {name: h, namespace: ns1}\nspec: {clusterIP: None}\n");
         let h = service(&headless).unwrap();
         assert_eq!(h.kind, ServiceKind::Headless);
-        assert_eq!(h.ports, vec![Port::sentinel()]);
+        assert_eq!(&*h.ports, [Port::sentinel()]);
         let ext: core::Service = from_yaml(
             "metadata: {name: e, namespace: ns1}\nspec: {type: ExternalName, externalName: www.example.com}\n",
         );
@@ -318,15 +399,25 @@ ports: [{name: http, port: 8080, protocol: TCP}]
 "#,
         );
         let s = endpoint_slice(&es, true).unwrap();
-        assert_eq!(
-            endpoint_slice(&es, false).unwrap().endpoints[1].pod_name,
-            None
-        );
+        assert_eq!(endpoint_slice(&es, false).unwrap().endpoints[1].pod_name(), None);
         assert_eq!(&*s.service, "web");
         let ips: Vec<String> = s.endpoints.iter().map(|e| e.ip.to_string()).collect();
         assert_eq!(ips, ["10.1.0.1", "10.1.0.3"]);
-        assert_eq!(s.endpoints[1].hostname.as_deref(), Some("h3"));
-        assert_eq!(s.endpoints[1].pod_name.as_deref(), Some("web-0"));
+        assert_eq!(s.endpoints[1].hostname(), Some("h3"));
+        assert_eq!(s.endpoints[1].pod_name(), Some("web-0"));
+        assert_eq!(std::mem::size_of::<Endpoint>(), 32);
+        // Shared strings: the namespace of every object, the Service name of its slices.
+        let svc: core::Service = from_yaml(
+            "metadata: {name: web, namespace: ns1}\nspec: {clusterIP: 10.0.0.1, ports: [{name: http, port: 80}]}\n",
+        );
+        let svc = service(&svc).unwrap();
+        assert!(Arc::ptr_eq(&svc.namespace, &s.namespace));
+        assert!(Arc::ptr_eq(&svc.name, &s.service));
+        assert!(Arc::ptr_eq(&svc.ports[0].name, &intern("http")));
+        let other: core::Service = from_yaml(
+            "metadata: {name: web2, namespace: ns2}\nspec: {clusterIP: 10.0.0.2, ports: [{name: http, port: 80}]}\n",
+        );
+        assert!(Arc::ptr_eq(&service(&other).unwrap().ports, &svc.ports));
         assert_eq!(s.ports[0].port, 8080);
         let unlabelled: discovery::EndpointSlice =
             from_yaml("metadata: {name: x, namespace: ns1}\naddressType: IPv4\nendpoints: []\n");

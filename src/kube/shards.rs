@@ -102,6 +102,18 @@ impl<K: Hash + Eq + Clone, V: Clone> Shards<K, V> {
         old
     }
 
+    /// Makes room for `additional` more entries spread over the shards (each shard's share and a
+    /// margin), so a bulk build does not grow its tables step by step: every step leaves the
+    /// old table behind as free memory the allocator keeps.
+    pub fn reserve(&mut self, additional: usize) {
+        let per = additional / SHARDS;
+        // Shares vary by about their square root.
+        let per = per + 3 * per.isqrt() + 1;
+        for shard in self.shards.iter_mut() {
+            Arc::make_mut(shard).reserve(per);
+        }
+    }
+
     /// Replaces the value of `k` with `f(old)`; `None` removes it.
     pub fn update(&mut self, k: K, f: impl FnOnce(Option<V>) -> Option<V>) {
         let old = self.remove(&k);
@@ -146,21 +158,26 @@ impl<K: Hash + Eq + Clone, V: Clone> Shards<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> FromIterator<(K, V)> for Shards<K, V> {
+    /// Each shard's table is made at its final size (counted first), not grown step by step.
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut maps: Vec<HashMap<K, V, FixedState>> =
-            (0..SHARDS).map(|_| HashMap::with_hasher(HASHER)).collect();
-        for (k, v) in iter {
-            maps[shard_of(HASHER.hash_one(&k))].insert(k, v);
+        let items: Vec<(usize, K, V)> = iter
+            .into_iter()
+            .map(|(k, v)| (shard_of(HASHER.hash_one(&k)), k, v))
+            .collect();
+        let mut counts = [0usize; SHARDS];
+        for (i, _, _) in &items {
+            counts[*i] += 1;
+        }
+        let mut maps: Vec<HashMap<K, V, FixedState>> = counts
+            .iter()
+            .map(|&n| HashMap::with_capacity_and_hasher(n, HASHER))
+            .collect();
+        for (i, k, v) in items {
+            maps[i].insert(k, v);
         }
         let len = maps.iter().map(HashMap::len).sum();
         Self {
-            shards: maps
-                .into_iter()
-                .map(|mut m| {
-                    m.shrink_to_fit();
-                    Arc::new(m)
-                })
-                .collect(),
+            shards: maps.into_iter().map(Arc::new).collect(),
             len,
         }
     }

@@ -29,6 +29,8 @@ pub struct Objects {
     pub synced: bool,
     /// Unix time (seconds) of the last change that can alter an answer (the SOA serial).
     pub serial: u32,
+    /// How many lists (first lists and relists) have completed.
+    pub lists: u32,
 }
 
 /// Which kinds a source watches.
@@ -202,6 +204,7 @@ impl Store {
             Change::InitDone(kind) => {
                 let p = self.pending.remove(&kind).unwrap_or_default();
                 let o = &mut self.objects;
+                o.lists = o.lists.wrapping_add(1);
                 let changed = match kind {
                     Kind::Service => replace(&mut o.services, p.services),
                     Kind::EndpointSlice => replace(&mut o.slices, p.slices),
@@ -296,11 +299,11 @@ mod tests {
                 namespace: Arc::from("ns1"),
                 name: Arc::from(name),
                 kind: ServiceKind::ClusterIp(vec![ip.parse().unwrap()]),
-                ports: vec![Port {
+                ports: Arc::from(vec![Port {
                     name: Arc::from(""),
                     protocol: Arc::from(""),
                     port: -1,
-                }],
+                }]),
                 external_ips: vec![],
             }),
         )

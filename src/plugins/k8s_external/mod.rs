@@ -182,7 +182,7 @@ impl External {
             }
         } else {
             for ip in &svc.external_ips {
-                for p in &svc.ports {
+                for p in svc.ports.iter() {
                     if !match_port(port, &p.name, proto, &p.protocol) {
                         continue;
                     }

@@ -186,11 +186,11 @@ pub fn address_from_reverse(name: &str) -> Option<IpAddr> {
 
 /// The hostname of an endpoint (CoreDNS's `endpointHostname`).
 pub(crate) fn endpoint_hostname(ep: &Endpoint, pod_names: bool) -> Cow<'_, str> {
-    if let Some(h) = ep.hostname.as_deref().filter(|h| !h.is_empty()) {
+    if let Some(h) = ep.hostname().filter(|h| !h.is_empty()) {
         return Cow::Borrowed(h);
     }
     if pod_names {
-        if let Some(p) = ep.pod_name.as_deref().filter(|p| !p.is_empty()) {
+        if let Some(p) = ep.pod_name().filter(|p| !p.is_empty()) {
             return Cow::Borrowed(p);
         }
     }
@@ -426,7 +426,7 @@ impl Query<'_> {
             ServiceKind::ClusterIp(ips) => {
                 let mut items = Vec::new();
                 let mut found = false;
-                for p in &svc.ports {
+                for p in svc.ports.iter() {
                     if !match_port(r.port, &p.name, r.protocol, &p.protocol) {
                         continue;
                     }
@@ -866,10 +866,8 @@ mod tests {
 
     #[test]
     fn endpoint_hostnames() {
-        let ep = |ip: &str, host: Option<&str>, pod: Option<&str>| Endpoint {
-            ip: ip.parse().unwrap(),
-            hostname: host.map(Arc::from),
-            pod_name: pod.map(Arc::from),
+        let ep = |ip: &str, host: Option<&str>, pod: Option<&str>| {
+            Endpoint::new(ip.parse().unwrap(), host.map(Arc::from), pod.map(Arc::from))
         };
         assert_eq!(
             endpoint_hostname(&ep("10.0.0.1", None, None), false),

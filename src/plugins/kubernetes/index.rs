@@ -24,7 +24,7 @@ impl<'a> Svc<'a> {
     pub fn endpoints(&self) -> impl Iterator<Item = (&'a Endpoint, &'a [Port])> {
         self.slices
             .iter()
-            .flat_map(|s| s.endpoints.iter().map(move |e| (e, s.ports.as_slice())))
+            .flat_map(|s| s.endpoints.iter().map(move |e| (e, &s.ports[..])))
     }
 
     /// Number of ready addresses.
@@ -74,6 +74,12 @@ impl<V> Default for IpMap<V> {
 }
 
 impl<V: Clone> IpMap<V> {
+    /// Room for `v4` IPv4 and `v6` IPv6 keys more.
+    fn reserve(&mut self, v4: usize, v6: usize) {
+        self.v4.reserve(v4);
+        self.v6.reserve(v6);
+    }
+
     fn get(&self, ip: &IpAddr) -> Option<&V> {
         match ip {
             IpAddr::V4(a) => self.v4.get(&u32::from(*a)),
@@ -129,6 +135,14 @@ impl Index {
         next.synced = new.synced;
         next.serial = new.serial;
         next.objects = new.clone();
+        if old.services.is_empty() && old.slices.is_empty() && old.pods.is_empty() {
+            // A first build: the tables at their final size at once.
+            next.service_ips.reserve(new.services.len(), 0);
+            next.slices.reserve(new.slices.len());
+            let endpoints = new.slices.iter().map(|(_, s)| s.endpoints.len()).sum();
+            next.endpoint_ips.reserve(endpoints, 0);
+            next.pod_ips.reserve(new.pods.len(), 0);
+        }
 
         for (_, o, n) in new.services.diff(&old.services, Arc::ptr_eq) {
             if let Some(o) = o {
@@ -250,7 +264,7 @@ mod tests {
                 namespace: Arc::from(ns),
                 name: Arc::from(name),
                 kind: ServiceKind::ClusterIp(vec![ip.parse().unwrap()]),
-                ports: vec![],
+                ports: Vec::new().into(),
                 external_ips: vec![],
             }),
         )
@@ -263,14 +277,10 @@ mod tests {
                 namespace: Arc::from(ns),
                 name: Arc::from(name),
                 service: Arc::from(service),
-                ports: vec![],
+                ports: Vec::new().into(),
                 endpoints: ips
                     .iter()
-                    .map(|ip| Endpoint {
-                        ip: ip.parse().unwrap(),
-                        hostname: None,
-                        pod_name: None,
-                    })
+                    .map(|ip| Endpoint::new(ip.parse().unwrap(), None, None))
                     .collect(),
                 trigger_time: None,
             }),

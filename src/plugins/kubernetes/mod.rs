@@ -99,12 +99,20 @@ pub fn build(cfg: &KubernetesConfig, ctx: &mut BuildCtx<'_>) -> Arc<dyn Handler>
                         // Holding the source keeps its watches running.
                         let _source = source;
                         let mut index = Arc::new(Index::default());
+                        let mut listed = 0;
                         loop {
                             let objects = rx.borrow_and_update().clone();
+                            let lists = objects.lists;
                             // From the previous version and what changed since.
                             index = Arc::new(index.update(&objects));
                             swap.store(index.clone());
                             drop(objects);
+                            if lists != listed {
+                                // A (re)list replaced whole maps: what they and the parsing
+                                // left free goes back to the system.
+                                listed = lists;
+                                crate::kube::release_free_memory();
+                            }
                             tokio::select! {
                                 _ = stop.cancelled() => return,
                                 r = rx.changed() => if r.is_err() { return },
