@@ -218,22 +218,39 @@ fn udp_reader(
             if let Some(out) = out {
                 replies.push((out, addr));
             }
-        }
-        // Every reply of the batch in as few system calls as the kernel allows.
-        let mut sent = 0;
-        while sent < replies.len() {
-            let rest = &replies[sent..];
-            let iovs: Vec<[IoSlice<'_>; 1]> = rest.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
-            let addrs: Vec<Option<SockaddrStorage>> = rest.iter().map(|(_, a)| Some(*a)).collect();
-            match sendmmsg(fd, &mut tx_headers, &iovs, &addrs, [], MsgFlags::empty()) {
-                Ok(done) => sent += done.count().max(1),
-                // This datagram cannot go (an unreachable client): skip it, send the rest.
-                Err(_) => sent += 1,
+            // The first replies of a long batch need not wait for the last ones.
+            if replies.len() >= UDP_FLUSH {
+                send_replies(fd, &mut tx_headers, &mut replies);
             }
         }
+        send_replies(fd, &mut tx_headers, &mut replies);
         // The batch's `log` lines, in one write.
         crate::logging::flush_lines();
     }
+}
+
+/// Replies sent with one `sendmmsg` at most: a reply waits for at most this many answers
+/// before it goes (knotd answers 10 per batch).
+const UDP_FLUSH: usize = 8;
+
+/// Sends `replies` in as few system calls as the kernel allows, and empties it.
+fn send_replies(
+    fd: std::os::fd::RawFd,
+    tx_headers: &mut MultiHeaders<SockaddrStorage>,
+    replies: &mut Vec<(Vec<u8>, SockaddrStorage)>,
+) {
+    let mut sent = 0;
+    while sent < replies.len() {
+        let rest = &replies[sent..];
+        let iovs: Vec<[IoSlice<'_>; 1]> = rest.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
+        let addrs: Vec<Option<SockaddrStorage>> = rest.iter().map(|(_, a)| Some(*a)).collect();
+        match sendmmsg(fd, tx_headers, &iovs, &addrs, [], MsgFlags::empty()) {
+            Ok(done) => sent += done.count().max(1),
+            // This datagram cannot go (an unreachable client): skip it, send the rest.
+            Err(_) => sent += 1,
+        }
+    }
+    replies.clear();
 }
 
 /// Serves TCP on `listener` until `stop`; each connection is served in its own task.
