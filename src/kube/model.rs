@@ -78,12 +78,8 @@ struct EndpointNames {
 impl Endpoint {
     /// An endpoint at `ip` with its `hostname` and pod name.
     pub fn new(ip: IpAddr, hostname: Option<Arc<str>>, pod_name: Option<Arc<str>>) -> Self {
-        let names = (hostname.is_some() || pod_name.is_some()).then(|| {
-            Box::new(EndpointNames {
-                hostname,
-                pod_name,
-            })
-        });
+        let names = (hostname.is_some() || pod_name.is_some())
+            .then(|| Box::new(EndpointNames { hostname, pod_name }));
         Self { ip, names }
     }
 
@@ -202,9 +198,7 @@ fn protocol_name(p: &str) -> Arc<str> {
         .unwrap_or_else(|| intern(p))
 }
 
-fn ports<I: Iterator<Item = (Option<String>, Option<String>, Option<i32>)>>(
-    it: I,
-) -> Arc<[Port]> {
+fn ports<I: Iterator<Item = (Option<String>, Option<String>, Option<i32>)>>(it: I) -> Arc<[Port]> {
     let mut out: Vec<Port> = it
         .map(|(name, protocol, port)| Port {
             name: intern(name.as_deref().unwrap_or_default()),
@@ -399,7 +393,10 @@ ports: [{name: http, port: 8080, protocol: TCP}]
 "#,
         );
         let s = endpoint_slice(&es, true).unwrap();
-        assert_eq!(endpoint_slice(&es, false).unwrap().endpoints[1].pod_name(), None);
+        assert_eq!(
+            endpoint_slice(&es, false).unwrap().endpoints[1].pod_name(),
+            None
+        );
         assert_eq!(&*s.service, "web");
         let ips: Vec<String> = s.endpoints.iter().map(|e| e.ip.to_string()).collect();
         assert_eq!(ips, ["10.1.0.1", "10.1.0.3"]);
