@@ -13,6 +13,7 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Config};
@@ -91,6 +92,17 @@ where
     }))
 }
 
+/// multicluster.x-k8s.io/v1alpha1 ServiceImport (MCS API).
+pub fn service_import_resource() -> ApiResource {
+    ApiResource {
+        group: "multicluster.x-k8s.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "multicluster.x-k8s.io/v1alpha1".into(),
+        kind: "ServiceImport".into(),
+        plural: "serviceimports".into(),
+    }
+}
+
 fn key(ns: &Arc<str>, name: &Arc<str>) -> model::Key {
     (ns.clone(), name.clone())
 }
@@ -123,8 +135,8 @@ pub fn spawn(
         watcher::watcher(Api::<core::Namespace>::all(client.clone()), ns_cfg).default_backoff(),
         |n| model::namespace(n).map(|n| Obj::Namespace((Arc::from(""), n))),
     ));
+    let opts = spec.slice_opts();
     if spec.endpoints {
-        let pod_names = spec.pod_names;
         kinds.push(Kind::EndpointSlice);
         streams.push(lift(
             Kind::EndpointSlice,
@@ -134,8 +146,39 @@ pub fn spawn(
             )
             .default_backoff(),
             move |e| {
-                model::endpoint_slice(e, pod_names)
+                model::endpoint_slice(e, opts)
                     .map(|e| Obj::Slice(key(&e.namespace, &e.name), Arc::new(e)))
+            },
+        ));
+    }
+    if spec.multicluster {
+        // Only started with `multicluster`: the ServiceImports (a CRD of the MCS API, read as
+        // dynamic objects) and the EndpointSlices that carry the multicluster service label.
+        kinds.push(Kind::ServiceImport);
+        kinds.push(Kind::McSlice);
+        let imports = Api::<DynamicObject>::all_with(client.clone(), &service_import_resource());
+        streams.push(lift(
+            Kind::ServiceImport,
+            watcher::watcher(imports, cfg.clone()).default_backoff(),
+            |o| {
+                model::service_import(o)
+                    .map(|s| Obj::Import(key(&s.namespace, &s.name), Arc::new(s)))
+            },
+        ));
+        let mc_label = match &spec.labels {
+            Some(l) => format!("{},{}", l.as_str(), model::MC_SERVICE_NAME_LABEL),
+            None => model::MC_SERVICE_NAME_LABEL.to_string(),
+        };
+        streams.push(lift(
+            Kind::McSlice,
+            watcher::watcher(
+                Api::<discovery::EndpointSlice>::all(client.clone()),
+                watcher::Config::default().labels(&mc_label),
+            )
+            .default_backoff(),
+            move |e| {
+                model::mc_endpoint_slice(e, opts)
+                    .map(|e| Obj::McSlice(key(&e.namespace, &e.name), Arc::new(e)))
             },
         ));
     }

@@ -7,9 +7,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
+use hickory_proto::ProtoError;
 use hickory_proto::op::{Edns, Message, Metadata, OpCode, Query, ResponseCode, emit_message_parts};
-use hickory_proto::rr::{DNSClass, RecordType};
-use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request as HRequest;
 use tokio::time::Instant;
@@ -103,13 +104,40 @@ fn reply_edns(req_edns: Option<&Edns>) -> Option<Edns> {
     })
 }
 
+/// A record as it is encoded in a reply that does not fit the client's buffer otherwise: an
+/// SRV target is compressed like any other name (RFC 2782 says not to, but RFC 3597 §4 asks
+/// receivers to decompress SRV, which RFC 2052 required), so fewer records have to be dropped.
+struct SrvCompressed<'a>(&'a Record);
+
+impl BinEncodable for SrvCompressed<'_> {
+    fn emit(&self, encoder: &mut BinEncoder<'_>) -> Result<(), ProtoError> {
+        let r = self.0;
+        let RData::SRV(srv) = &r.data else {
+            return r.emit(encoder);
+        };
+        r.name.emit(encoder)?;
+        RecordType::SRV.emit(encoder)?;
+        r.dns_class.emit(encoder)?;
+        encoder.emit_u32(r.ttl)?;
+        let place = encoder.place::<u16>()?;
+        encoder.emit_u16(srv.priority)?;
+        encoder.emit_u16(srv.weight)?;
+        encoder.emit_u16(srv.port)?;
+        srv.target.emit(encoder)?;
+        let len = encoder.len_since_place(&place);
+        place.replace(encoder, u16::try_from(len).unwrap_or(u16::MAX))
+    }
+}
+
 /// Encodes a reply: header `md`, the question, the sections of `msg`, our OPT record. Names
-/// compress against the question and each other, as in CoreDNS's replies.
+/// compress against the question and each other, as in CoreDNS's replies; with `srv_compressed`
+/// SRV targets too (replies that do not fit otherwise).
 fn encode(
     question: Option<&Query>,
     md: &Metadata,
     msg: Option<&Message>,
     edns: Option<&Edns>,
+    srv_compressed: bool,
 ) -> Vec<u8> {
     let empty: &[hickory_proto::rr::Record] = &[];
     let (a, n, d) = match msg {
@@ -117,16 +145,33 @@ fn encode(
         None => (empty, empty, empty),
     };
     let mut buf = Vec::with_capacity(512);
-    let ok = emit_message_parts(
-        md,
-        &mut question.into_iter(),
-        &mut a.iter(),
-        &mut n.iter(),
-        &mut d.iter(),
-        edns,
-        None,
-        &mut BinEncoder::new(&mut buf),
-    );
+    let ok = if srv_compressed {
+        fn wrap(rs: &[Record]) -> Vec<SrvCompressed<'_>> {
+            rs.iter().map(SrvCompressed).collect()
+        }
+        let (a, n, d) = (wrap(a), wrap(n), wrap(d));
+        emit_message_parts(
+            md,
+            &mut question.into_iter(),
+            &mut a.iter(),
+            &mut n.iter(),
+            &mut d.iter(),
+            edns,
+            None,
+            &mut BinEncoder::new(&mut buf),
+        )
+    } else {
+        emit_message_parts(
+            md,
+            &mut question.into_iter(),
+            &mut a.iter(),
+            &mut n.iter(),
+            &mut d.iter(),
+            edns,
+            None,
+            &mut BinEncoder::new(&mut buf),
+        )
+    };
     if ok.is_err() {
         // Only an unencodable record gets here: answer SERVFAIL rather than nothing.
         let mut md = *md;
@@ -146,15 +191,16 @@ fn encode(
     buf
 }
 
-/// The size of `msg` on the wire with `question` and our OPT record. The header is always 12
-/// bytes, so `msg`'s own flags stand in for the reply's.
+/// The size of `msg` on the wire with `question` and our OPT record, SRV targets compressed.
+/// The header is always 12 bytes, so `msg`'s own flags stand in for the reply's.
 fn wire_len(question: &Query, msg: &Message, edns: Option<&Edns>) -> usize {
-    encode(Some(question), &msg.metadata, Some(msg), edns).len()
+    encode(Some(question), &msg.metadata, Some(msg), edns, true).len()
 }
 
-/// Fits `msg` into `max` bytes *with* our OPT record (hickory's encoder would drop the OPT):
-/// keeps as many answer, then authority, then additional records as fit, in order, and sets TC
-/// when an answer or authority record had to go (CoreDNS's `Truncate`).
+/// Fits `msg` into `max` bytes *with* our OPT record (hickory's encoder would drop the OPT),
+/// as encoded with SRV targets compressed: keeps as many answer, then authority, then
+/// additional records as fit, in order, and sets TC when an answer or authority record had to
+/// go (CoreDNS's `Truncate`).
 fn fit(question: &Query, msg: &mut Message, edns: Option<&Edns>, max: u16) {
     let max = usize::from(max);
     if wire_len(question, msg, edns) <= max {
@@ -240,7 +286,7 @@ impl Dispatcher {
         let question = request.queries.queries().first().map(|q| q.original());
         if let Some(rcode) = early {
             let md = reply_header(request, rcode, None);
-            return encode(question, &md, None, resp_edns.as_ref());
+            return encode(question, &md, None, resp_edns.as_ref(), false);
         }
 
         let lq = &request.queries.queries()[0];
@@ -271,7 +317,7 @@ impl Dispatcher {
                     .inc();
             }
             let md = reply_header(request, ResponseCode::Refused, None);
-            return encode(question, &md, None, resp_edns.as_ref());
+            return encode(question, &md, None, resp_edns.as_ref(), false);
         };
 
         req.id = request.metadata.id;
@@ -309,12 +355,24 @@ impl Dispatcher {
 
         // Encode once; only a reply too big for the client is fitted and encoded again.
         let md = reply_header(request, rcode, msg.as_ref());
-        let mut out = encode(Some(req.query()), &md, msg.as_ref(), resp_edns.as_ref());
+        let mut out = encode(
+            Some(req.query()),
+            &md,
+            msg.as_ref(),
+            resp_edns.as_ref(),
+            false,
+        );
         if out.len() > usize::from(req.max_size()) {
             if let Some(m) = msg.as_mut() {
                 fit(req.query(), m, resp_edns.as_ref(), req.max_size());
                 let md = reply_header(request, rcode, msg.as_ref());
-                out = encode(Some(req.query()), &md, msg.as_ref(), resp_edns.as_ref());
+                out = encode(
+                    Some(req.query()),
+                    &md,
+                    msg.as_ref(),
+                    resp_edns.as_ref(),
+                    true,
+                );
             }
         }
 
@@ -387,5 +445,52 @@ mod tests {
         fit(&q, &mut small, Some(&edns), 512);
         assert!(!small.metadata.truncation);
         assert_eq!(small.answers.len(), 1);
+    }
+
+    /// A reply that does not fit compresses its SRV targets before it drops records, and
+    /// decodes to the same records.
+    #[test]
+    fn srv_targets_compress_before_records_are_dropped() {
+        use hickory_proto::rr::rdata::SRV;
+        let qname = Name::from_ascii("_http._tcp.hdls1.testns.svc.cluster.local.").unwrap();
+        let q = Query::query(qname.clone(), RecordType::SRV);
+        let mut msg = Message::new(1, MessageType::Response, OpCode::Query);
+        for host in [
+            "172-0-0-2",
+            "172-0-0-3",
+            "172-0-0-4",
+            "5678-abcd--1",
+            "5678-abcd--2",
+            "dup-name",
+        ] {
+            let target =
+                Name::from_ascii(format!("{host}.cluster1.hdls1.testns.svc.cluster.local."))
+                    .unwrap();
+            msg.add_answer(Record::from_rdata(
+                qname.clone(),
+                5,
+                RData::SRV(SRV::new(0, 16, 80, target.clone())),
+            ));
+            msg.add_additional(Record::from_rdata(
+                target,
+                5,
+                RData::A(A::new(172, 0, 0, 2)),
+            ));
+        }
+        let md = msg.metadata;
+        let plain = encode(Some(&q), &md, Some(&msg), None, false);
+        let packed = encode(Some(&q), &md, Some(&msg), None, true);
+        assert!(
+            plain.len() > 512 && packed.len() <= 512,
+            "{} {}",
+            plain.len(),
+            packed.len()
+        );
+        let mut fitted = msg.clone();
+        fit(&q, &mut fitted, None, 512);
+        assert_eq!(fitted.additionals.len(), 6, "nothing dropped");
+        let back = Message::from_vec(&packed).unwrap();
+        assert_eq!(back.answers, msg.answers);
+        assert_eq!(back.additionals, msg.additionals);
     }
 }

@@ -36,10 +36,10 @@ fn run(args: &[&str]) {
     );
 }
 
-/// Every shared case outside the features not built yet (multicluster, zonal, zone transfers).
+/// Every shared case outside the features not built yet (zone transfers).
 #[test]
 fn shared_cases_kubernetes_dns_spec_and_coredns_tables() {
-    run(&["--skip-tags", "multicluster,zonal,transfer"]);
+    run(&["--skip-tags", "transfer"]);
 }
 
 /// Watch paths: add/update/delete of every kind, bookmarks, cut watches, 410 relists, API

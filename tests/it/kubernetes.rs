@@ -280,3 +280,113 @@ async fn autopath_walks_the_pods_search_path() {
     assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
     s.running.shutdown().await;
 }
+
+fn api_watches(api: &FakeApi) -> String {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{}/_control/state", api.url)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let i = text.find("\"watches\"").expect("watches in state");
+    text[i..].split(']').next().unwrap_or_default().to_string()
+}
+
+async fn addrs(addr: std::net::SocketAddr, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = udp(addr, &query(name, RecordType::A, None))
+        .await
+        .answers
+        .iter()
+        .map(|r| r.data.to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let t = Instant::now();
+    while !check().await {
+        assert!(t.elapsed() < Duration::from_secs(5), "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `multicluster`: ServiceImports and multicluster EndpointSlices are watched through the API
+/// (and only then), answered under clusterset.local, and their changes are served.
+#[tokio::test]
+async fn multicluster_watches_service_imports_only_when_asked() {
+    let api = fake_api("deploy/demo/cluster.yaml");
+    let plain = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n kubernetes cluster.local clusterset.local {{\n  endpoint {}\n }}\n}}\n",
+            api.url
+        ),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        rcode(plain.dns(), "api.shop.svc.clusterset.local.").await,
+        ResponseCode::NXDomain
+    );
+    let watches = api_watches(&api);
+    assert!(
+        watches.contains("endpointslices") && !watches.contains("serviceimports"),
+        "{watches}"
+    );
+    assert!(!watches.contains("multicluster"), "{watches}");
+    plain.running.shutdown().await;
+
+    let s = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n kubernetes cluster.local clusterset.local {{\n  endpoint {}\n  multicluster clusterset.local\n }}\n}}\n",
+            api.url
+        ),
+        vec![],
+    )
+    .await;
+    let dns = s.dns();
+    until("ServiceImport watch", async || {
+        api_watches(&api).contains("serviceimports")
+    })
+    .await;
+    assert_eq!(
+        addrs(dns, "api.shop.svc.clusterset.local.").await,
+        ["10.96.200.20"]
+    );
+    assert_eq!(
+        addrs(dns, "db-0.west.db.shop.svc.clusterset.local.").await,
+        ["10.245.1.10"]
+    );
+    assert_eq!(
+        rcode(dns, "db-0.db.shop.svc.clusterset.local.").await,
+        ResponseCode::NXDomain,
+        "a multicluster endpoint name needs its cluster"
+    );
+    // cluster.local is still answered from Services.
+    assert_eq!(
+        addrs(dns, "web.shop.svc.cluster.local.").await,
+        ["10.96.100.10"]
+    );
+    post(
+        &api,
+        "/_control/apply",
+        "{\"apiVersion\":\"multicluster.x-k8s.io/v1alpha1\",\"kind\":\"ServiceImport\",\"metadata\":{\"name\":\"cart\",\"namespace\":\"shop\"},\"spec\":{\"type\":\"ClusterSetIP\",\"ips\":[\"10.96.200.30\"],\"ports\":[{\"name\":\"http\",\"protocol\":\"TCP\",\"port\":80}]}}",
+    );
+    until("new ServiceImport served", async || {
+        addrs(dns, "cart.shop.svc.clusterset.local.").await == ["10.96.200.30"]
+    })
+    .await;
+    post(
+        &api,
+        "/_control/delete",
+        "{\"kind\":\"EndpointSlice\",\"namespace\":\"shop\",\"name\":\"db-west\"}",
+    );
+    until("deleted multicluster slice gone", async || {
+        rcode(dns, "db-0.west.db.shop.svc.clusterset.local.").await == ResponseCode::NXDomain
+    })
+    .await;
+    assert_eq!(
+        addrs(dns, "db.shop.svc.clusterset.local.").await,
+        ["10.244.1.10"]
+    );
+    s.running.shutdown().await;
+}

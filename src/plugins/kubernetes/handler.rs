@@ -71,6 +71,12 @@ struct Parsed<'a> {
     port: &'a str,
     protocol: &'a str,
     endpoint: &'a str,
+    /// Multicluster zones: the cluster of `ENDPOINT.CLUSTER.SVC.NS.svc`.
+    cluster: &'a str,
+    /// `zonal`: the topology zone of `ZONE.pin|prefer._zone.SVC.NS.svc` (may span labels).
+    zone: &'a str,
+    /// `prefer` (an empty zone falls back to every endpoint) rather than `pin` (NODATA).
+    zone_prefer: bool,
     service: &'a str,
     namespace: &'a str,
     pod_or_svc: &'a str,
@@ -91,46 +97,78 @@ fn trim_zone<'a>(name: &'a str, zone: &str) -> &'a str {
     &name[..name.len() - zone.len() - 1]
 }
 
-fn parse_request<'a>(name: &'a str, zone: &str) -> Result<Parsed<'a>, NotFound> {
+/// Takes the last label of `rest`, leaving the labels before it (`None` once all are taken).
+fn pop_label<'a>(rest: &mut Option<&'a str>) -> Option<&'a str> {
+    let s = (*rest)?;
+    match s.rfind('.') {
+        Some(i) => {
+            *rest = Some(&s[..i]);
+            Some(&s[i + 1..])
+        }
+        None => {
+            *rest = None;
+            Some(s)
+        }
+    }
+}
+
+/// The label of zone-scoped names (`ZONE.pin._zone.SVC.NS.svc`, CoreDNS after 1.14.7).
+const ZONE_LABEL: &str = "_zone";
+
+/// parse.go's `parseRequest`: the labels left of `zone`, read from the right.
+fn parse_request<'a>(
+    name: &'a str,
+    zone: &str,
+    multicluster: bool,
+    zonal: bool,
+) -> Result<Parsed<'a>, NotFound> {
     let base = trim_zone(name, zone);
     let mut r = Parsed::default();
     if base.is_empty() || base == "svc" || base == "pod" {
         return Ok(r);
     }
-    // At most port.protocol.service.namespace.svc (or endpoint.service.namespace.svc).
-    let mut segs = [""; 5];
-    let mut n = 0;
-    for label in base.split('.') {
-        if n == segs.len() {
-            return Err(NotFound);
-        }
-        segs[n] = label;
-        n += 1;
-    }
-    let mut last = n - 1;
-    r.pod_or_svc = segs[last];
+    let mut rest = Some(base);
+    r.pod_or_svc = pop_label(&mut rest).unwrap_or_default();
     if r.pod_or_svc != "svc" && r.pod_or_svc != "pod" {
         return Err(NotFound);
     }
-    let Some(l) = last.checked_sub(1) else {
+    let Some(namespace) = pop_label(&mut rest) else {
         return Ok(r);
     };
-    last = l;
-    r.namespace = segs[last];
-    let Some(l) = last.checked_sub(1) else {
+    r.namespace = namespace;
+    let Some(service) = pop_label(&mut rest) else {
         return Ok(r);
     };
-    last = l;
-    r.service = segs[last];
-    match last {
-        0 => {}
-        1 => r.endpoint = segs[0],
-        2 => {
-            r.protocol = strip_underscore(segs[1]);
-            r.port = strip_underscore(segs[0]);
+    r.service = service;
+    // What is left of the service: an endpoint; a port and protocol (or, in a multicluster
+    // zone, an endpoint and its cluster); with `zonal`, a zone-scoped name; else too long.
+    let Some(left) = rest else {
+        return Ok(r);
+    };
+    let Some(i) = left.rfind('.') else {
+        r.endpoint = left;
+        return Ok(r);
+    };
+    let (front, next) = (&left[..i], &left[i + 1..]);
+    let Some(j) = front.rfind('.') else {
+        if !multicluster || next.starts_with('_') || front.starts_with('_') {
+            r.protocol = strip_underscore(next);
+            r.port = strip_underscore(front);
+        } else {
+            r.cluster = next;
+            r.endpoint = front;
         }
+        return Ok(r);
+    };
+    if !zonal || multicluster || next != ZONE_LABEL || r.pod_or_svc != "svc" {
+        return Err(NotFound);
+    }
+    match &front[j + 1..] {
+        "pin" => {}
+        "prefer" => r.zone_prefer = true,
         _ => return Err(NotFound),
     }
+    r.zone = &front[..j];
     Ok(r)
 }
 
@@ -276,6 +314,8 @@ struct Query<'a> {
     idx: &'a Index,
     zone: &'a str,
     zone_q: &'a str,
+    /// Whether the zone is answered from ServiceImports (`multicluster`).
+    mc: bool,
     /// Whether items need their owner names (SRV targets, NS names); A and AAAA answers are
     /// owned by the question, so the hot path builds no names.
     owners: bool,
@@ -291,8 +331,12 @@ impl Query<'_> {
     }
 
     /// `kubernetes.Records`: the items of a cluster name.
+    fn parse<'n>(&self, name: &'n str) -> Result<Parsed<'n>, NotFound> {
+        parse_request(name, self.zone, self.mc, self.k.cfg.zonal)
+    }
+
     fn records(&self, name: &str) -> Found {
-        let r = parse_request(name, self.zone)?;
+        let r = self.parse(name)?;
         if r.pod_or_svc.is_empty() {
             return Ok(Vec::new());
         }
@@ -304,9 +348,77 @@ impl Query<'_> {
         }
         if r.pod_or_svc == "pod" {
             self.find_pods(&r)
+        } else if self.mc {
+            self.find_mc_services(&r)
         } else {
             self.find_services(&r)
         }
+    }
+
+    /// `findMultiClusterServices`: a ServiceImport; its endpoints are named
+    /// `HOST.CLUSTER.SVC.NS.svc.ZONE`.
+    fn find_mc_services(&self, r: &Parsed<'_>) -> Found {
+        if r.service.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(entry) = self.idx.import(r.namespace, r.service) else {
+            return Err(NotFound);
+        };
+        let svc = entry.svc;
+        let cfg = &self.k.cfg;
+        let headless = matches!(svc.kind, ServiceKind::Headless);
+        if cfg.ignore_empty_service && !headless && entry.ready_count() == 0 {
+            return Err(NotFound);
+        }
+        let base = if self.owners {
+            join(&format!("{}.{}.svc", svc.name, svc.namespace), self.zone_q)
+        } else {
+            String::new()
+        };
+        let mut items = Vec::new();
+        let mut found = false;
+        if headless || !r.endpoint.is_empty() {
+            for slice in entry.slices {
+                let cluster = slice.cluster();
+                for ep in &slice.endpoints {
+                    let host = endpoint_hostname(ep, cfg.endpoint_pod_names);
+                    if !r.endpoint.is_empty()
+                        && (!r.cluster.eq_ignore_ascii_case(cluster)
+                            || !r.endpoint.eq_ignore_ascii_case(&host))
+                    {
+                        continue;
+                    }
+                    for p in &slice.ports {
+                        if !match_port(r.port, &p.name, r.protocol, &p.protocol) {
+                            continue;
+                        }
+                        found = true;
+                        items.push(Item {
+                            target: Target::Ip(ep.ip),
+                            port: p.port,
+                            owner: match (self.owners, cluster.is_empty()) {
+                                (false, _) => String::new(),
+                                (true, true) => format!("{host}.{base}"),
+                                (true, false) => format!("{host}.{cluster}.{base}"),
+                            },
+                        });
+                    }
+                }
+            }
+        } else if let ServiceKind::ClusterIp(ips) = &svc.kind {
+            for p in &svc.ports {
+                if !match_port(r.port, &p.name, r.protocol, &p.protocol) {
+                    continue;
+                }
+                found = true;
+                items.extend(ips.iter().map(|ip| Item {
+                    target: Target::Ip(*ip),
+                    port: p.port,
+                    owner: base.clone(),
+                }));
+            }
+        }
+        if found { Ok(items) } else { Err(NotFound) }
     }
 
     fn find_pods(&self, r: &Parsed<'_>) -> Found {
@@ -357,6 +469,10 @@ impl Query<'_> {
         {
             return Err(NotFound);
         }
+        // Zone-scoped names exist for headless services only (a ClusterIP has no zone).
+        if !r.zone.is_empty() && !matches!(svc.kind, ServiceKind::Headless) {
+            return Err(NotFound);
+        }
         match &svc.kind {
             ServiceKind::ExternalName(ext) => {
                 if !r.endpoint.is_empty() || !r.port.is_empty() || !r.protocol.is_empty() {
@@ -373,27 +489,41 @@ impl Query<'_> {
             }
             kind if matches!(kind, ServiceKind::Headless) || !r.endpoint.is_empty() => {
                 let mut items = Vec::new();
-                let mut found = false;
-                for (ep, ports) in entry.endpoints() {
-                    let host = endpoint_hostname(ep, cfg.endpoint_pod_names);
-                    if !r.endpoint.is_empty() && !r.endpoint.eq_ignore_ascii_case(&host) {
-                        continue;
-                    }
-                    for p in ports {
-                        if !match_port(r.port, &p.name, r.protocol, &p.protocol) {
-                            continue;
+                // A zone-scoped name exists whether or not an endpoint is in that zone.
+                let mut found = !r.zone.is_empty();
+                let mut add = |zone: &str| {
+                    let before = items.len();
+                    for slice in entry.slices {
+                        for (i, ep) in slice.endpoints.iter().enumerate() {
+                            if !zone.is_empty() && slice.zone(i) != Some(zone) {
+                                continue;
+                            }
+                            let host = endpoint_hostname(ep, cfg.endpoint_pod_names);
+                            if !r.endpoint.is_empty() && !r.endpoint.eq_ignore_ascii_case(&host) {
+                                continue;
+                            }
+                            for p in &slice.ports {
+                                if !match_port(r.port, &p.name, r.protocol, &p.protocol) {
+                                    continue;
+                                }
+                                found = true;
+                                items.push(Item {
+                                    target: Target::Ip(ep.ip),
+                                    port: p.port,
+                                    owner: if self.owners {
+                                        format!("{host}.{base}")
+                                    } else {
+                                        String::new()
+                                    },
+                                });
+                            }
                         }
-                        found = true;
-                        items.push(Item {
-                            target: Target::Ip(ep.ip),
-                            port: p.port,
-                            owner: if self.owners {
-                                format!("{host}.{base}")
-                            } else {
-                                String::new()
-                            },
-                        });
                     }
+                    items.len() - before
+                };
+                // `prefer` falls back to every endpoint when the zone has none; `pin` does not.
+                if add(r.zone) == 0 && r.zone_prefer {
+                    add("");
                 }
                 if found { Ok(items) } else { Err(NotFound) }
             }
@@ -465,6 +595,13 @@ impl Query<'_> {
                 }
                 match self.records(name) {
                     Ok(items) if !items.is_empty() => Ok(Vec::new()),
+                    // An existing zone-scoped name with no endpoints is NODATA for every type.
+                    Ok(_)
+                        if self.k.cfg.zonal
+                            && self.parse(name).is_ok_and(|r| !r.zone.is_empty()) =>
+                    {
+                        Ok(Vec::new())
+                    }
                     _ => Err(NotFound),
                 }
             }
@@ -643,7 +780,11 @@ impl Query<'_> {
             RData::SOA(SOA::new(
                 name(&join("ns.dns", self.zone_q)),
                 name(&join("hostmaster", self.zone_q)),
-                self.idx.serial,
+                if self.mc {
+                    self.idx.mc_serial
+                } else {
+                    self.idx.serial
+                },
                 7200,
                 1800,
                 86400,
@@ -687,6 +828,7 @@ impl Handler for Kubernetes {
             idx: &idx,
             zone,
             zone_q,
+            mc: !self.cfg.multicluster.is_empty() && self.cfg.is_multicluster(zone),
             owners: !matches!(req.qtype(), RecordType::A | RecordType::AAAA),
         };
         let qtype = req.qtype();
@@ -793,23 +935,135 @@ impl Handler for Kubernetes {
 mod tests {
     use super::*;
 
+    /// parse.go's `recordRequest.String()`.
+    fn text(r: &Parsed<'_>) -> String {
+        [
+            r.port,
+            r.protocol,
+            r.endpoint,
+            r.cluster,
+            r.service,
+            r.namespace,
+            r.pod_or_svc,
+        ]
+        .join(".")
+    }
+
+    /// parse_test.go TestParseRequest: (query, recordRequest.String(), multicluster, zonal, zone).
     #[test]
     fn parses_cluster_names() {
-        let z = "cluster.local.";
-        let r = parse_request("_http._tcp.web.ns1.svc.cluster.local.", z).unwrap();
-        assert_eq!(
-            (r.port, r.protocol, r.service, r.namespace, r.pod_or_svc),
-            ("http", "tcp", "web", "ns1", "svc")
-        );
-        let r = parse_request("h1.web.ns1.svc.cluster.local.", z).unwrap();
-        assert_eq!((r.endpoint, r.service), ("h1", "web"));
-        assert!(parse_request("a.b.c.d.e.svc.cluster.local.", z).is_err());
-        assert!(parse_request("web.ns1.cluster.local.", z).is_err());
-        assert_eq!(
-            parse_request("svc.cluster.local.", z).unwrap().pod_or_svc,
-            ""
-        );
-        assert_eq!(parse_request("cluster.local.", z).unwrap().pod_or_svc, "");
+        let z = "inter.webs.tests.";
+        let cases = [
+            (
+                "_http._tcp.webs.mynamespace.svc.inter.webs.tests.",
+                "http.tcp...webs.mynamespace.svc",
+                false,
+                false,
+                "",
+            ),
+            (
+                "1-2-3-4.webs.mynamespace.svc.inter.webs.tests.",
+                "..1-2-3-4..webs.mynamespace.svc",
+                false,
+                false,
+                "",
+            ),
+            ("inter.webs.tests.", "......", false, false, ""),
+            ("svc.inter.webs.tests.", "......", false, false, ""),
+            ("pod.inter.webs.tests.", "......", false, false, ""),
+            (
+                "..webs.mynamespace.svc.inter.webs.tests.",
+                "....webs.mynamespace.svc",
+                false,
+                false,
+                "",
+            ),
+            (
+                "1-2-3-4.cluster1.webs.mynamespace.svc.inter.webs.tests.",
+                "..1-2-3-4.cluster1.webs.mynamespace.svc",
+                true,
+                false,
+                "",
+            ),
+            (
+                "us-west-2a.pin._zone.webs.mynamespace.svc.inter.webs.tests.",
+                "....webs.mynamespace.svc",
+                false,
+                true,
+                "us-west-2a",
+            ),
+            (
+                "us-west-2a.prefer._zone.webs.mynamespace.svc.inter.webs.tests.",
+                "....webs.mynamespace.svc",
+                false,
+                true,
+                "us-west-2a",
+            ),
+            (
+                "corp.example.com.pin._zone.webs.mynamespace.svc.inter.webs.tests.",
+                "....webs.mynamespace.svc",
+                false,
+                true,
+                "corp.example.com",
+            ),
+            (
+                "us-west-2a._zone.webs.mynamespace.svc.inter.webs.tests.",
+                "us-west-2a.zone...webs.mynamespace.svc",
+                false,
+                true,
+                "",
+            ),
+            // A multicluster zone still reads a label with `_` as port/protocol.
+            (
+                "_http._tcp.webs.mynamespace.svc.inter.webs.tests.",
+                "http.tcp...webs.mynamespace.svc",
+                true,
+                false,
+                "",
+            ),
+        ];
+        for (query, want, mc, zonal, zone) in cases {
+            let r = parse_request(query, z, mc, zonal).unwrap_or_else(|_| panic!("{query}"));
+            assert_eq!(text(&r), want, "{query}");
+            assert_eq!(r.zone, zone, "{query}");
+        }
+        let r = parse_request(
+            "a.prefer._zone.webs.ns.svc.inter.webs.tests.",
+            z,
+            false,
+            true,
+        )
+        .unwrap();
+        assert!(r.zone_prefer);
+    }
+
+    /// parse_test.go TestParseInvalidRequest.
+    #[test]
+    fn rejects_invalid_cluster_names() {
+        let z = "inter.webs.tests.";
+        for query in [
+            "webs.mynamespace.pood.inter.webs.test.",
+            "too.long.for.what.I.am.trying.to.pod.inter.webs.tests.",
+            "us-west-2a.pin._zone.webs.mynamespace.svc.inter.webs.tests.",
+        ] {
+            assert!(parse_request(query, z, false, false).is_err(), "{query}");
+        }
+        for (query, mc) in [
+            (
+                "us-west-2a.pin._zone.webs.mynamespace.pod.inter.webs.tests.",
+                false,
+            ),
+            (
+                "us-west-2a.florp._zone.webs.mynamespace.svc.inter.webs.tests.",
+                false,
+            ),
+            (
+                "us-west-2a.pin._zone.webs.mynamespace.svc.inter.webs.tests.",
+                true,
+            ),
+        ] {
+            assert!(parse_request(query, z, mc, true).is_err(), "{query}");
+        }
     }
 
     #[test]

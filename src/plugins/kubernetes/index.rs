@@ -94,8 +94,10 @@ impl<V: Clone> IpMap<V> {
 pub struct Index {
     /// Whether every watched kind has been listed.
     pub synced: bool,
-    /// SOA serial.
+    /// SOA serial of the cluster zones.
     pub serial: u32,
+    /// SOA serial of the multicluster zones.
+    pub mc_serial: u32,
     /// The view this version was made from (its maps are shared, not copied).
     objects: Objects,
     /// (namespace, service name) → its slices, sorted by slice name.
@@ -106,6 +108,25 @@ pub struct Index {
     endpoint_ips: IpMap<Few<EpRef>>,
     /// Pod IP → the watched pods with that IP, sorted by (namespace, name).
     pod_ips: IpMap<Few<Arc<Pod>>>,
+    /// (namespace, ServiceImport name) → its multicluster slices, sorted by slice name (empty
+    /// without `multicluster`).
+    mc_slices: Shards<Key, Few<Arc<EndpointSlice>>>,
+}
+
+/// `slices` (keyed by their service) after the changes from `old` to `new`.
+fn index_slices(
+    slices: &mut Shards<Key, Few<Arc<EndpointSlice>>>,
+    old: Option<&Arc<EndpointSlice>>,
+    new: Option<&Arc<EndpointSlice>>,
+) {
+    if let Some(o) = old {
+        let key = (o.namespace.clone(), o.service.clone());
+        slices.update(key, |f| Few::remove(f, |s| Arc::ptr_eq(s, o)));
+    }
+    if let Some(n) = new {
+        let key = (n.namespace.clone(), n.service.clone());
+        slices.update(key, |f| Few::insert(f, n.clone(), |a, b| a.name < b.name));
+    }
 }
 
 fn cluster_ips(s: &Service) -> &[IpAddr] {
@@ -128,6 +149,7 @@ impl Index {
         let old = &self.objects;
         next.synced = new.synced;
         next.serial = new.serial;
+        next.mc_serial = new.mc_serial;
         next.objects = new.clone();
 
         for (_, o, n) in new.services.diff(&old.services, Arc::ptr_eq) {
@@ -148,20 +170,19 @@ impl Index {
             }
         }
 
+        for (_, o, n) in new.mc_slices.diff(&old.mc_slices, Arc::ptr_eq) {
+            index_slices(&mut next.mc_slices, o, n);
+        }
+
         for (_, o, n) in new.slices.diff(&old.slices, Arc::ptr_eq) {
+            index_slices(&mut next.slices, o, n);
             if let Some(o) = o {
-                let key = (o.namespace.clone(), o.service.clone());
-                next.slices
-                    .update(key, |f| Few::remove(f, |s| Arc::ptr_eq(s, o)));
                 for ep in &o.endpoints {
                     next.endpoint_ips
                         .update(ep.ip, |f| Few::remove(f, |r| Arc::ptr_eq(&r.slice, o)));
                 }
             }
             if let Some(n) = n {
-                let key = (n.namespace.clone(), n.service.clone());
-                next.slices
-                    .update(key, |f| Few::insert(f, n.clone(), |a, b| a.name < b.name));
                 for (i, ep) in n.endpoints.iter().enumerate() {
                     let r = EpRef {
                         slice: n.clone(),
@@ -203,6 +224,29 @@ impl Index {
         let svc = self.objects.services.get(&key)?;
         let slices = self.slices.get(&key).map_or(&[][..], Few::as_slice);
         Some(Svc { svc, slices })
+    }
+
+    /// The ServiceImport `name` in `namespace` (lower-case) with its multicluster slices.
+    pub fn import(&self, namespace: &str, name: &str) -> Option<Svc<'_>> {
+        let key = NsName(namespace, name);
+        let svc = self.objects.imports.get(&key)?;
+        let slices = self.mc_slices.get(&key).map_or(&[][..], Few::as_slice);
+        Some(Svc { svc, slices })
+    }
+
+    /// Every Service (`multicluster`: every ServiceImport) with its slices, in no order.
+    pub fn all(&self, multicluster: bool) -> impl Iterator<Item = Svc<'_>> {
+        let (services, slices) = if multicluster {
+            (&self.objects.imports, &self.mc_slices)
+        } else {
+            (&self.objects.services, &self.slices)
+        };
+        services.iter().map(move |(k, svc)| Svc {
+            svc,
+            slices: slices
+                .get(&NsName(&k.0, &k.1))
+                .map_or(&[][..], Few::as_slice),
+        })
     }
 
     /// Whether namespace `ns` exists (after the `namespace_labels` filter).
@@ -273,6 +317,7 @@ mod tests {
                     })
                     .collect(),
                 trigger_time: None,
+                extra: None,
             }),
         )
     }
