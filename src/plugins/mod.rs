@@ -26,7 +26,9 @@ pub mod reload;
 pub mod request;
 pub mod rewrite;
 pub mod template;
+pub mod transfer;
 pub mod whoami;
+pub mod zone_source;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -98,7 +100,7 @@ pub const ORDER: &[Entry] = &[
     e("autopath", true, true),
     e("minimal", false, true),
     e("template", true, false),
-    e("transfer", false, false),
+    e("transfer", true, false),
     e("hosts", true, true),
     e("route53", false, false),
     e("azure", false, false),
@@ -178,6 +180,8 @@ pub enum PluginConfig {
     Kubernetes(Box<kubernetes::KubernetesConfig>),
     /// `whoami`
     Whoami,
+    /// `transfer` (every directive of the block)
+    Transfer(Vec<transfer::XfrConfig>),
 }
 
 impl PluginConfig {
@@ -204,6 +208,7 @@ impl PluginConfig {
             Self::Reload(_) => reload::NAME,
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
+            Self::Transfer(_) => transfer::NAME,
         }
     }
 
@@ -286,6 +291,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             whoami::parse(&mut d).map_err(wrap)?;
             PluginConfig::Whoami
         }
+        transfer::NAME => PluginConfig::Transfer(transfer::parse(&mut d, zones).map_err(wrap)?),
         other => unreachable!("built plugin {other} has no parse arm"),
     };
     Ok(cfg)
@@ -399,6 +405,8 @@ pub struct BuildCtx<'a> {
     pub services: &'a mut Services,
     /// The metrics of the process (one registry).
     pub metrics: &'a Arc<prometheus::Metrics>,
+    /// The block's transferable zones: plugins holding zone data add theirs, `transfer` reads.
+    pub zone_sources: zone_source::ZoneSources,
 }
 
 /// Turns a config into its handler (`None` for plugins outside the query path).
@@ -453,6 +461,7 @@ pub fn build(
         ))),
         PluginConfig::Forward(c) => Some(forward::build(c, ctx)?),
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
+        PluginConfig::Transfer(c) => Some(transfer::build(c, ctx)),
     })
 }
 

@@ -263,9 +263,41 @@ pub(crate) fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The messages after the first of a multi-message TCP reply (a zone transfer), encoded as
+/// they come with the first one's header and question.
+pub(crate) struct Follow {
+    rx: tokio::sync::mpsc::Receiver<Message>,
+    header: Metadata,
+    question: Query,
+    edns: Option<Edns>,
+}
+
+impl Follow {
+    /// The next message, encoded; `None` after the last.
+    pub(crate) async fn next(&mut self) -> Option<Vec<u8>> {
+        let m = self.rx.recv().await?;
+        let mut md = self.header;
+        md.response_code = m.metadata.response_code;
+        md.authoritative = m.metadata.authoritative;
+        Some(encode(
+            Some(&self.question),
+            &md,
+            Some(&m),
+            self.edns.as_ref(),
+            false,
+        ))
+    }
+}
+
 impl Dispatcher {
     /// Answers one request with the encoded reply.
     pub(crate) async fn answer(&self, request: &HRequest) -> Vec<u8> {
+        self.answer_all(request).await.0
+    }
+
+    /// Answers one request: the encoded reply and, over TCP, the messages that follow it
+    /// (zone transfers).
+    pub(crate) async fn answer_all(&self, request: &HRequest) -> (Vec<u8>, Option<Follow>) {
         let start = Instant::now();
         let proto = match request.protocol() {
             Protocol::Tcp => Proto::Tcp,
@@ -286,7 +318,7 @@ impl Dispatcher {
         let question = request.queries.queries().first().map(|q| q.original());
         if let Some(rcode) = early {
             let md = reply_header(request, rcode, None);
-            return encode(question, &md, None, resp_edns.as_ref(), false);
+            return (encode(question, &md, None, resp_edns.as_ref(), false), None);
         }
 
         let lq = &request.queries.queries()[0];
@@ -317,7 +349,7 @@ impl Dispatcher {
                     .inc();
             }
             let md = reply_header(request, ResponseCode::Refused, None);
-            return encode(question, &md, None, resp_edns.as_ref(), false);
+            return (encode(question, &md, None, resp_edns.as_ref(), false), None);
         };
 
         req.id = request.metadata.id;
@@ -331,13 +363,23 @@ impl Dispatcher {
         req.zone = zone.clone();
         req.server = self.label.clone();
         req.resolver = Some(Resolver(router.clone()));
+        if !request.authorities.is_empty() {
+            req.authorities = request.authorities.clone();
+        }
         let req = req;
 
         let result = AssertUnwindSafe(block.chain.run(&req)).catch_unwind().await;
         let mut log_line = None;
+        let mut more = None;
         let (rcode, mut msg, plugin): (ResponseCode, Option<Message>, &'static str) = match result {
-            Ok(Ok(Response { msg, plugin, log })) => {
+            Ok(Ok(Response {
+                msg,
+                plugin,
+                log,
+                more: m,
+            })) => {
                 log_line = log;
+                more = m;
                 (msg.metadata.response_code, Some(msg), plugin)
             }
             Ok(Err(e)) => (e.rcode(), None, ""),
@@ -409,7 +451,16 @@ impl Dispatcher {
                 .with_label_values(&labels3)
                 .observe(start.elapsed().as_secs_f64());
         }
-        out
+        let follow = more
+            .filter(|_| proto == Proto::Tcp)
+            .and_then(|m| m.take())
+            .map(|rx| Follow {
+                rx,
+                header: Metadata::response_from_request(&request.metadata),
+                question: req.query().clone(),
+                edns: resp_edns,
+            });
+        (out, follow)
     }
 }
 

@@ -72,6 +72,7 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
             _ => None,
         });
         let mut handlers = Vec::new();
+        let zone_sources = plugins::zone_source::ZoneSources::default();
         for p in &b.plugins {
             if let PluginConfig::Ready(r) = p {
                 monitor = r.monitor;
@@ -87,6 +88,7 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
                 loc: Some(b.loc.clone()),
                 services: &mut services,
                 metrics,
+                zone_sources: zone_sources.clone(),
             };
             if let Some(h) = plugins::build(p, &mut ctx)? {
                 handlers.push(h);

@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::dispatch::{Dispatcher, formerr};
+use super::dispatch::{Dispatcher, Follow, formerr};
 
 /// CoreDNS's TCP timeouts: 3 s to read a query, 10 s idle between queries.
 const TCP_READ: Duration = Duration::from_secs(3);
@@ -42,6 +42,31 @@ pub(crate) async fn reply(
         Ok(req) => Some(d.answer(&req).await),
         Err(_) => head.and_then(|h| formerr(&h)),
     }
+}
+
+/// [`reply`] over TCP: also the messages that follow the reply (zone transfers).
+async fn reply_tcp(
+    d: &Dispatcher,
+    raw: Vec<u8>,
+    src: SocketAddr,
+) -> Option<(Vec<u8>, Option<Follow>)> {
+    let head: Option<[u8; 12]> = raw.get(..12).and_then(|h| h.try_into().ok());
+    match HRequest::from_bytes(raw, src, Protocol::Tcp) {
+        Ok(req) => Some(d.answer_all(&req).await),
+        Err(_) => head.and_then(|h| formerr(&h)).map(|out| (out, None)),
+    }
+}
+
+/// Writes one DNS message with its TCP length prefix; a message over 64 KiB is not written.
+async fn write_framed(conn: &mut TcpStream, out: &[u8]) -> std::io::Result<bool> {
+    let Ok(n) = u16::try_from(out.len()) else {
+        return Ok(false);
+    };
+    let mut framed = Vec::with_capacity(out.len() + 2);
+    framed.extend_from_slice(&n.to_be_bytes());
+    framed.extend_from_slice(out);
+    conn.write_all(&framed).await?;
+    Ok(true)
 }
 
 /// How long a UDP reader blocks before it looks at its stop token.
@@ -260,15 +285,19 @@ async fn connection(mut conn: TcpStream, src: SocketAddr, d: &Dispatcher) -> std
         tokio::time::timeout(TCP_READ, conn.read_exact(&mut raw))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let Some(out) = reply(d, raw, src, Protocol::Tcp).await else {
+        let Some((out, follow)) = reply_tcp(d, raw, src).await else {
             return Ok(());
         };
-        let Ok(n) = u16::try_from(out.len()) else {
+        if !write_framed(&mut conn, &out).await? {
             return Ok(());
-        };
-        let mut framed = Vec::with_capacity(out.len() + 2);
-        framed.extend_from_slice(&n.to_be_bytes());
-        framed.extend_from_slice(&out);
-        conn.write_all(&framed).await?;
+        }
+        // A zone transfer: the rest of its messages, as the producer makes them.
+        if let Some(mut follow) = follow {
+            while let Some(out) = follow.next().await {
+                if !write_framed(&mut conn, &out).await? {
+                    return Ok(());
+                }
+            }
+        }
     }
 }

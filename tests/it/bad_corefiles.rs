@@ -366,6 +366,7 @@ fn command_line() {
             "rewrite",
             "autopath",
             "template",
+            "transfer",
             "hosts",
             "k8s_external",
             "kubernetes",

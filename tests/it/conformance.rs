@@ -36,10 +36,10 @@ fn run(args: &[&str]) {
     );
 }
 
-/// Every shared case outside the features not built yet (zone transfers).
+/// Every shared case, no tag skipped (multicluster, zonal and zone transfers included).
 #[test]
 fn shared_cases_kubernetes_dns_spec_and_coredns_tables() {
-    run(&["--skip-tags", "transfer"]);
+    run(&[]);
 }
 
 /// Watch paths: add/update/delete of every kind, bookmarks, cut watches, 410 relists, API

@@ -303,6 +303,64 @@ pub(crate) fn srv_records(
     (answer, extra)
 }
 
+/// The apex NS names and their addresses (`nsAddrs`): this server's own Service (the one
+/// whose endpoints hold `local_ips`), else `ns.dns.ZONE` with `local_ips`.
+pub(crate) fn ns_addrs(
+    cfg: &KubernetesConfig,
+    idx: &Index,
+    local_ips: &[IpAddr],
+    zone_q: &str,
+) -> Vec<(String, IpAddr)> {
+    let mut out = Vec::new();
+    let mut found = false;
+    for ip in local_ips {
+        for e in idx.endpoints_at(ip) {
+            found = true;
+            let Some(entry) = idx.service(e.namespace(), e.service()) else {
+                continue;
+            };
+            let svc = entry.svc;
+            let base = join(&format!("{}.{}.svc", svc.name, svc.namespace), zone_q);
+            match &svc.kind {
+                ServiceKind::Headless => {
+                    for (ep, _) in entry.endpoints() {
+                        let host = endpoint_hostname(ep, cfg.endpoint_pod_names);
+                        out.push((format!("{host}.{base}"), ep.ip));
+                    }
+                }
+                ServiceKind::ClusterIp(ips) => {
+                    out.extend(ips.iter().map(|ip| (base.clone(), *ip)));
+                }
+                ServiceKind::ExternalName(_) => {}
+            }
+        }
+    }
+    if !found {
+        let ns = join("ns.dns", zone_q);
+        out.extend(local_ips.iter().map(|ip| (ns.clone(), *ip)));
+    }
+    out
+}
+
+/// The zone's SOA: `ZONE min(ttl,300) SOA ns.dns.ZONE hostmaster.ZONE SERIAL 7200 1800 86400
+/// ttl`, the serial of the cluster or (`mc`) the multicluster objects.
+pub(crate) fn soa(cfg: &KubernetesConfig, idx: &Index, zone_q: &str, mc: bool) -> Record {
+    let ttl = cfg.ttl;
+    record(
+        name(zone_q),
+        ttl.min(300),
+        RData::SOA(SOA::new(
+            name(&join("ns.dns", zone_q)),
+            name(&join("hostmaster", zone_q)),
+            if mc { idx.mc_serial } else { idx.serial },
+            7200,
+            1800,
+            86400,
+            ttl,
+        )),
+    )
+}
+
 /// Namespace exposure: in `namespaces` (when set) and present (namespace_labels filter them).
 pub(crate) fn exposed(cfg: &KubernetesConfig, idx: &Index, ns: &str) -> bool {
     (cfg.namespaces.is_empty() || cfg.namespaces.iter().any(|n| n == ns)) && idx.has_namespace(ns)
@@ -551,35 +609,7 @@ impl Query<'_> {
 
     /// The apex NS names and their addresses (`nsAddrs`).
     fn ns_addrs(&self) -> Vec<(String, IpAddr)> {
-        let mut out = Vec::new();
-        let mut found = false;
-        for ip in &self.k.local_ips {
-            for e in self.idx.endpoints_at(ip) {
-                found = true;
-                let Some(entry) = self.idx.service(e.namespace(), e.service()) else {
-                    continue;
-                };
-                let svc = entry.svc;
-                let base = join(&format!("{}.{}.svc", svc.name, svc.namespace), self.zone_q);
-                match &svc.kind {
-                    ServiceKind::Headless => {
-                        for (ep, _) in entry.endpoints() {
-                            let host = endpoint_hostname(ep, self.k.cfg.endpoint_pod_names);
-                            out.push((format!("{host}.{base}"), ep.ip));
-                        }
-                    }
-                    ServiceKind::ClusterIp(ips) => {
-                        out.extend(ips.iter().map(|ip| (base.clone(), *ip)));
-                    }
-                    ServiceKind::ExternalName(_) => {}
-                }
-            }
-        }
-        if !found {
-            let ns = join("ns.dns", self.zone_q);
-            out.extend(self.k.local_ips.iter().map(|ip| (ns.clone(), *ip)));
-        }
-        out
+        ns_addrs(&self.k.cfg, self.idx, &self.k.local_ips, self.zone_q)
     }
 
     /// `kubernetes.Services`.
@@ -772,25 +802,7 @@ impl Query<'_> {
     }
 
     fn soa(&self) -> Record {
-        let zone = name(self.zone_q);
-        let ttl = self.ttl();
-        record(
-            zone,
-            ttl.min(300),
-            RData::SOA(SOA::new(
-                name(&join("ns.dns", self.zone_q)),
-                name(&join("hostmaster", self.zone_q)),
-                if self.mc {
-                    self.idx.mc_serial
-                } else {
-                    self.idx.serial
-                },
-                7200,
-                1800,
-                86400,
-                ttl,
-            )),
-        )
+        soa(&self.k.cfg, self.idx, self.zone_q, self.mc)
     }
 }
 
