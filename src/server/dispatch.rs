@@ -129,15 +129,44 @@ impl BinEncodable for SrvCompressed<'_> {
     }
 }
 
+/// [`encode`] with SRV targets compressed too: only for replies that do not fit otherwise.
+fn encode_packed(
+    question: Option<&Query>,
+    md: &Metadata,
+    msg: Option<&Message>,
+    edns: Option<&Edns>,
+) -> Vec<u8> {
+    let Some(m) = msg else {
+        return encode(question, md, msg, edns);
+    };
+    fn wrap(rs: &[Record]) -> Vec<SrvCompressed<'_>> {
+        rs.iter().map(SrvCompressed).collect()
+    }
+    let (a, n, d) = (wrap(&m.answers), wrap(&m.authorities), wrap(&m.additionals));
+    let mut buf = Vec::with_capacity(512);
+    let ok = emit_message_parts(
+        md,
+        &mut question.into_iter(),
+        &mut a.iter(),
+        &mut n.iter(),
+        &mut d.iter(),
+        edns,
+        None,
+        &mut BinEncoder::new(&mut buf),
+    );
+    match ok {
+        Ok(_) => buf,
+        Err(_) => encode(question, md, msg, edns),
+    }
+}
+
 /// Encodes a reply: header `md`, the question, the sections of `msg`, our OPT record. Names
-/// compress against the question and each other, as in CoreDNS's replies; with `srv_compressed`
-/// SRV targets too (replies that do not fit otherwise).
+/// compress against the question and each other, as in CoreDNS's replies.
 fn encode(
     question: Option<&Query>,
     md: &Metadata,
     msg: Option<&Message>,
     edns: Option<&Edns>,
-    srv_compressed: bool,
 ) -> Vec<u8> {
     let empty: &[hickory_proto::rr::Record] = &[];
     let (a, n, d) = match msg {
@@ -145,33 +174,16 @@ fn encode(
         None => (empty, empty, empty),
     };
     let mut buf = Vec::with_capacity(512);
-    let ok = if srv_compressed {
-        fn wrap(rs: &[Record]) -> Vec<SrvCompressed<'_>> {
-            rs.iter().map(SrvCompressed).collect()
-        }
-        let (a, n, d) = (wrap(a), wrap(n), wrap(d));
-        emit_message_parts(
-            md,
-            &mut question.into_iter(),
-            &mut a.iter(),
-            &mut n.iter(),
-            &mut d.iter(),
-            edns,
-            None,
-            &mut BinEncoder::new(&mut buf),
-        )
-    } else {
-        emit_message_parts(
-            md,
-            &mut question.into_iter(),
-            &mut a.iter(),
-            &mut n.iter(),
-            &mut d.iter(),
-            edns,
-            None,
-            &mut BinEncoder::new(&mut buf),
-        )
-    };
+    let ok = emit_message_parts(
+        md,
+        &mut question.into_iter(),
+        &mut a.iter(),
+        &mut n.iter(),
+        &mut d.iter(),
+        edns,
+        None,
+        &mut BinEncoder::new(&mut buf),
+    );
     if ok.is_err() {
         // Only an unencodable record gets here: answer SERVFAIL rather than nothing.
         let mut md = *md;
@@ -194,7 +206,7 @@ fn encode(
 /// The size of `msg` on the wire with `question` and our OPT record, SRV targets compressed.
 /// The header is always 12 bytes, so `msg`'s own flags stand in for the reply's.
 fn wire_len(question: &Query, msg: &Message, edns: Option<&Edns>) -> usize {
-    encode(Some(question), &msg.metadata, Some(msg), edns, true).len()
+    encode_packed(Some(question), &msg.metadata, Some(msg), edns).len()
 }
 
 /// Fits `msg` into `max` bytes *with* our OPT record (hickory's encoder would drop the OPT),
@@ -284,7 +296,6 @@ impl Follow {
             &md,
             Some(&m),
             self.edns.as_ref(),
-            false,
         ))
     }
 }
@@ -297,7 +308,7 @@ impl Dispatcher {
 
     /// Answers one request: the encoded reply and, over TCP, the messages that follow it
     /// (zone transfers).
-    pub(crate) async fn answer_all(&self, request: &HRequest) -> (Vec<u8>, Option<Follow>) {
+    pub(crate) async fn answer_all(&self, request: &HRequest) -> (Vec<u8>, Option<Box<Follow>>) {
         let start = Instant::now();
         let proto = match request.protocol() {
             Protocol::Tcp => Proto::Tcp,
@@ -318,7 +329,7 @@ impl Dispatcher {
         let question = request.queries.queries().first().map(|q| q.original());
         if let Some(rcode) = early {
             let md = reply_header(request, rcode, None);
-            return (encode(question, &md, None, resp_edns.as_ref(), false), None);
+            return (encode(question, &md, None, resp_edns.as_ref()), None);
         }
 
         let lq = &request.queries.queries()[0];
@@ -349,7 +360,7 @@ impl Dispatcher {
                     .inc();
             }
             let md = reply_header(request, ResponseCode::Refused, None);
-            return (encode(question, &md, None, resp_edns.as_ref(), false), None);
+            return (encode(question, &md, None, resp_edns.as_ref()), None);
         };
 
         req.id = request.metadata.id;
@@ -397,24 +408,12 @@ impl Dispatcher {
 
         // Encode once; only a reply too big for the client is fitted and encoded again.
         let md = reply_header(request, rcode, msg.as_ref());
-        let mut out = encode(
-            Some(req.query()),
-            &md,
-            msg.as_ref(),
-            resp_edns.as_ref(),
-            false,
-        );
+        let mut out = encode(Some(req.query()), &md, msg.as_ref(), resp_edns.as_ref());
         if out.len() > usize::from(req.max_size()) {
             if let Some(m) = msg.as_mut() {
                 fit(req.query(), m, resp_edns.as_ref(), req.max_size());
                 let md = reply_header(request, rcode, msg.as_ref());
-                out = encode(
-                    Some(req.query()),
-                    &md,
-                    msg.as_ref(),
-                    resp_edns.as_ref(),
-                    true,
-                );
+                out = encode_packed(Some(req.query()), &md, msg.as_ref(), resp_edns.as_ref());
             }
         }
 
@@ -454,11 +453,13 @@ impl Dispatcher {
         let follow = more
             .filter(|_| proto == Proto::Tcp)
             .and_then(|m| m.take())
-            .map(|rx| Follow {
-                rx,
-                header: Metadata::response_from_request(&request.metadata),
-                question: req.query().clone(),
-                edns: resp_edns,
+            .map(|rx| {
+                Box::new(Follow {
+                    rx,
+                    header: Metadata::response_from_request(&request.metadata),
+                    question: req.query().clone(),
+                    edns: resp_edns,
+                })
             });
         (out, follow)
     }
@@ -529,8 +530,8 @@ mod tests {
             ));
         }
         let md = msg.metadata;
-        let plain = encode(Some(&q), &md, Some(&msg), None, false);
-        let packed = encode(Some(&q), &md, Some(&msg), None, true);
+        let plain = encode(Some(&q), &md, Some(&msg), None);
+        let packed = encode_packed(Some(&q), &md, Some(&msg), None);
         assert!(
             plain.len() > 512 && packed.len() <= 512,
             "{} {}",

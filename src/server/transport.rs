@@ -49,7 +49,7 @@ async fn reply_tcp(
     d: &Dispatcher,
     raw: Vec<u8>,
     src: SocketAddr,
-) -> Option<(Vec<u8>, Option<Follow>)> {
+) -> Option<(Vec<u8>, Option<Box<Follow>>)> {
     let head: Option<[u8; 12]> = raw.get(..12).and_then(|h| h.try_into().ok());
     match HRequest::from_bytes(raw, src, Protocol::Tcp) {
         Ok(req) => Some(d.answer_all(&req).await),

@@ -97,10 +97,24 @@ fn trim_zone<'a>(name: &'a str, zone: &str) -> &'a str {
     &name[..name.len() - zone.len() - 1]
 }
 
+/// The position of the last dot of `s` (a plain loop: labels are short, a search call costs
+/// more than it saves).
+fn last_dot(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = b.len();
+    while i > 0 {
+        i -= 1;
+        if b[i] == b'.' {
+            return Some(i);
+        }
+    }
+    None
+}
+
 /// Takes the last label of `rest`, leaving the labels before it (`None` once all are taken).
 fn pop_label<'a>(rest: &mut Option<&'a str>) -> Option<&'a str> {
     let s = (*rest)?;
-    match s.rfind('.') {
+    match last_dot(s) {
         Some(i) => {
             *rest = Some(&s[..i]);
             Some(&s[i + 1..])
@@ -145,12 +159,12 @@ fn parse_request<'a>(
     let Some(left) = rest else {
         return Ok(r);
     };
-    let Some(i) = left.rfind('.') else {
+    let Some(i) = last_dot(left) else {
         r.endpoint = left;
         return Ok(r);
     };
     let (front, next) = (&left[..i], &left[i + 1..]);
-    let Some(j) = front.rfind('.') else {
+    let Some(j) = last_dot(front) else {
         if !multicluster || next.starts_with('_') || front.starts_with('_') {
             r.protocol = strip_underscore(next);
             r.port = strip_underscore(front);
