@@ -24,8 +24,10 @@ pub mod prometheus;
 pub mod ready;
 pub mod reload;
 pub mod request;
+pub mod response;
 pub mod rewrite;
 pub mod template;
+pub mod tls;
 pub mod whoami;
 
 use std::collections::BTreeMap;
@@ -62,7 +64,7 @@ pub const ORDER: &[Entry] = &[
     e("metadata", false, true),
     e("geoip", false, true),
     e("cancel", false, true),
-    e("tls", false, true),
+    e("tls", true, true),
     e("proxyproto", false, true),
     e("quic", false, true),
     e("grpc_server", false, true),
@@ -178,6 +180,8 @@ pub enum PluginConfig {
     Kubernetes(Box<kubernetes::KubernetesConfig>),
     /// `whoami`
     Whoami,
+    /// `tls`
+    Tls(tls::TlsConfig),
 }
 
 impl PluginConfig {
@@ -204,6 +208,7 @@ impl PluginConfig {
             Self::Reload(_) => reload::NAME,
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
+            Self::Tls(_) => tls::NAME,
         }
     }
 
@@ -286,6 +291,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             whoami::parse(&mut d).map_err(wrap)?;
             PluginConfig::Whoami
         }
+        tls::NAME => PluginConfig::Tls(tls::parse(&mut d).map_err(wrap)?),
         other => unreachable!("built plugin {other} has no parse arm"),
     };
     Ok(cfg)
@@ -453,6 +459,8 @@ pub fn build(
         ))),
         PluginConfig::Forward(c) => Some(forward::build(c, ctx)?),
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
+        // The server reads it when it opens the block's tls:// and https:// listeners.
+        PluginConfig::Tls(_) => None,
     })
 }
 

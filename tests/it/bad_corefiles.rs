@@ -82,9 +82,30 @@ const CASES: &[Case] = &[
         &[],
     ),
     (
-        "tls scheme",
-        "tls://.:853 {\n    whoami\n}\n",
-        "transport 'tls' is not supported yet",
+        "grpc scheme",
+        "grpc://.:443 {\n    whoami\n}\n",
+        "transport 'grpc' is not built in clusterdns (dns://, tls:// and https:// are)",
+        &[],
+    ),
+    (
+        "tls certificate missing",
+        "tls://.:853 {\n    tls cert.pem key.pem\n    whoami\n}\n",
+        "Corefile:1 - plugin/tls: could not load TLS cert: cert.pem:",
+        &[],
+    ),
+    (
+        "tls key not a key",
+        "https://.:443 {\n    tls cert.pem cert.pem\n    whoami\n}\n",
+        "Corefile:1 - plugin/tls: could not load TLS cert: cert.pem:",
+        &[(
+            "cert.pem",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )],
+    ),
+    (
+        "tls client_auth",
+        "tls://.:853 {\n    tls cert.pem key.pem {\n        client_auth bogus\n    }\n}\n",
+        "Corefile:3 - Error during parsing: unknown authentication type 'bogus'",
         &[],
     ),
     (
@@ -352,6 +373,7 @@ fn command_line() {
     assert_eq!(
         order,
         [
+            "tls",
             "reload",
             "bind",
             "ready",

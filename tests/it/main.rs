@@ -8,4 +8,5 @@ mod forward;
 mod kubernetes;
 mod lifecycle;
 mod real_corefiles;
+mod transports;
 mod util;
