@@ -10,6 +10,7 @@ pub mod bind;
 pub mod cache;
 pub mod chain;
 pub mod dns64;
+pub mod dnstap;
 pub mod errors;
 pub mod fall;
 pub mod forward;
@@ -85,7 +86,7 @@ pub const ORDER: &[Entry] = &[
     e("prometheus", true, true),
     e("errors", true, true),
     e("log", true, false),
-    e("dnstap", false, false),
+    e("dnstap", true, false),
     e("local", false, true),
     e("dns64", true, true),
     e("acl", false, false),
@@ -182,6 +183,8 @@ pub enum PluginConfig {
     Whoami,
     /// `tls`
     Tls(tls::TlsConfig),
+    /// `dnstap` (every line of the block)
+    Dnstap(Vec<dnstap::DnstapConfig>),
 }
 
 impl PluginConfig {
@@ -209,6 +212,7 @@ impl PluginConfig {
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
             Self::Tls(_) => tls::NAME,
+            Self::Dnstap(_) => dnstap::NAME,
         }
     }
 
@@ -292,6 +296,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             PluginConfig::Whoami
         }
         tls::NAME => PluginConfig::Tls(tls::parse(&mut d).map_err(wrap)?),
+        dnstap::NAME => PluginConfig::Dnstap(dnstap::parse(&mut d).map_err(wrap)?),
         other => unreachable!("built plugin {other} has no parse arm"),
     };
     Ok(cfg)
@@ -405,6 +410,8 @@ pub struct BuildCtx<'a> {
     pub services: &'a mut Services,
     /// The metrics of the process (one registry).
     pub metrics: &'a Arc<prometheus::Metrics>,
+    /// The block's `dnstap` sinks, once built (`forward` taps its exchanges to them).
+    pub dnstap: &'a mut Option<dnstap::Taps>,
 }
 
 /// Turns a config into its handler (`None` for plugins outside the query path).
@@ -461,6 +468,11 @@ pub fn build(
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
         // The server reads it when it opens the block's tls:// and https:// listeners.
         PluginConfig::Tls(_) => None,
+        PluginConfig::Dnstap(c) => {
+            let taps = dnstap::taps(c, ctx);
+            *ctx.dnstap = Some(taps.clone());
+            Some(Arc::new(dnstap::Dnstap::new(taps)))
+        }
     })
 }
 

@@ -87,6 +87,7 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
             })
             .transpose()?;
         let mut handlers = Vec::new();
+        let mut dnstap = None;
         for p in &b.plugins {
             if let PluginConfig::Ready(r) = p {
                 monitor = r.monitor;
@@ -102,6 +103,7 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
                 loc: Some(b.loc.clone()),
                 services: &mut services,
                 metrics,
+                dnstap: &mut dnstap,
             };
             if let Some(h) = plugins::build(p, &mut ctx)? {
                 handlers.push(h);

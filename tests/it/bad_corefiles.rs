@@ -103,6 +103,18 @@ const CASES: &[Case] = &[
         )],
     ),
     (
+        "dnstap queue",
+        ".:53 {\n    dnstap /tmp/dnstap.sock full 1 5000\n    whoami\n}\n",
+        "Corefile:2 - Error during parsing: dnstap: MultipleQueue must be between 1 and 4096 (x10k messages): 5000",
+        &[],
+    ),
+    (
+        "dnstap listen",
+        ".:53 {\n    dnstap listen tcp://127.0.0.1:6000\n    whoami\n}\n",
+        "Corefile:2 - Error during parsing: dnstap listen (sinks connecting to the server) is not built in clusterdns",
+        &[],
+    ),
+    (
         "tls client_auth",
         "tls://.:853 {\n    tls cert.pem key.pem {\n        client_auth bogus\n    }\n}\n",
         "Corefile:3 - Error during parsing: unknown authentication type 'bogus'",
@@ -381,6 +393,7 @@ fn command_line() {
             "prometheus",
             "errors",
             "log",
+            "dnstap",
             "dns64",
             "any",
             "loadbalance",

@@ -4,6 +4,7 @@ mod bad_corefiles;
 mod conformance;
 mod corefile_examples;
 mod dns;
+mod dnstap;
 mod forward;
 mod kubernetes;
 mod lifecycle;

@@ -122,5 +122,8 @@ pub fn build(cfgs: &[ForwardConfig], ctx: &mut BuildCtx<'_>) -> Result<Arc<dyn H
             })
         }));
     }
-    Ok(Arc::new(Forward { instances }))
+    Ok(Arc::new(Forward {
+        instances,
+        taps: ctx.dnstap.clone(),
+    }))
 }
