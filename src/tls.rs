@@ -93,6 +93,18 @@ pub enum ClientAuth {
     RequireAndVerify,
 }
 
+/// The TLS versions a server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Versions {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    Both,
+    /// TLS 1.2 only.
+    Only12,
+    /// TLS 1.3 only.
+    Only13,
+}
+
 /// A server certificate, its key, and how clients are authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerTls {
@@ -106,14 +118,21 @@ pub struct ServerTls {
     pub client_auth: ClientAuth,
     /// Where to append the TLS secrets in NSS key log format (debugging only).
     pub keylog: Option<PathBuf>,
+    /// Protocol versions.
+    pub versions: Versions,
 }
 
 /// Builds the server configuration of `t` (ALPN unset: each transport sets its own).
 pub fn server_config(t: &ServerTls) -> Result<rustls::ServerConfig, String> {
     let chain = certs(&t.cert).map_err(|e| format!("could not load TLS cert: {e}"))?;
     let key = key(&t.key).map_err(|e| format!("could not load TLS cert: {e}"))?;
+    let versions: &[&rustls::SupportedProtocolVersion] = match t.versions {
+        Versions::Both => rustls::DEFAULT_VERSIONS,
+        Versions::Only12 => &[&rustls::version::TLS12],
+        Versions::Only13 => &[&rustls::version::TLS13],
+    };
     let builder = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| e.to_string())?;
     let verifier: Option<Arc<dyn ClientCertVerifier>> = match t.client_auth {
         ClientAuth::NoCert => None,
@@ -264,6 +283,7 @@ mod tests {
             ca: Some(fixture("dot-ca.crt")),
             client_auth: ClientAuth::NoCert,
             keylog: None,
+            versions: Versions::Both,
         };
         for auth in [
             ClientAuth::NoCert,

@@ -382,6 +382,8 @@ pub struct Services {
     pub http: BTreeMap<String, Vec<Route>>,
     /// How long to keep serving DNS after SIGTERM (largest `health … lameduck`).
     pub lameduck: Duration,
+    /// HTTP listeners served over TLS (`prometheus { tls … }`): address → configuration.
+    pub http_tls: BTreeMap<String, Arc<rustls::ServerConfig>>,
 }
 
 impl Services {
@@ -432,6 +434,15 @@ pub fn build(
         }
         PluginConfig::Prometheus(c) => {
             ctx.services.add_route(&c.addr, Route::Metrics);
+            if let Some(path) = &c.tls {
+                let err = |e: String| {
+                    Error::plugin(prometheus::NAME, ctx.loc.clone(), Error::plain(None, e))
+                };
+                if let Some(t) = prometheus::webconfig::load(path).map_err(err)? {
+                    let cfg = crate::tls::server_config(&t).map_err(err)?;
+                    ctx.services.http_tls.insert(c.addr.clone(), Arc::new(cfg));
+                }
+            }
             // Metrics are recorded by the server after the reply is encoded (sizes, rcode);
             // the handler only marks the chain position, as CoreDNS's `prometheus` does.
             Some(Arc::new(prometheus::Marker))

@@ -341,6 +341,7 @@ impl Running {
                 routes.clone(),
                 self.http_state.clone(),
                 self.http_stop.clone(),
+                built.services.http_tls.get(addr).cloned(),
             )
             .await
             .map_err(|source| ServerError::Listen {

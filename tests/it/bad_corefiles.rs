@@ -115,6 +115,18 @@ const CASES: &[Case] = &[
         &[],
     ),
     (
+        "prometheus tls file missing",
+        ".:53 {\n    prometheus {\n        tls web.yml\n    }\n    whoami\n}\n",
+        "Corefile:1 - plugin/prometheus: TLS config file web.yml:",
+        &[],
+    ),
+    (
+        "prometheus tls without cert_file",
+        ".:53 {\n    prometheus {\n        tls web.yml\n    }\n    whoami\n}\n",
+        "Corefile:1 - plugin/prometheus: TLS config file web.yml: missing cert_file",
+        &[("web.yml", "tls_server_config:\n  key_file: server.key\n")],
+    ),
+    (
         "tls client_auth",
         "tls://.:853 {\n    tls cert.pem key.pem {\n        client_auth bogus\n    }\n}\n",
         "Corefile:3 - Error during parsing: unknown authentication type 'bogus'",

@@ -378,3 +378,53 @@ async fn a_block_serves_dns_tls_and_https_side_by_side() {
     ));
     s.running.shutdown().await;
 }
+
+/// `prometheus { tls web.yml }`: /metrics over HTTPS with the exporter-toolkit file's
+/// certificate and client authentication, checked with curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_tls_serves_metrics_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+            fixture("dot.crt"),
+            fixture("dot.key"),
+            fixture("client-ca.crt")
+        ),
+    )
+    .unwrap();
+    let corefile = format!(
+        ".:0 {{\n bind 127.0.0.1\n prometheus 127.0.0.1:0 {{\n  tls {}\n }}\n whoami\n}}\n",
+        web.display()
+    );
+    let s = start(&corefile, vec![]).await;
+    crate::util::udp(s.dns(), &query("a.example.", RecordType::A, None)).await;
+    let url = format!("https://127.0.0.1:{}/metrics", s.http("127.0.0.1:0").port());
+    let curl = |extra: Vec<String>| {
+        let mut args = vec!["-sS".to_string(), "--cacert".into(), fixture("dot-ca.crt")];
+        args.extend(extra);
+        args.push(url.clone());
+        run("curl", args)
+    };
+    let (ok, out, err) = curl(vec![
+        "--cert".into(),
+        fixture("client.crt"),
+        "--key".into(),
+        fixture("client.key"),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("coredns_dns_requests_total{"), "{out}");
+    // Without a client certificate the handshake fails; plain HTTP gets nothing either.
+    let (ok, out, _) = curl(vec![]).await;
+    assert!(!ok && !out.contains("coredns_"), "{out}");
+    let (_, out, _) = run(
+        "curl",
+        vec!["-s".into(), url.replace("https://", "http://")],
+    )
+    .await;
+    assert!(!out.contains("coredns_"), "{out}");
+    s.running.shutdown().await;
+}

@@ -46,6 +46,7 @@ pub fn parse(d: &mut Dispenser<'_>) -> Result<TlsConfig, Error> {
             ca: args.get(2).map(PathBuf::from),
             client_auth,
             keylog,
+            versions: crate::tls::Versions::Both,
         });
     }
     out.ok_or_else(|| d.arg_err())
