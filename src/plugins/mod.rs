@@ -513,6 +513,37 @@ mod tests {
         }
     }
 
+    /// The README's plugin table names every directive of ORDER (CoreDNS's plugin.cfg) in its
+    /// first column, with a status.
+    #[test]
+    fn readme_plugin_table_lists_every_plugin() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let table = readme
+            .split("## Plugins")
+            .nth(1)
+            .and_then(|t| t.split("\n## ").next())
+            .unwrap();
+        let mut listed = Vec::new();
+        for row in table.lines().filter(|l| l.starts_with("| ")) {
+            let first = row.split('|').nth(1).unwrap_or("");
+            let first = first.split("](").next().unwrap_or(first);
+            listed.extend(
+                first
+                    .split(|c: char| c == ',' || c == '[' || c.is_whitespace())
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string),
+            );
+        }
+        for e in ORDER {
+            assert!(
+                listed.iter().any(|n| n == e.name),
+                "README plugin table lacks {}",
+                e.name
+            );
+        }
+    }
+
     #[test]
     fn order_matches_coredns_1_14_5_for_the_chain() {
         let pos = |n: &str| ORDER.iter().position(|e| e.name == n).unwrap();
