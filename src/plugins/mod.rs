@@ -16,6 +16,7 @@ pub mod fall;
 pub mod forward;
 pub mod health;
 pub mod hosts;
+pub mod https;
 pub mod k8s_external;
 pub mod kubernetes;
 pub mod loadbalance;
@@ -69,7 +70,7 @@ pub const ORDER: &[Entry] = &[
     e("proxyproto", false, true),
     e("quic", false, true),
     e("grpc_server", false, true),
-    e("https", false, true),
+    e("https", true, true),
     e("https3", false, true),
     e("timeouts", false, true),
     e("multisocket", false, true),
@@ -185,6 +186,8 @@ pub enum PluginConfig {
     Tls(tls::TlsConfig),
     /// `dnstap` (every line of the block)
     Dnstap(Vec<dnstap::DnstapConfig>),
+    /// `https`
+    Https(https::HttpsConfig),
 }
 
 impl PluginConfig {
@@ -213,6 +216,7 @@ impl PluginConfig {
             Self::Whoami => whoami::NAME,
             Self::Tls(_) => tls::NAME,
             Self::Dnstap(_) => dnstap::NAME,
+            Self::Https(_) => https::NAME,
         }
     }
 
@@ -297,6 +301,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
         }
         tls::NAME => PluginConfig::Tls(tls::parse(&mut d).map_err(wrap)?),
         dnstap::NAME => PluginConfig::Dnstap(dnstap::parse(&mut d).map_err(wrap)?),
+        https::NAME => PluginConfig::Https(https::parse(&mut d).map_err(wrap)?),
         other => unreachable!("built plugin {other} has no parse arm"),
     };
     Ok(cfg)
@@ -478,7 +483,7 @@ pub fn build(
         PluginConfig::Forward(c) => Some(forward::build(c, ctx)?),
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
         // The server reads it when it opens the block's tls:// and https:// listeners.
-        PluginConfig::Tls(_) => None,
+        PluginConfig::Tls(_) | PluginConfig::Https(_) => None,
         PluginConfig::Dnstap(c) => {
             let taps = dnstap::taps(c, ctx);
             *ctx.dnstap = Some(taps.clone());

@@ -33,8 +33,6 @@ use super::transport::{TCP_READ, connection};
 /// CoreDNS's timeouts for connection-oriented transports: 3 s to read, 5 s to write, 10 s idle.
 const READ: Duration = TCP_READ;
 const IDLE: Duration = Duration::from_secs(10);
-/// CoreDNS's `DefaultHTTPSMaxConnections`.
-const HTTPS_MAX_CONNECTIONS: usize = 200;
 /// RFC 8484 path and media type.
 const DOH_PATH: &str = "/dns-query";
 const DOH_TYPE: &str = "application/dns-message";
@@ -133,30 +131,26 @@ pub(crate) fn serve_tls(
     });
 }
 
-/// Serves DNS over HTTPS on `listener` until `stop`.
+/// Serves DNS over HTTPS on `listener` until `stop`, with at most `max` connections at once
+/// (`https { max_connections }`, CoreDNS's default 200; `None` is unbounded).
 pub(crate) fn serve_https(
     listener: TcpListener,
     d: Arc<Dispatcher>,
     tls: TlsSlot,
+    max: Option<usize>,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    accept_loop(
-        listener,
-        stop,
-        tracker,
-        Some(HTTPS_MAX_CONNECTIONS),
-        move |conn, src| {
-            let (d, tls) = (d.clone(), tls.clone());
-            async move {
-                match handshake(&tls, conn).await {
-                    Some(Ok(s)) => http_connection(s, src, d).await,
-                    Some(Err(plain)) => http_connection(plain, src, d).await,
-                    None => {}
-                }
+    accept_loop(listener, stop, tracker, max, move |conn, src| {
+        let (d, tls) = (d.clone(), tls.clone());
+        async move {
+            match handshake(&tls, conn).await {
+                Some(Ok(s)) => http_connection(s, src, d).await,
+                Some(Err(plain)) => http_connection(plain, src, d).await,
+                None => {}
             }
-        },
-    );
+        }
+    });
 }
 
 /// Serves HTTP/1.1 or HTTP/2 (whichever the client speaks) on one connection; the connection is

@@ -62,6 +62,8 @@ struct ListenerPlan {
     any_metrics: bool,
     /// The `tls` of the blocks on a `tls://` or `https://` listener (CoreDNS: the last one's).
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// `https { max_connections }` of a DoH listener (0: unbounded).
+    max_connections: usize,
 }
 
 /// Builds every block: handlers, chains, listener plan. Fails on the first block that does not
@@ -86,6 +88,10 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
                 _ => None,
             })
             .transpose()?;
+        let https = b.plugins.iter().find_map(|p| match p {
+            PluginConfig::Https(h) => Some(*h),
+            _ => None,
+        });
         let mut handlers = Vec::new();
         let mut dnstap = None;
         for p in &b.plugins {
@@ -127,7 +133,11 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
                         any_class: false,
                         any_metrics: false,
                         tls: None,
+                        max_connections: plugins::https::DEFAULT_MAX_CONNECTIONS,
                     });
+                if let Some(h) = https {
+                    plan.max_connections = h.max_connections;
+                }
                 if let Some(cfg) = &tls {
                     plan.tls = listener_tls(k.transport, cfg);
                 }
@@ -403,6 +413,7 @@ impl Running {
                 );
             }
             let tls = plan.tls.take();
+            let max_connections = plan.max_connections;
             let router = router(plan);
             if let Some(l) = self.listeners.remove(&key) {
                 l.dispatcher.router.store(router);
@@ -438,7 +449,8 @@ impl Running {
                     transport::serve_tcp(tcp, d, stop.clone(), t);
                 }
                 (Transport::Https, Opened::Stream(tcp)) => {
-                    encrypted::serve_https(tcp, d, tls.clone(), stop.clone(), t);
+                    let max = (max_connections > 0).then_some(max_connections);
+                    encrypted::serve_https(tcp, d, tls.clone(), max, stop.clone(), t);
                 }
                 (_, Opened::Stream(tcp)) => {
                     encrypted::serve_tls(tcp, d, tls.clone(), stop.clone(), t);

@@ -398,6 +398,7 @@ fn command_line() {
         order,
         [
             "tls",
+            "https",
             "reload",
             "bind",
             "ready",

@@ -428,3 +428,44 @@ async fn prometheus_tls_serves_metrics_over_https() {
     assert!(!out.contains("coredns_"), "{out}");
     s.running.shutdown().await;
 }
+
+/// `https { max_connections 1 }`: a second connection is served only once the first is gone
+/// (accepting waits, as Go's `LimitListener`).
+#[tokio::test]
+async fn https_max_connections_holds_further_connections() {
+    let s = start(
+        "https://.:0 {\n bind 127.0.0.1\n https {\n  max_connections 1\n }\n hosts {\n  192.0.2.10 dot.example.\n }\n}\n",
+        vec![],
+    )
+    .await;
+    let a = addr(&s, Transport::Https);
+    let wire = query("dot.example.", RecordType::A, None).to_vec().unwrap();
+    let request = format!(
+        "POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        wire.len()
+    );
+    let first = TcpStream::connect(a).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut second = TcpStream::connect(a).await.unwrap();
+    second.write_all(request.as_bytes()).await.unwrap();
+    second.write_all(&wire).await.unwrap();
+    let mut buf = [0u8; 12];
+    let waited =
+        tokio::time::timeout(std::time::Duration::from_millis(500), second.read(&mut buf)).await;
+    assert!(waited.is_err(), "served past max_connections");
+    drop(first);
+    let mut out = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        second.read_to_end(&mut out),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    s.running.shutdown().await;
+}
