@@ -12,6 +12,7 @@ pub mod chain;
 pub mod dns64;
 pub mod errors;
 pub mod fall;
+pub mod file;
 pub mod forward;
 pub mod health;
 pub mod hosts;
@@ -105,7 +106,7 @@ pub const ORDER: &[Entry] = &[
     e("clouddns", false, false),
     e("k8s_external", true, true),
     e("kubernetes", true, true),
-    e("file", false, false),
+    e("file", true, false),
     e("auto", false, false),
     e("secondary", false, false),
     e("etcd", false, true),
@@ -178,6 +179,8 @@ pub enum PluginConfig {
     Kubernetes(Box<kubernetes::KubernetesConfig>),
     /// `whoami`
     Whoami,
+    /// `file` (every line of the block)
+    File(file::FileConfig),
 }
 
 impl PluginConfig {
@@ -204,6 +207,7 @@ impl PluginConfig {
             Self::Reload(_) => reload::NAME,
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
+            Self::File(_) => file::NAME,
         }
     }
 
@@ -286,6 +290,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             whoami::parse(&mut d).map_err(wrap)?;
             PluginConfig::Whoami
         }
+        file::NAME => PluginConfig::File(file::parse(&mut d, zones).map_err(wrap)?),
         other => unreachable!("built plugin {other} has no parse arm"),
     };
     Ok(cfg)
@@ -453,6 +458,7 @@ pub fn build(
         ))),
         PluginConfig::Forward(c) => Some(forward::build(c, ctx)?),
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
+        PluginConfig::File(c) => Some(file::build(c, ctx)?),
     })
 }
 
