@@ -3,7 +3,9 @@
 mod bad_corefiles;
 mod conformance;
 mod corefile_examples;
+mod daemons;
 mod dns;
+mod file;
 mod forward;
 mod kubernetes;
 mod lifecycle;

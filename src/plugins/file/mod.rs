@@ -198,7 +198,7 @@ impl Handler for File {
                     Ok(m) => Some((m.metadata.response_code, m.answers)),
                     Err(_) => None,
                 };
-                zone.finish_chase(chain, upstream, dnssec)
+                zone.finish_chase(chain, qtype, upstream, dnssec)
             }
         };
         if lookup.answer.is_empty()

@@ -83,7 +83,7 @@ const fn case(q: &'static str, t: RecordType) -> Case {
 fn run(z: &Zone, q: &str, t: RecordType, dnssec: bool) -> Lookup {
     match z.lookup(&Name::from_ascii(q).unwrap(), t, dnssec) {
         Found::Done(l) => l,
-        Found::Chase { chain, .. } => z.finish_chase(chain, None, dnssec),
+        Found::Chase { chain, .. } => z.finish_chase(chain, t, None, dnssec),
     }
 }
 

@@ -326,28 +326,6 @@ impl Zone {
         Some((ns, extra))
     }
 
-    /// The first zone cut between the apex and `target` (for CNAME targets).
-    fn find_delegation(
-        &self,
-        target: &Name,
-        qtype: RecordType,
-        dnssec: bool,
-    ) -> Option<(Vec<Record>, Vec<Record>)> {
-        if !self.origin.zone_of(target) {
-            return None;
-        }
-        let mut i = 1;
-        while let Some(name) = self.name_from_right(target, i) {
-            if let Some(node) = self.search(&name) {
-                if let Some(d) = self.delegation(&name, node, target, qtype, dnssec) {
-                    return Some(d);
-                }
-            }
-            i += 1;
-        }
-        None
-    }
-
     /// Addresses (and their signatures) of NS targets held in the zone.
     fn glue(&self, ns: &[Record], dnssec: bool) -> Vec<Record> {
         let mut out = Vec::new();
@@ -397,6 +375,17 @@ impl Zone {
 
     /// Answers `qname`/`qtype` from the zone (`qname` must be in it). `dnssec`: the DO bit.
     pub fn lookup(&self, qname: &Name, qtype: RecordType, dnssec: bool) -> Found {
+        self.lookup_in(qname, qtype, dnssec, &mut Vec::new())
+    }
+
+    /// [`Zone::lookup`] inside a CNAME chain whose owners are `seen`.
+    fn lookup_in(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        dnssec: bool,
+        seen: &mut Vec<Name>,
+    ) -> Found {
         if *qname == self.origin {
             match qtype {
                 RecordType::SOA => {
@@ -438,7 +427,7 @@ impl Zone {
             };
             found = Some(node);
             if let Some(dname) = node.get(RecordType::DNAME).and_then(|s| s.records.first()) {
-                if let Some(f) = self.dname(qname, qtype, dnssec, node, dname) {
+                if let Some(f) = self.dname(qname, qtype, dnssec, node, dname, seen) {
                     return f;
                 }
             }
@@ -448,7 +437,7 @@ impl Zone {
         }
 
         if let Some(node) = found {
-            if qtype != RecordType::CNAME {
+            if follows_cname(qtype) {
                 if let Some(cname) = node
                     .get(RecordType::CNAME)
                     .filter(|s| !s.records.is_empty())
@@ -457,7 +446,7 @@ impl Zone {
                     if dnssec {
                         chain.extend(cname.sigs.iter().cloned());
                     }
-                    return self.follow(chain, qtype, dnssec);
+                    return self.follow(chain, qtype, dnssec, seen);
                 }
             }
             let rrs = node.typed(qtype, dnssec);
@@ -494,8 +483,15 @@ impl Zone {
                     })
                     .collect()
             };
-            if qtype != RecordType::CNAME && wnode.has(RecordType::CNAME) {
-                return self.follow(synth(RecordType::CNAME), qtype, dnssec);
+            if follows_cname(qtype) && wnode.has(RecordType::CNAME) {
+                let mut f = self.follow(synth(RecordType::CNAME), qtype, dnssec, seen);
+                if let Found::Done(l) = &mut f {
+                    if dnssec && matches!(l.outcome, Outcome::Success | Outcome::NoData) {
+                        // No closer name exists: the NSEC that covers the query name says so.
+                        l.ns.extend(self.covering_nsec(qname));
+                    }
+                }
+                return f;
             }
             let rrs = synth(qtype);
             if rrs.is_empty() {
@@ -507,7 +503,7 @@ impl Zone {
             }
             let extra = self.additional(&rrs, dnssec);
             let mut ns = Vec::new();
-            if dnssec {
+            if dnssec && qtype != RecordType::NSEC {
                 // No closer name exists: the NSEC that covers the query name says so.
                 ns.extend(self.covering_nsec(qname));
             }
@@ -548,6 +544,7 @@ impl Zone {
         dnssec: bool,
         node: &Node,
         dname: &Record,
+        seen: &mut Vec<Name>,
     ) -> Option<Found> {
         let owner = &dname.name;
         if qname == owner || !owner.zone_of(qname) {
@@ -593,63 +590,56 @@ impl Zone {
             ));
         }
         dname_rrs.push(cname);
-        Some(self.follow(dname_rrs, qtype, dnssec))
+        Some(self.follow(dname_rrs, qtype, dnssec, seen))
     }
 
-    /// Follows the CNAME that ends `chain` through the zone: to the records of `qtype` at its
-    /// end, a referral, or a target to look up elsewhere.
-    fn follow(&self, mut chain: Vec<Record>, qtype: RecordType, dnssec: bool) -> Found {
-        // Owners already in the chain: a target among them is a loop.
-        let mut seen: Vec<Name> = chain
-            .iter()
-            .filter(|r| r.record_type() == RecordType::CNAME)
-            .map(|r| r.name.clone())
-            .collect();
-        loop {
-            let Some(target) = chain.iter().rev().find_map(|r| match &r.data {
-                RData::CNAME(c) => Some(c.0.clone()),
-                _ => None,
-            }) else {
-                return Self::done(chain, Vec::new(), Vec::new(), Outcome::Success);
-            };
-            if let Some((ns, extra)) = self.find_delegation(&target, qtype, dnssec) {
-                return Self::done(chain, ns, extra, Outcome::Delegation);
+    /// Follows the CNAME that ends `chain`: a target in the zone is looked up here (its
+    /// records, a referral, a wildcard, NXDOMAIN or NODATA with their proofs, the next CNAME),
+    /// one outside it is left to the server. A chain that comes back to a name it holds, or
+    /// grows past [`MAX_CHAIN`], stops where it is (knotd's answer to a loop).
+    fn follow(
+        &self,
+        chain: Vec<Record>,
+        qtype: RecordType,
+        dnssec: bool,
+        seen: &mut Vec<Name>,
+    ) -> Found {
+        for r in &chain {
+            if r.record_type() == RecordType::CNAME && !seen.contains(&r.name) {
+                seen.push(r.name.clone());
             }
-            let node = self.search(&target);
-            let apex_special =
-                qtype == RecordType::NS || (qtype == RecordType::SOA && target == self.origin);
-            let Some(node) = node.filter(|_| !apex_special) else {
-                // Not a name of its own here (outside the zone, a wildcard, nothing): ask the
-                // server, as CoreDNS's upstream lookup does.
-                return Found::Chase { chain, target };
-            };
-            // A loop, or too long a chain: stop where it is.
-            if seen.contains(&target) || seen.len() > MAX_CHAIN {
-                return Self::done(chain, Vec::new(), Vec::new(), Outcome::Success);
+        }
+        let Some(target) = chain.iter().rev().find_map(|r| match &r.data {
+            RData::CNAME(c) => Some(c.0.clone()),
+            _ => None,
+        }) else {
+            return Self::done(chain, Vec::new(), Vec::new(), Outcome::Success);
+        };
+        if seen.contains(&target) || seen.len() > MAX_CHAIN {
+            return Self::done(chain, Vec::new(), Vec::new(), Outcome::Success);
+        }
+        if !self.origin.zone_of(&target) {
+            // Outside the zone: ask the server, as CoreDNS's upstream lookup does.
+            return Found::Chase { chain, target };
+        }
+        match self.lookup_in(&target, qtype, dnssec, seen) {
+            Found::Done(l) => {
+                let mut answer = chain;
+                answer.extend(l.answer);
+                let extra = match l.outcome {
+                    Outcome::Success => self.additional(&answer, dnssec),
+                    _ => l.extra,
+                };
+                Self::done(answer, l.ns, extra, l.outcome)
             }
-            seen.push(target.clone());
-            if let Some(cname) = node
-                .get(RecordType::CNAME)
-                .filter(|s| !s.records.is_empty())
-            {
-                chain.extend(cname.records.iter().cloned());
-                if dnssec {
-                    chain.extend(cname.sigs.iter().cloned());
-                }
-                continue;
+            Found::Chase {
+                chain: rest,
+                target,
+            } => {
+                let mut all = chain;
+                all.extend(rest);
+                Found::Chase { chain: all, target }
             }
-            let rrs = node.typed(qtype, dnssec);
-            if rrs.is_empty() {
-                // The chain ends in a name without this type: NODATA after the chain.
-                let mut ns = self.negative_soa(dnssec);
-                if dnssec {
-                    ns.extend(node.typed(RecordType::NSEC, true));
-                }
-                return Self::done(chain, ns, Vec::new(), Outcome::NoData);
-            }
-            let extra = self.additional(&rrs, dnssec);
-            chain.extend(rrs);
-            return Self::done(chain, Vec::new(), extra, Outcome::Success);
         }
     }
 
@@ -658,6 +648,7 @@ impl Zone {
     pub fn finish_chase(
         &self,
         mut chain: Vec<Record>,
+        qtype: RecordType,
         upstream: Option<(hickory_proto::op::ResponseCode, Vec<Record>)>,
         dnssec: bool,
     ) -> Lookup {
@@ -666,7 +657,12 @@ impl Zone {
             None => Outcome::ServerFailure,
             Some((ResponseCode::NXDomain, _)) => Outcome::NameError,
             Some((ResponseCode::ServFail, _)) => Outcome::ServerFailure,
-            Some((ResponseCode::NoError, a)) if a.is_empty() => Outcome::NoData,
+            // No record of the asked type at the end of the chain: NODATA.
+            Some((ResponseCode::NoError, a))
+                if qtype != RecordType::CNAME && !a.iter().any(|r| r.record_type() == qtype) =>
+            {
+                Outcome::NoData
+            }
             Some(_) => Outcome::Success,
         };
         if let Some((_, answers)) = upstream {
@@ -689,7 +685,9 @@ impl Zone {
     /// is the closest encloser and the wildcard does not apply (RFC 4592 §2.2.1).
     fn closer_ent_exists(&self, qname: &Name, wildcard: &Name) -> bool {
         let parent = wildcard.base_name();
-        let mut name = qname.base_name();
+        // The query name itself counts: an empty non-terminal exists, so no wildcard covers
+        // it (RFC 4592 §2.2.2; CoreDNS synthesizes there).
+        let mut name = qname.clone();
         while name != parent && parent.zone_of(&name) && !name.is_root() {
             if self.has_descendant(&name) {
                 return true;
@@ -703,7 +701,8 @@ impl Zone {
     fn closest_encloser(&self, qname: &Name) -> Option<Name> {
         let mut name = qname.base_name();
         while self.origin.zone_of(&name) {
-            if self.search(&name).is_some() {
+            // An empty non-terminal exists too (RFC 4592 §3.3.1).
+            if self.search(&name).is_some() || self.has_descendant(&name) {
                 return Some(name);
             }
             if name.is_root() {
@@ -713,6 +712,15 @@ impl Zone {
         }
         None
     }
+}
+
+/// Whether a CNAME at the name answers for `qtype`: not for CNAME itself, nor for the types
+/// that live beside a CNAME (RFC 4035 §2.5: RRSIG and NSEC), as knotd does.
+fn follows_cname(qtype: RecordType) -> bool {
+    !matches!(
+        qtype,
+        RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC
+    )
 }
 
 /// The number of labels of `name`, a leading `*` included (hickory's `num_labels` leaves it
