@@ -23,6 +23,7 @@ pub mod kube;
 pub mod logging;
 pub mod plugins;
 pub mod server;
+pub mod tlsconf;
 pub mod zonefile;
 
 /// The version printed by `-version` and exported in `coredns_build_info`.

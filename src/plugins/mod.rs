@@ -11,6 +11,7 @@ pub mod cache;
 pub mod chain;
 pub mod dns64;
 pub mod errors;
+pub mod etcd;
 pub mod fall;
 pub mod file;
 pub mod forward;
@@ -109,7 +110,7 @@ pub const ORDER: &[Entry] = &[
     e("file", true, false),
     e("auto", false, false),
     e("secondary", false, false),
-    e("etcd", false, true),
+    e("etcd", true, true),
     e("loop", true, true),
     e("forward", true, false),
     e("grpc", false, false),
@@ -181,6 +182,8 @@ pub enum PluginConfig {
     Whoami,
     /// `file` (every line of the block)
     File(file::FileConfig),
+    /// `etcd`
+    Etcd(Box<etcd::EtcdConfig>),
 }
 
 impl PluginConfig {
@@ -208,6 +211,7 @@ impl PluginConfig {
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
             Self::File(_) => file::NAME,
+            Self::Etcd(_) => etcd::NAME,
         }
     }
 
@@ -291,6 +295,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             PluginConfig::Whoami
         }
         file::NAME => PluginConfig::File(file::parse(&mut d, zones).map_err(wrap)?),
+        etcd::NAME => PluginConfig::Etcd(Box::new(etcd::parse(&mut d, zones).map_err(wrap)?)),
         other => unreachable!("built plugin {other} has no parse arm"),
     };
     Ok(cfg)
@@ -459,6 +464,7 @@ pub fn build(
         PluginConfig::Forward(c) => Some(forward::build(c, ctx)?),
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
         PluginConfig::File(c) => Some(file::build(c, ctx)?),
+        PluginConfig::Etcd(c) => Some(etcd::build(c, ctx)?),
     })
 }
 

@@ -5,6 +5,7 @@ mod conformance;
 mod corefile_examples;
 mod daemons;
 mod dns;
+mod etcd;
 mod file;
 mod forward;
 mod kubernetes;
