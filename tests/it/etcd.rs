@@ -732,3 +732,114 @@ async fn credentials_sign_in_to_an_etcd_with_auth() {
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
     s.running.shutdown().await;
 }
+
+/// Makes a CA, a server certificate for 127.0.0.1 and a client certificate with `openssl`.
+/// etcd dials its own gRPC server from its gateway with the server certificate, so that one
+/// needs clientAuth too.
+fn certificates(dir: &std::path::Path) {
+    let openssl = require("openssl", "openssl");
+    let run = |args: &str| {
+        let out = Command::new(&openssl)
+            .args(args.split_whitespace())
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    run(&format!(
+        "req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=clusterdns-test-ca"
+    ));
+    for who in ["server", "client"] {
+        run(&format!(
+            "req {ec} -keyout {who}.key -out {who}.csr -subj /CN={who}"
+        ));
+        run(&format!(
+            "x509 -req -in {who}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out {who}.pem -days 2 -extfile {who}.ext"
+        ));
+    }
+}
+
+/// `tls CERT KEY CACERT` against an etcd that serves TLS and requires client certificates.
+#[tokio::test]
+async fn tls_with_a_client_certificate() {
+    let bin = require("etcd", "etcd-server");
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let (client, peer) = (free_port(), free_port());
+    let d = dir.path().to_path_buf();
+    let mut cmd = Command::new(bin);
+    cmd.args(["--name", "t", "--logger", "zap", "--log-level", "warn"])
+        .arg("--data-dir")
+        .arg(d.join("data"))
+        .arg("--listen-client-urls")
+        .arg(format!("https://127.0.0.1:{client}"))
+        .arg("--advertise-client-urls")
+        .arg(format!("https://127.0.0.1:{client}"))
+        .arg("--listen-peer-urls")
+        .arg(format!("http://127.0.0.1:{peer}"))
+        .arg("--initial-advertise-peer-urls")
+        .arg(format!("http://127.0.0.1:{peer}"))
+        .arg("--initial-cluster")
+        .arg(format!("t=http://127.0.0.1:{peer}"))
+        .arg("--cert-file")
+        .arg(d.join("server.pem"))
+        .arg("--key-file")
+        .arg(d.join("server.key"))
+        .arg("--trusted-ca-file")
+        .arg(d.join("ca.pem"))
+        .arg("--client-cert-auth");
+    let mut daemon = Daemon::spawn(cmd, dir, "etcd");
+    let tls_corefile = |cert: &str| {
+        format!(
+            "example.org:0 {{\n bind 127.0.0.1\n etcd {{\n  endpoint https://127.0.0.1:{client}\n  tls {cert} {} {}\n }}\n}}\n",
+            d.join("client.key").display(),
+            d.join("ca.pem").display()
+        )
+    };
+    // Plain HTTP is refused by a TLS listener: wait for the port, then use the plugin itself.
+    wait_until(
+        &mut daemon,
+        "etcd",
+        Duration::from_secs(30),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", client))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    let s = start(
+        &tls_corefile(&d.join("client.pem").display().to_string()),
+        vec![],
+    )
+    .await;
+    // An empty etcd: the zone answers NXDOMAIN once the plugin has listed it over TLS.
+    let r = wait_ready(&s, "www.example.org.", RecordType::A).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    s.running.shutdown().await;
+    // Without the client certificate etcd refuses the handshake: no data, SERVFAIL.
+    let s = start(
+        &format!(
+            "example.org:0 {{\n bind 127.0.0.1\n etcd {{\n  endpoint https://127.0.0.1:{client}\n  tls {}\n }}\n}}\n",
+            d.join("ca.pem").display()
+        ),
+        vec![],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = udp(s.dns(), &query("www.example.org.", RecordType::A, None)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    s.running.shutdown().await;
+    drop(daemon);
+}
