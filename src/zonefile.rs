@@ -87,7 +87,11 @@ fn parse_text(
     let mut lines = lines.into_iter();
     loop {
         let line = lines.next().unwrap_or(0);
-        let entry = match zf.next_entry() {
+        // The scanner is another crate's code reading arbitrary text: a panic in it (0.12.3
+        // had one for a quoted string at the very end) is this entry's error, not a crash.
+        let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| zf.next_entry()))
+            .map_err(|_| err(line, "the zone file scanner failed on this entry".into()))?;
+        let entry = match scanned {
             Ok(Some(e)) => e,
             Ok(None) => return Ok(()),
             // domain's errors read `LINE:COL: message`; its LINE is where the scanner stopped
