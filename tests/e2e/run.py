@@ -474,6 +474,18 @@ COMMIT
         self.set([e for e in self.endpoints if e != ip])
 
 
+def wait_for_line(path, text, proc, what):
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with open(path) as f:
+            if text in f.read():
+                return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    raise SuiteError(f"{what} did not start (see the logs)")
+
+
 class FakeApi:
     """../shared/conformance/fakeapi.py on 192.0.2.2:6443, with a bookmark a minute as the API
     server sends them. A restart carries its objects and resource version over, as etcd keeps
@@ -495,16 +507,8 @@ class FakeApi:
         out = os.path.join(self.suite.work, "api.stdout")
         with open(out, "wb") as f:
             self.proc = self.suite.spawn("fakeapi", self.NS, argv, stdout=f)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with open(out) as f:
-                if "listening on" in f.read():
-                    self.suite.api_up = True
-                    return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise SuiteError("the fake API server did not start (see fakeapi.log)")
+        wait_for_line(out, "listening on", self.proc, "the fake API server")
+        self.suite.api_up = True
 
     def kill(self):
         self.suite.api_up = False
@@ -855,12 +859,27 @@ def run_checks(suite, spec):
     failed = []
     checks = resolver_checks(suite, spec)
     out = open(os.path.join(suite.work, "checks.log"), "w")
+
     def tcp_queries():
         return sum(rep.metric_sum("coredns_dns_requests_total{", 'proto="tcp"') for rep in suite.replicas)
-    for ck in checks:
-        tcp0 = tcp_queries() if ck.tcp else 0
+
+    def run(ck):
         r, took = ck.pod.run(ck.argv)
         out.write(f"$ {' '.join(ck.argv)}  (exit {r.returncode}, {took * 1000:.0f} ms)\n{r.stdout}{r.stderr}\n")
+        # The lookup's own duration where the client reports it (not Node's start-up), else the
+        # command's.
+        m = re.search(r"^lookup-ms (\S+)$", r.stderr, re.M)
+        return r, (float(m.group(1)) / 1000 if m else took), bool(m)
+
+    for ck in checks:
+        tcp0 = tcp_queries() if ck.tcp else 0
+        r, took, own = run(ck)
+        # A command's time includes its start-up, which another process's burst on this shared
+        # machine can stall: the best of three runs, each with the expected answer.
+        tries = 1
+        while ck.fast and not own and took >= 1.0 and tries < 3 and ck.parse(r) == ck.expect:
+            r, again, _ = run(ck)
+            took, tries = min(took, again), tries + 1
         got = ck.parse(r)
         if isinstance(ck.expect, tuple) and ck.expect and ck.expect[0] == "subset":
             _, pool, count = ck.expect
@@ -1375,8 +1394,11 @@ def run(suite, opts):
     suite.api.start(fixture_path)
     up_ns = f"{PREFIX}-up"
     suite.sandbox(up_ns, "cde-up", UP_IP, UP_GW)
-    suite.spawn("upstream", up_ns, ["python3", os.path.join(HERE, "upstream.py"), "--listen", UP_IP,
-                                    "--zone", os.path.join(HERE, "example.org.zone")])
+    up_out = os.path.join(suite.work, "upstream.stdout")
+    with open(up_out, "wb") as f:
+        up = suite.spawn("upstream", up_ns, ["python3", os.path.join(HERE, "upstream.py"), "--listen", UP_IP,
+                                             "--zone", os.path.join(HERE, "example.org.zone")], stdout=f)
+    wait_for_line(up_out, "listening on", up, "the upstream DNS server")
 
     # Two replicas behind the VIP.
     for _ in range(2):

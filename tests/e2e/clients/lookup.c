@@ -9,6 +9,7 @@
  *                             START_MS LATENCY_MS NAME ADDR,ADDR,...|ERR:CODE
  *
  * A failed lookup prints "ERR CODE" (NONAME, AGAIN, FAIL, NODATA, SYSTEM, OTHER) and exits 2.
+ * host, host4 and addr print the lookup's own duration on stderr: "lookup-ms MS".
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -84,8 +85,10 @@ static double now_ms(clockid_t clock)
 int main(int argc, char **argv)
 {
     static char out[65536];
+    double t0 = now_ms(CLOCK_MONOTONIC);
     if (argc == 3 && (strcmp(argv[1], "host") == 0 || strcmp(argv[1], "host4") == 0)) {
         int rc = resolve(argv[2], argv[1][4] == '4' ? AF_INET : AF_UNSPEC, out, sizeof out, '\n');
+        fprintf(stderr, "lookup-ms %.3f\n", now_ms(CLOCK_MONOTONIC) - t0);
         if (rc != 0) {
             printf("ERR %s\n", code(rc));
             return 2;
@@ -109,6 +112,7 @@ int main(int argc, char **argv)
         }
         char host[NI_MAXHOST];
         int rc = getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, NULL, 0, NI_NAMEREQD);
+        fprintf(stderr, "lookup-ms %.3f\n", now_ms(CLOCK_MONOTONIC) - t0);
         if (rc != 0) {
             printf("ERR %s\n", code(rc));
             return 2;

@@ -9,6 +9,7 @@
 //	                              one line per lookup: START_MS LATENCY_MS NAME ADDR,...|ERR:CODE
 //
 // A failed lookup prints "ERR CODE" (NOTFOUND, TIMEOUT, TEMPORARY, OTHER) and exits 2.
+// The one-shot modes print the lookup's own duration on stderr: "lookup-ms MS".
 package main
 
 import (
@@ -56,10 +57,16 @@ func hostAddrs(r *net.Resolver, name string) ([]string, error) {
 	return out, nil
 }
 
-func fail(err error) {
-	fmt.Printf("ERR %s\n", code(err))
-	fmt.Fprintln(os.Stderr, err)
-	os.Exit(2)
+var start time.Time
+
+// done ends a one-shot lookup: its duration on stderr, and on error "ERR CODE", exit 2.
+func done(err error) {
+	fmt.Fprintf(os.Stderr, "lookup-ms %.3f\n", float64(time.Since(start).Microseconds())/1000)
+	if err != nil {
+		fmt.Printf("ERR %s\n", code(err))
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 }
 
 func main() {
@@ -68,23 +75,20 @@ func main() {
 	a := os.Args[1:]
 	switch {
 	case len(a) == 2 && a[0] == "host":
+		start = time.Now()
 		out, err := hostAddrs(r, a[1])
-		if err != nil {
-			fail(err)
-		}
+		done(err)
 		fmt.Println(strings.Join(out, "\n"))
 	case len(a) == 2 && a[0] == "addr":
+		start = time.Now()
 		names, err := r.LookupAddr(ctx, a[1])
-		if err != nil {
-			fail(err)
-		}
+		done(err)
 		sort.Strings(names)
 		fmt.Println(strings.Join(names, "\n"))
 	case len(a) == 4 && a[0] == "srv":
+		start = time.Now()
 		_, srvs, err := r.LookupSRV(ctx, a[1], a[2], a[3])
-		if err != nil {
-			fail(err)
-		}
+		done(err)
 		var out []string
 		for _, s := range srvs {
 			out = append(out, fmt.Sprintf("%d %s", s.Port, s.Target))
@@ -92,10 +96,9 @@ func main() {
 		sort.Strings(out)
 		fmt.Println(strings.Join(out, "\n"))
 	case len(a) == 2 && a[0] == "cname":
+		start = time.Now()
 		c, err := r.LookupCNAME(ctx, a[1])
-		if err != nil {
-			fail(err)
-		}
+		done(err)
 		fmt.Println(c)
 	case len(a) >= 3 && a[0] == "loop":
 		ms, _ := strconv.Atoi(a[1])

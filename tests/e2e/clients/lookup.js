@@ -10,6 +10,7 @@
 //                                     one line per lookup: START_MS LATENCY_MS NAME ADDR,...|ERR:CODE
 //
 // A failed lookup prints "ERR CODE" (c-ares' code: ENOTFOUND, ETIMEOUT, ESERVFAIL, ...), exit 2.
+// The one-shot modes print the lookup's own duration on stderr: "lookup-ms MS".
 'use strict';
 const { Resolver } = require('dns').promises;
 
@@ -36,11 +37,14 @@ async function host(name) {
 
 async function main() {
   const [cmd, ...a] = process.argv.slice(2);
+  const t0 = process.hrtime.bigint();
+  const took = () => console.error(`lookup-ms ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(3)}`);
   try {
     if (cmd === 'host') console.log((await host(a[0])).join('\n'));
     else if (cmd === 'addr') console.log((await r.reverse(a[0])).sort().join('\n'));
     else if (cmd === 'srv') console.log((await r.resolveSrv(a[0])).map((s) => `${s.port} ${s.name}`).sort().join('\n'));
     else if (cmd === 'cname') console.log((await r.resolveCname(a[0])).join('\n'));
+    if (cmd !== 'loop') took();
     else if (cmd === 'loop') {
       const ms = Number(a[0]);
       const names = a.slice(1);
@@ -63,6 +67,7 @@ async function main() {
       process.exit(1);
     }
   } catch (e) {
+    took();
     console.log(`ERR ${e.code}`);
     console.error(e.message);
     process.exit(2);
