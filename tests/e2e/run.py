@@ -786,7 +786,7 @@ def resolver_checks(suite, spec):
           Check("glibc", g, ["getent", "hosts", "198.18.50.10"], parse_getent(1), ptr("198.18.50.10"), note="PTR endpoint"),
           Check("glibc", g, ["getent", "hosts", "nosuch"], parse_getent(0), "NXDOMAIN", fast=True),
           Check("glibc", g, ["getent", "ahostsv4", "big"], parse_getent(0), addrs(big), note="80 endpoints: TC, retried over TCP"),
-          Check("glibc", g, [bins["glibc"], "host", "big"], parse_lookup, addrs(big), note="getaddrinfo, 80 endpoints")]
+          Check("glibc", g, [bins["glibc"], "host", "big"], parse_lookup, addrs(big), note="getaddrinfo, 80 endpoints: TC, retried over TCP")]
     # musl: the same getaddrinfo program, linked with musl.
     c += [Check("musl", m, [bins["musl"], "host", "web"], parse_lookup, addrs(spec.resolve("web", BOTH))),
           Check("musl", m, [bins["musl"], "host", "web.shop"], parse_lookup, addrs(spec.resolve("web.shop", BOTH)), note="dual stack"),
