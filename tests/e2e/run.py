@@ -414,7 +414,8 @@ def remove_namespaces():
 class Vip:
     """kube-proxy's iptables mode for the kube-dns Service, in the node namespace."""
 
-    SVC = "KUBE-SVC-TCOU7JCQXEZGVUNU"   # kube-proxy's chain name for kube-system/kube-dns:dns
+    # kube-proxy's chain for kube-system/kube-dns:dns; here one chain serves UDP and TCP.
+    SVC = "KUBE-SVC-TCOU7JCQXEZGVUNU"
 
     def __init__(self, suite):
         self.suite = suite
@@ -975,6 +976,9 @@ class Phase:
         bad = [x for x in failed if not (allow and allow(*x))]
         if bad:
             self.problems.append(f"{len(bad)} failed lookups")
+        for lp in self.suite.loops:
+            if lp.proc.poll() is not None or not per[lp.label]:
+                self.problems.append(f"the {lp.label} loop client stopped resolving (see loop-{lp.label}.log)")
         line = (f"phase {self.name}: {len(allrec)} lookups, {len(failed)} failed, "
                 f"p50 {quantile(lats, 0.5):.1f} ms, p99 {quantile(lats, 0.99):.1f} ms")
         if wrong:
