@@ -1,8 +1,8 @@
 //! The API source: one kube-runtime watcher per kind, merged into one store task.
 //!
 //! kube-runtime's watcher lists, then watches from the list's resourceVersion; on 410 Gone or a
-//! broken stream it relists (after the back-off in [`super::backoff`]), which arrives here as `Init … InitDone` and replaces
-//! the kind's map atomically in the [`Store`].
+//! broken stream it relists (after the back-off in [`super::backoff`]), which arrives here as
+//! `Init … InitDone` and replaces the kind's map atomically in the [`Store`].
 
 use std::pin::Pin;
 use std::sync::Arc;
