@@ -12,7 +12,9 @@ pub mod chain;
 pub mod dns64;
 pub mod dnstap;
 pub mod errors;
+pub mod etcd;
 pub mod fall;
+pub mod file;
 pub mod forward;
 pub mod health;
 pub mod hosts;
@@ -109,10 +111,10 @@ pub const ORDER: &[Entry] = &[
     e("clouddns", false, false),
     e("k8s_external", true, true),
     e("kubernetes", true, true),
-    e("file", false, false),
+    e("file", true, false),
     e("auto", false, false),
     e("secondary", false, false),
-    e("etcd", false, true),
+    e("etcd", true, true),
     e("loop", true, true),
     e("forward", true, false),
     e("grpc", false, false),
@@ -188,6 +190,10 @@ pub enum PluginConfig {
     Dnstap(Vec<dnstap::DnstapConfig>),
     /// `https`
     Https(https::HttpsConfig),
+    /// `file` (every line of the block)
+    File(file::FileConfig),
+    /// `etcd`
+    Etcd(Box<etcd::EtcdConfig>),
 }
 
 impl PluginConfig {
@@ -217,6 +223,8 @@ impl PluginConfig {
             Self::Tls(_) => tls::NAME,
             Self::Dnstap(_) => dnstap::NAME,
             Self::Https(_) => https::NAME,
+            Self::File(_) => file::NAME,
+            Self::Etcd(_) => etcd::NAME,
         }
     }
 
@@ -302,6 +310,8 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
         tls::NAME => PluginConfig::Tls(tls::parse(&mut d).map_err(wrap)?),
         dnstap::NAME => PluginConfig::Dnstap(dnstap::parse(&mut d).map_err(wrap)?),
         https::NAME => PluginConfig::Https(https::parse(&mut d).map_err(wrap)?),
+        file::NAME => PluginConfig::File(file::parse(&mut d, zones).map_err(wrap)?),
+        etcd::NAME => PluginConfig::Etcd(Box::new(etcd::parse(&mut d, zones).map_err(wrap)?)),
         other => unreachable!("built plugin {other} has no parse arm"),
     };
     Ok(cfg)
@@ -489,6 +499,8 @@ pub fn build(
             *ctx.dnstap = Some(taps.clone());
             Some(Arc::new(dnstap::Dnstap::new(taps)))
         }
+        PluginConfig::File(c) => Some(file::build(c, ctx)?),
+        PluginConfig::Etcd(c) => Some(etcd::build(c, ctx)?),
     })
 }
 

@@ -3,8 +3,11 @@
 mod bad_corefiles;
 mod conformance;
 mod corefile_examples;
+mod daemons;
 mod dns;
 mod dnstap;
+mod etcd;
+mod file;
 mod forward;
 mod kubernetes;
 mod lifecycle;
