@@ -301,14 +301,19 @@ impl Follow {
 }
 
 impl Dispatcher {
-    /// Answers one request with the encoded reply.
+    /// Answers one request with the encoded reply (one message: UDP, DoH). A reply of several
+    /// messages (a zone transfer) cannot be given this way: REFUSED.
     pub(crate) async fn answer(&self, request: &HRequest) -> Vec<u8> {
-        self.answer_all(request).await.0
+        self.answer_all(request, false).await.0
     }
 
-    /// Answers one request: the encoded reply and, over TCP, the messages that follow it
-    /// (zone transfers).
-    pub(crate) async fn answer_all(&self, request: &HRequest) -> (Vec<u8>, Option<Box<Follow>>) {
+    /// Answers one request: the encoded reply and, with `stream` (TCP, TLS), the messages that
+    /// follow it (zone transfers).
+    pub(crate) async fn answer_all(
+        &self,
+        request: &HRequest,
+        stream: bool,
+    ) -> (Vec<u8>, Option<Box<Follow>>) {
         let start = Instant::now();
         let proto = match request.protocol() {
             Protocol::Tcp => Proto::Tcp,
@@ -383,6 +388,16 @@ impl Dispatcher {
         let mut log_line = None;
         let mut more = None;
         let (rcode, mut msg, plugin): (ResponseCode, Option<Message>, &'static str) = match result {
+            // Several messages where only one can go (UDP, DoH): a zone transfer needs a stream.
+            Ok(Ok(Response {
+                plugin,
+                log,
+                more: Some(_),
+                ..
+            })) if !stream => {
+                log_line = log;
+                (ResponseCode::Refused, None, plugin)
+            }
             Ok(Ok(Response {
                 msg,
                 plugin,
@@ -450,17 +465,14 @@ impl Dispatcher {
                 .with_label_values(&labels3)
                 .observe(start.elapsed().as_secs_f64());
         }
-        let follow = more
-            .filter(|_| proto == Proto::Tcp)
-            .and_then(|m| m.take())
-            .map(|rx| {
-                Box::new(Follow {
-                    rx,
-                    header: Metadata::response_from_request(&request.metadata),
-                    question: req.query().clone(),
-                    edns: resp_edns,
-                })
-            });
+        let follow = more.and_then(|m| m.take()).map(|rx| {
+            Box::new(Follow {
+                rx,
+                header: Metadata::response_from_request(&request.metadata),
+                question: req.query().clone(),
+                edns: resp_edns,
+            })
+        });
         (out, follow)
     }
 }
