@@ -351,3 +351,61 @@ async fn knotd_secondary_follows_our_notify() {
     drop(knot);
     s.running.shutdown().await;
 }
+
+/// On `tls://` (here without `tls`: plain TCP, as CoreDNS serves it) a transfer streams as on
+/// TCP; over DNS over HTTPS, which carries one message per request, it is REFUSED rather than
+/// cut after its first message.
+#[tokio::test]
+async fn transfers_on_stream_transports_only() {
+    use clusterdns::corefile::Transport;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let s = start(
+        &format!(
+            "tls://cluster.local:0 https://cluster.local:0 {{\n bind 127.0.0.1\n kubernetes {{\n  snapshot {root}/deploy/demo/cluster.yaml\n }}\n transfer {{\n  to *\n }}\n}}\n"
+        ),
+        vec![],
+    )
+    .await;
+    let at = |t: Transport| {
+        s.running
+            .addrs
+            .iter()
+            .find(|(x, _)| *x == t)
+            .map(|(_, a)| *a)
+            .unwrap()
+    };
+    let r = tcp(
+        at(Transport::Tls),
+        &query("cluster.local.", RecordType::AXFR, None),
+    )
+    .await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        r.answers.first().map(|a| a.record_type()),
+        Some(RecordType::SOA)
+    );
+    assert_eq!(
+        r.answers.last().map(|a| a.record_type()),
+        Some(RecordType::SOA)
+    );
+
+    let wire = query("cluster.local.", RecordType::AXFR, None)
+        .to_vec()
+        .unwrap();
+    let mut c = tokio::net::TcpStream::connect(at(Transport::Https))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        wire.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(&wire).await.unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).await.unwrap();
+    let body = &out[out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    let r = hickory_proto::op::Message::from_vec(body).unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    assert!(r.answers.is_empty());
+    s.running.shutdown().await;
+}
