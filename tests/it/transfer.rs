@@ -4,24 +4,25 @@
 //! tests run on two runtime threads: the server's TCP tasks keep going meanwhile.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::daemons::{Daemon, require};
 use crate::kubernetes::{fake_api, post};
 use crate::util::{free_port, query, start, tcp, udp};
 
 /// `dig` with `args` against `addr`, its output.
 fn dig(addr: SocketAddr, args: &[&str]) -> String {
-    let out = Command::new("dig")
+    let out = Command::new(require("dig", "dnsutils"))
         .arg(format!("@{}", addr.ip()))
         .args(["-p", &addr.port().to_string(), "+time=5", "+tries=1"])
         .args(args)
         .output()
-        .expect("dig (Debian: dnsutils) is needed");
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
@@ -227,28 +228,22 @@ async fn an_unsynced_zone_is_not_transferred() {
     s.running.shutdown().await;
 }
 
+/// knotd on 127.0.0.1:`port`, with its address.
 struct Knot {
-    child: Child,
-    dir: tempfile::TempDir,
+    daemon: Daemon,
     addr: SocketAddr,
 }
 
 impl Knot {
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("knot.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.daemon.log_text()
     }
 }
 
 /// knotd on 127.0.0.1:`port` as a secondary for cluster.local of the primary on `primary`,
 /// taking NOTIFY from 127.0.0.1; zone file, journal and log in a temporary directory.
 fn knotd_secondary(primary: u16, port: u16) -> Knot {
+    let bin = require("knotd", "knot");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
     let conf = format!(
@@ -256,17 +251,10 @@ fn knotd_secondary(primary: u16, port: u16) -> Knot {
     );
     let path = dir.path().join("knot.conf");
     std::fs::write(&path, conf).unwrap();
-    let log = std::fs::File::create(dir.path().join("knot.log")).unwrap();
-    let child = Command::new("knotd")
-        .arg("-c")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("knotd (Debian: knot) is needed for the secondary test");
+    let mut cmd = Command::new(bin);
+    cmd.arg("-c").arg(&path);
     Knot {
-        child,
-        dir,
+        daemon: Daemon::spawn(cmd, dir, "knotd"),
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
     }
 }
