@@ -397,3 +397,39 @@ async fn transfers_on_stream_transports_only() {
     assert!(r.answers.is_empty());
     s.running.shutdown().await;
 }
+
+/// A multicluster zone transfers its ServiceImports (xfr.go's transferMultiClusterServices:
+/// endpoints named without their cluster, as CoreDNS does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axfr_of_a_multicluster_zone() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let s = start(
+        &format!(
+            "cluster.local:0 clusterset.local:0 {{\n bind 127.0.0.1\n kubernetes cluster.local clusterset.local {{\n  snapshot {root}/deploy/demo/cluster.yaml\n  multicluster clusterset.local\n }}\n transfer {{\n  to *\n }}\n}}\n"
+        ),
+        vec![],
+    )
+    .await;
+    let axfr = records(&dig(
+        s.dns(),
+        &["AXFR", "clusterset.local", "+noall", "+answer"],
+    ));
+    assert!(axfr[0].starts_with("clusterset.local. 5 SOA ns.dns.clusterset.local. "));
+    let mut body: Vec<&str> = axfr[1..axfr.len() - 1].iter().map(String::as_str).collect();
+    body.sort_unstable();
+    let mut want = vec![
+        "clusterset.local. 5 NS ns.dns.clusterset.local.",
+        "api.shop.svc.clusterset.local. 5 A 10.96.200.20",
+        "api.shop.svc.clusterset.local. 5 SRV 0 100 80 api.shop.svc.clusterset.local.",
+        "_http._tcp.api.shop.svc.clusterset.local. 5 SRV 0 100 80 api.shop.svc.clusterset.local.",
+        "db.shop.svc.clusterset.local. 5 A 10.244.1.10",
+        "db-0.db.shop.svc.clusterset.local. 5 A 10.244.1.10",
+        "_postgres._tcp.db.shop.svc.clusterset.local. 5 SRV 0 100 5432 db-0.db.shop.svc.clusterset.local.",
+        "db.shop.svc.clusterset.local. 5 A 10.245.1.10",
+        "db-0.db.shop.svc.clusterset.local. 5 A 10.245.1.10",
+        "_postgres._tcp.db.shop.svc.clusterset.local. 5 SRV 0 100 5432 db-0.db.shop.svc.clusterset.local.",
+    ];
+    want.sort_unstable();
+    assert_eq!(body, want);
+    s.running.shutdown().await;
+}
