@@ -64,9 +64,9 @@ async fn snapshot_is_reread_and_a_broken_one_keeps_the_last_good() {
     s.running.shutdown().await;
 }
 
-struct FakeApi {
+pub(crate) struct FakeApi {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for FakeApi {
@@ -76,9 +76,9 @@ impl Drop for FakeApi {
     }
 }
 
-fn fake_api(fixture: &str) -> FakeApi {
+pub(crate) fn fake_api(fixture: &str) -> FakeApi {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = Command::new("python3")
+    let mut child = crate::util::python3()
         .arg(format!("{root}/../shared/conformance/fakeapi.py"))
         .args(["--fixture", &format!("{root}/{fixture}")])
         .stdout(Stdio::piped())
@@ -96,7 +96,7 @@ fn fake_api(fixture: &str) -> FakeApi {
     }
 }
 
-fn post(api: &FakeApi, path: &str, body: &str) {
+pub(crate) fn post(api: &FakeApi, path: &str, body: &str) {
     let url = format!("{}{path}", api.url);
     let out = Command::new("curl")
         .args(["-sf", "-X", "POST", "--data-binary", body, &url])

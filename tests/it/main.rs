@@ -7,5 +7,6 @@ mod dns;
 mod forward;
 mod kubernetes;
 mod lifecycle;
+mod monitoring;
 mod real_corefiles;
 mod util;
