@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod api_outage;
 mod bad_corefiles;
 mod conformance;
 mod corefile_examples;
