@@ -10,9 +10,15 @@
    nothing answers on; the API is the conformance kit's fake API server serving the demo
    cluster, reached through KUBECONFIG as kube-rs does outside a pod) answers DNS on :53,
    `/health` on :8080, `/ready` on :8181 and `/metrics` on :9153 — the probes' ports and paths —
-   and after SIGTERM answers `/ready` 503 while `/health` and DNS keep answering through lameduck.
+   and after SIGTERM answers `/ready` 503 while `/health` and DNS keep answering through lameduck;
+4. with `--image IMAGE` (after deploy/image.sh): the image's root filesystem, mounted read-only,
+   runs `/clusterdns` as uid 65532 with only CAP_NET_BIND_SERVICE (deploy/runas.py, as runc
+   starts the Deployment's container) in a private network namespace, with the ConfigMap, a
+   kubeconfig and resolv.conf mounted as the kubelet mounts volumes; it must answer :53,
+   `/health` :8080, `/ready` :8181 and `/metrics` :9153.
 
     python3 deploy/check.py [BINARY]
+    python3 deploy/check.py --image localhost/clusterdns:dev
 """
 import os
 import subprocess
@@ -132,7 +138,97 @@ def check_boot(corefile):
                        check=True)
 
 
+IMAGE_SCRIPT = r'''
+set -euo pipefail
+ip link set lo up
+work=$1; rootfs=$2; kit=$3; fixture=$4; here=$5
+# A volume as the kubelet lays it out: FILE -> ..data/FILE -> ..TIMESTAMP/FILE, read-only.
+volume() {  # DIR FILE CONTENT-FILE
+    mkdir -p "$1/..2026_01_01_00_00_00"
+    cp "$3" "$1/..2026_01_01_00_00_00/$2"
+    ln -s ..2026_01_01_00_00_00 "$1/..data"
+    ln -s "..data/$2" "$1/$2"
+}
+python3 "$kit/fakeapi.py" --fixture "$fixture" >"$work/api.out" 2>"$work/api.log" &
+api=$!
+for _ in $(seq 100); do grep -q listening "$work/api.out" 2>/dev/null && break; sleep 0.1; done
+addr=$(awk '/listening/ {print $NF}' "$work/api.out")
+cat >"$work/kubeconfig.src" <<EOK
+apiVersion: v1
+kind: Config
+clusters: [{name: fake, cluster: {server: "http://$addr"}}]
+users: [{name: fake, user: {}}]
+contexts: [{name: fake, context: {cluster: fake, user: fake}}]
+current-context: fake
+EOK
+volume "$work/etc-coredns" Corefile "$work/Corefile"
+volume "$work/kubeconfig" kubeconfig "$work/kubeconfig.src"
+printf 'nameserver 192.0.2.1\n' >"$work/resolv.conf"
+printf '127.0.0.1 localhost\n' >"$work/hosts"
+# The container's root: the image's filesystem, mount points made in its layer as the runtime
+# does, volumes mounted read-only, then the root itself remounted read-only
+# (readOnlyRootFilesystem).
+root=$work/root
+mkdir -p "$root"
+mount --bind "$rootfs" "$root"
+mkdir -p "$root/etc/coredns" "$root/var/run/kubeconfig" "$root/proc" "$root/dev"
+touch "$root/etc/resolv.conf" "$root/etc/hosts" "$root/dev/null"
+mount -t proc proc "$root/proc"
+mount --bind /dev/null "$root/dev/null"
+for m in "etc-coredns:etc/coredns" "kubeconfig:var/run/kubeconfig" "resolv.conf:etc/resolv.conf" "hosts:etc/hosts"; do
+    mount --bind "$work/${m%%:*}" "$root/${m#*:}"
+    mount -o remount,bind,ro "$root/${m#*:}"
+done
+mount -o remount,bind,ro "$root"
+if touch "$root/probe" 2>/dev/null; then echo "root filesystem is writable"; exit 1; fi
+python3 "$here/runas.py" "$root" 65532 65532 KUBECONFIG=/var/run/kubeconfig/kubeconfig \
+    -- /clusterdns -conf /etc/coredns/Corefile >"$work/server.log" 2>&1 &
+pid=$!
+trap 'kill $pid $api 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf http://127.0.0.1:8181/ready >/dev/null && break; sleep 0.1; done
+curl -sf http://127.0.0.1:8181/ready | grep -q OK || { echo "/ready"; cat "$work/server.log"; exit 1; }
+curl -sf http://127.0.0.1:8080/health | grep -q OK
+metrics=$(curl -sf http://127.0.0.1:9153/metrics)
+for m in coredns_build_info process_resident_memory_bytes process_cpu_seconds_total process_open_fds; do
+    echo "$metrics" | grep -q "^$m" || { echo "/metrics lacks $m"; exit 1; }
+done
+out=$(dig @127.0.0.1 -p 53 +time=2 +tries=2 +short kube-dns.kube-system.svc.cluster.local)
+[ "$out" = "10.96.0.10" ] || { echo "dig: $out"; cat "$work/server.log"; exit 1; }
+out=$(dig @127.0.0.1 -p 53 +tcp +time=2 +short -x 10.96.0.1)
+[ "$out" = "kubernetes.default.svc.cluster.local." ] || { echo "dig -x: $out"; exit 1; }
+# What it runs as: uid/gid 65532, effective and permitted capabilities NET_BIND_SERVICE only.
+grep -E "^(Uid|Gid):" /proc/$pid/status | awk '{ if ($2 != 65532 || $3 != 65532) { print; exit 1 } }'
+grep -qx "CapEff:	0000000000000400" /proc/$pid/status || { grep ^Cap /proc/$pid/status; exit 1; }
+grep -qx "CapBnd:	0000000000000400" /proc/$pid/status || { grep ^Cap /proc/$pid/status; exit 1; }
+grep -qx "NoNewPrivs:	1" /proc/$pid/status
+kill -TERM $pid
+wait $pid
+echo "image: /clusterdns from a read-only root as 65532 with only NET_BIND_SERVICE serves :53, /health, /ready, /metrics"
+'''
+
+
+def check_image(image, corefile):
+    import tempfile
+    bud = ["buildah", "--storage-driver", "vfs"]
+    ctr = subprocess.run(bud + ["from", image], check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        rootfs = subprocess.run(bud + ["mount", ctr], check=True, capture_output=True, text=True).stdout.strip()
+        with tempfile.TemporaryDirectory() as work:
+            with open(os.path.join(work, "Corefile"), "w") as f:
+                f.write(corefile)
+            kit = os.path.join(ROOT, "..", "shared", "conformance")
+            fixture = os.path.join(ROOT, "deploy", "demo", "cluster.yaml")
+            here = os.path.join(ROOT, "deploy")
+            subprocess.run(["unshare", "-n", "-m", "bash", "-c", IMAGE_SCRIPT, "image", work, rootfs, kit,
+                            fixture, here], check=True)
+    finally:
+        subprocess.run(bud + ["rm", ctr], check=False, capture_output=True)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--image":
+        check_image(sys.argv[2], check_consistency())
+        sys.exit(0)
     check_schemas()
     cf = check_consistency()
     check_boot(cf)
