@@ -192,6 +192,35 @@ fn exported(text: &str) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
+/// docs/metrics.md's table: series → (type, labels).
+fn documented() -> BTreeMap<String, (String, BTreeSet<String>)> {
+    let text =
+        std::fs::read_to_string(format!("{}/docs/metrics.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (Some(name), Some(kind), Some(labels)) = (cells.get(1), cells.get(2), cells.get(3))
+        else {
+            continue;
+        };
+        if !["counter", "gauge", "histogram"].contains(kind) {
+            continue;
+        }
+        let labels = labels
+            .split(',')
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && *l != "–")
+            .map(str::to_string)
+            .collect();
+        out.insert(
+            name.trim_matches('`').to_string(),
+            (kind.to_string(), labels),
+        );
+    }
+    assert!(out.len() > 30, "docs/metrics.md's table not found");
+    out
+}
+
 async fn scrape(addr: &str) -> String {
     crate::util::http_get(addr.parse().unwrap(), "/metrics")
         .await
@@ -336,6 +365,28 @@ broken.test:{dns} {{
         "the dashboard or the rules read what /metrics lacks:\n{}\n\n{text}",
         missing.join("\n")
     );
+    // docs/metrics.md lists every family scraped, with exactly its labels.
+    let documented = documented();
+    let mut undocumented = Vec::new();
+    for (name, labels) in &have {
+        let (base, mut labels) = (name.as_str(), labels.clone());
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                base.strip_suffix(s)
+                    .filter(|b| documented.get(*b).is_some_and(|(t, _)| t == "histogram"))
+            })
+            .unwrap_or(base);
+        labels.remove("le");
+        match documented.get(base) {
+            Some((_, want)) if *want == labels => {}
+            Some((_, want)) => {
+                undocumented.push(format!("{base}: documented {want:?}, exported {labels:?}"))
+            }
+            None => undocumented.push(format!("{base} {labels:?} is not in docs/metrics.md")),
+        }
+    }
+    assert!(undocumented.is_empty(), "{}", undocumented.join("\n"));
     // What the issue names explicitly, so a shrunken dashboard cannot pass by reading less.
     for name in [
         "process_resident_memory_bytes",
