@@ -121,12 +121,8 @@ pub async fn start(
     match &spec.source {
         Source::Snapshot(path) => snapshot::spawn(path.clone(), spec, metrics, tx, stop).await?,
         Source::Api(connect) => {
-            let (client, url) = watch::client(connect, metrics.clone()).await?;
-            // Every line the source logs (ours, kube's, hyper's) is the kubernetes plugin's
-            // and names this API.
-            let span =
-                tracing::error_span!(target: "plugin/kubernetes", "plugin/kubernetes", api = %url);
-            span.in_scope(|| watch::spawn(client, spec, metrics, tx, stop));
+            let (client, api) = watch::client(connect, metrics.clone()).await?;
+            watch::spawn(client, &api, spec, metrics, tx, stop);
         }
     }
     Ok(rx)

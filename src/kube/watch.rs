@@ -141,9 +141,12 @@ fn key(ns: &Arc<str>, name: &Arc<str>) -> model::Key {
     (ns.clone(), name.clone())
 }
 
-/// Starts the watches and the store task; the receiver gets every new view.
+/// Starts the watches and the store task; the receiver gets every new view. The task runs in a
+/// `plugin/kubernetes` span naming the API (`api`): every line it logs, ours or kube's, hyper's
+/// and rustls's while it polls their requests, is the kubernetes plugin's and names the API.
 pub fn spawn(
     client: Client,
+    api: &str,
     spec: &WatchSpec,
     metrics: Arc<KubeMetrics>,
     tx: watch::Sender<Arc<Objects>>,
@@ -212,29 +215,39 @@ pub fn spawn(
         ));
     }
     let mut store = Store::new(&kinds, Some(metrics));
-    tokio::spawn(
-        async move {
-            let mut merged = stream::select_all(streams);
-            loop {
-                let first = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    next = merged.next() => match next {
-                        Some(c) => c,
-                        None => return,
-                    },
-                };
-                let mut changed = apply(&mut store, first);
-                // Take whatever else is ready now, then publish once.
-                while let Some(Some(next)) = merged.next().now_or_never() {
-                    changed |= apply(&mut store, next);
-                }
-                if changed && tx.send(Arc::new(store.objects().clone())).is_err() {
-                    return; // nobody reads any more (the plugin was dropped)
-                }
+    spawn_in(api, async move {
+        let mut merged = stream::select_all(streams);
+        loop {
+            let first = tokio::select! {
+                _ = stop.cancelled() => return,
+                next = merged.next() => match next {
+                    Some(c) => c,
+                    None => return,
+                },
+            };
+            let mut changed = apply(&mut store, first);
+            // Take whatever else is ready now, then publish once.
+            while let Some(Some(next)) = merged.next().now_or_never() {
+                changed |= apply(&mut store, next);
+            }
+            if changed && tx.send(Arc::new(store.objects().clone())).is_err() {
+                return; // nobody reads any more (the plugin was dropped)
             }
         }
-        .in_current_span(),
-    );
+    });
+}
+
+/// `tokio::spawn` in a `plugin/kubernetes` span naming the API.
+fn spawn_in<F>(api: &str, task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(task.instrument(tracing::error_span!(
+        target: "plugin/kubernetes",
+        "plugin/kubernetes",
+        api = %api
+    )))
 }
 
 fn apply(store: &mut Store, change: Option<Change>) -> bool {
