@@ -11,7 +11,9 @@ pub mod cache;
 pub mod chain;
 pub mod dns64;
 pub mod errors;
+pub mod etcd;
 pub mod fall;
+pub mod file;
 pub mod forward;
 pub mod health;
 pub mod hosts;
@@ -105,10 +107,10 @@ pub const ORDER: &[Entry] = &[
     e("clouddns", false, false),
     e("k8s_external", true, true),
     e("kubernetes", true, true),
-    e("file", false, false),
+    e("file", true, false),
     e("auto", false, false),
     e("secondary", false, false),
-    e("etcd", false, true),
+    e("etcd", true, true),
     e("loop", true, true),
     e("forward", true, false),
     e("grpc", false, false),
@@ -178,6 +180,10 @@ pub enum PluginConfig {
     Kubernetes(Box<kubernetes::KubernetesConfig>),
     /// `whoami`
     Whoami,
+    /// `file` (every line of the block)
+    File(file::FileConfig),
+    /// `etcd`
+    Etcd(Box<etcd::EtcdConfig>),
 }
 
 impl PluginConfig {
@@ -204,6 +210,8 @@ impl PluginConfig {
             Self::Reload(_) => reload::NAME,
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
+            Self::File(_) => file::NAME,
+            Self::Etcd(_) => etcd::NAME,
         }
     }
 
@@ -286,6 +294,8 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             whoami::parse(&mut d).map_err(wrap)?;
             PluginConfig::Whoami
         }
+        file::NAME => PluginConfig::File(file::parse(&mut d, zones).map_err(wrap)?),
+        etcd::NAME => PluginConfig::Etcd(Box::new(etcd::parse(&mut d, zones).map_err(wrap)?)),
         other => unreachable!("built plugin {other} has no parse arm"),
     };
     Ok(cfg)
@@ -453,6 +463,8 @@ pub fn build(
         ))),
         PluginConfig::Forward(c) => Some(forward::build(c, ctx)?),
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
+        PluginConfig::File(c) => Some(file::build(c, ctx)?),
+        PluginConfig::Etcd(c) => Some(etcd::build(c, ctx)?),
     })
 }
 

@@ -221,8 +221,8 @@ const CASES: &[Case] = &[
     ),
     (
         "not built yet",
-        ".:53 {\n    errors\n    file db.example.org\n}\n",
-        "Corefile:3 - plugin/file: not built yet",
+        ".:53 {\n    errors\n    sign db.example.org\n}\n",
+        "Corefile:3 - plugin/sign: not built yet",
         &[],
     ),
     (
@@ -298,7 +298,7 @@ fn validate_collects_every_setup_problem() {
     let dir = tempfile::tempdir().unwrap();
     write_case(
         dir.path(),
-        ".:53 {\n    whoami x\n}\nexample.org {\n    health a b\n    file db.example.org\n}\n",
+        ".:53 {\n    whoami x\n}\nexample.org {\n    health a b\n    sign db.example.org\n}\n",
         &[],
     );
     let out = Command::new(BIN)
@@ -311,7 +311,7 @@ fn validate_collects_every_setup_problem() {
     assert_eq!(stderr.lines().count(), 3, "{stderr}");
     assert!(stderr.contains("Corefile:2 - plugin/whoami"));
     assert!(stderr.contains("Corefile:5 - plugin/health"));
-    assert!(stderr.contains("Corefile:6 - plugin/file: not built yet"));
+    assert!(stderr.contains("Corefile:6 - plugin/sign: not built yet"));
 }
 
 #[test]
@@ -369,6 +369,8 @@ fn command_line() {
             "hosts",
             "k8s_external",
             "kubernetes",
+            "file",
+            "etcd",
             "loop",
             "forward",
             "whoami"
