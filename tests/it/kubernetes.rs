@@ -64,9 +64,9 @@ async fn snapshot_is_reread_and_a_broken_one_keeps_the_last_good() {
     s.running.shutdown().await;
 }
 
-struct FakeApi {
+pub(crate) struct FakeApi {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for FakeApi {
@@ -76,9 +76,9 @@ impl Drop for FakeApi {
     }
 }
 
-fn fake_api(fixture: &str) -> FakeApi {
+pub(crate) fn fake_api(fixture: &str) -> FakeApi {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = Command::new("python3")
+    let mut child = crate::util::python3()
         .arg(format!("{root}/../shared/conformance/fakeapi.py"))
         .args(["--fixture", &format!("{root}/{fixture}")])
         .stdout(Stdio::piped())
@@ -96,7 +96,7 @@ fn fake_api(fixture: &str) -> FakeApi {
     }
 }
 
-fn post(api: &FakeApi, path: &str, body: &str) {
+pub(crate) fn post(api: &FakeApi, path: &str, body: &str) {
     let url = format!("{}{path}", api.url);
     let out = Command::new("curl")
         .args(["-sf", "-X", "POST", "--data-binary", body, &url])
@@ -284,7 +284,7 @@ async fn autopath_walks_the_pods_search_path() {
 /// The fake API on a given 127.0.0.1 port (to restart it at the same address), with extra flags.
 fn fake_api_on(port: u16, args: &[&str]) -> FakeApi {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = Command::new("python3")
+    let mut child = crate::util::python3()
         .arg(format!("{root}/../shared/conformance/fakeapi.py"))
         .args(["--port", &port.to_string()])
         .args(args)
