@@ -139,8 +139,8 @@ pub async fn start(
     match &spec.source {
         Source::Snapshot(path) => snapshot::spawn(path.clone(), spec, metrics, tx, stop).await?,
         Source::Api(connect) => {
-            let client = watch::client(connect, metrics.clone()).await?;
-            watch::spawn(client, spec, metrics, tx, stop);
+            let (client, api) = watch::client(connect, metrics.clone()).await?;
+            watch::spawn(client, &api, spec, metrics, tx, stop);
         }
     }
     Ok(rx)

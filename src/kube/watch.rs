@@ -17,6 +17,7 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Config};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::backoff::{self, Revive};
 use super::metrics::KubeMetrics;
@@ -40,6 +41,7 @@ async fn config(connect: &Connect) -> Result<Config, KubeError> {
             if let Some(t) = tls {
                 c.auth_info.client_certificate = Some(t.cert.display().to_string());
                 c.auth_info.client_key = Some(t.key.display().to_string());
+                c.root_cert = Some(pem_certs(&t.ca)?);
                 c.root_cert_file = Some(t.ca.clone());
             }
             Ok(c)
@@ -58,14 +60,39 @@ async fn config(connect: &Connect) -> Result<Config, KubeError> {
     }
 }
 
-/// Connects (no request is made yet) with the request metrics layer.
-pub async fn client(connect: &Connect, metrics: Arc<KubeMetrics>) -> Result<Client, KubeError> {
+/// The DER certificates of a PEM CA bundle.
+fn pem_certs(path: &std::path::Path) -> Result<Vec<Vec<u8>>, KubeError> {
+    use rustls_pki_types::pem::PemObject;
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| KubeError::Config(format!("CA {}: {e}", path.display())))?;
+    Ok(certs.into_iter().map(|c| c.to_vec()).collect())
+}
+
+/// Connects (no request is made yet) with the request metrics layer; also returns the API's URL.
+pub async fn client(
+    connect: &Connect,
+    metrics: Arc<KubeMetrics>,
+) -> Result<(Client, String), KubeError> {
     let mut cfg = config(connect).await?;
+    // The API's CA comes from the kubeconfig, the service account or `tls`; with none (a plain
+    // HTTP API, or a kubeconfig that skips verification) kube-client would load the system's
+    // roots for TLS it never does, and fail in an image without a CA bundle ("No CA
+    // certificates were loaded from the system"). An empty root store builds without them.
+    if cfg.root_cert.is_none()
+        && (cfg.accept_invalid_certs || cfg.cluster_url.scheme_str() == Some("http"))
+    {
+        cfg.root_cert = Some(Vec::new());
+    }
+    let url = cfg.cluster_url.to_string();
     let host: Arc<str> = Arc::from(cfg.cluster_url.authority().map_or("", |a| a.as_str()));
     cfg.read_timeout = None; // watches are long-lived; the server ends them (timeoutSeconds)
     let builder =
         kube::client::ClientBuilder::try_from(cfg).map_err(|e| KubeError::Config(e.to_string()))?;
-    Ok(builder.with_layer(&MetricsLayer { metrics, host }).build())
+    Ok((
+        builder.with_layer(&MetricsLayer { metrics, host }).build(),
+        url.trim_end_matches('/').to_string(),
+    ))
 }
 
 type ChangeStream = Pin<Box<dyn Stream<Item = Option<Change>> + Send>>;
@@ -86,7 +113,7 @@ where
         Ok(Event::Apply(o)) => trim(&o).map(Change::Apply),
         Ok(Event::Delete(o)) => trim(&o).map(Change::Delete),
         Err(e) => {
-            tracing::warn!(target: "plugin/kubernetes", "watch {}: {e}", kind.as_str());
+            report(kind, &e);
             None
         }
     }))
@@ -103,13 +130,37 @@ pub fn service_import_resource() -> ApiResource {
     }
 }
 
+/// Logs a failed list or watch as client-go's reflector words it (CoreDNS's lines), with the
+/// whole cause chain; the span the source runs in adds the API's URL, and the log formatter
+/// holds back repeats faster than the back-off.
+fn report(kind: Kind, e: &watcher::Error) {
+    let what = match kind {
+        Kind::Service => "*v1.Service",
+        Kind::EndpointSlice => "*v1.EndpointSlice",
+        Kind::Namespace => "*v1.Namespace",
+        Kind::Pod => "*v1.Pod",
+        Kind::ServiceImport => "*v1alpha1.ServiceImport",
+        Kind::McSlice => "*v1.EndpointSlice",
+    };
+    let cause = crate::logging::chain(e);
+    match e {
+        watcher::Error::WatchError(_) | watcher::Error::WatchFailed(_) => {
+            tracing::warn!(target: "plugin/kubernetes", "watch of {what} ended with: {cause}")
+        }
+        _ => tracing::error!(target: "plugin/kubernetes", "Failed to watch {what}: {cause}"),
+    }
+}
+
 fn key(ns: &Arc<str>, name: &Arc<str>) -> model::Key {
     (ns.clone(), name.clone())
 }
 
-/// Starts the watches and the store task; the receiver gets every new view.
+/// Starts the watches and the store task; the receiver gets every new view. The task runs in a
+/// `plugin/kubernetes` span naming the API (`api`): every line it logs, ours or kube's, hyper's
+/// and rustls's while it polls their requests, is the kubernetes plugin's and names the API.
 pub fn spawn(
     client: Client,
+    api: &str,
     spec: &WatchSpec,
     metrics: Arc<KubeMetrics>,
     tx: watch::Sender<Arc<Objects>>,
@@ -224,7 +275,7 @@ pub fn spawn(
         ));
     }
     let mut store = Store::new(&kinds, Some(metrics));
-    tokio::spawn(async move {
+    spawn_in(api, async move {
         let mut merged = stream::select_all(streams);
         loop {
             let first = tokio::select! {
@@ -244,6 +295,19 @@ pub fn spawn(
             }
         }
     });
+}
+
+/// `tokio::spawn` in a `plugin/kubernetes` span naming the API.
+fn spawn_in<F>(api: &str, task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(task.instrument(tracing::error_span!(
+        target: "plugin/kubernetes",
+        "plugin/kubernetes",
+        api = %api
+    )))
 }
 
 fn apply(store: &mut Store, change: Option<Change>) -> bool {

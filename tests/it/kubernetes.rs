@@ -78,7 +78,7 @@ impl Drop for FakeApi {
 
 pub(crate) fn fake_api(fixture: &str) -> FakeApi {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = Command::new("python3")
+    let mut child = crate::util::python3()
         .arg(format!("{root}/../shared/conformance/fakeapi.py"))
         .args(["--fixture", &format!("{root}/{fixture}")])
         .stdout(Stdio::piped())
@@ -284,7 +284,7 @@ async fn autopath_walks_the_pods_search_path() {
 /// The fake API on a given 127.0.0.1 port (to restart it at the same address), with extra flags.
 fn fake_api_on(port: u16, args: &[&str]) -> FakeApi {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = Command::new("python3")
+    let mut child = crate::util::python3()
         .arg(format!("{root}/../shared/conformance/fakeapi.py"))
         .args(["--port", &port.to_string()])
         .args(args)

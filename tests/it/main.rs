@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod api_outage;
 mod bad_corefiles;
 mod conformance;
 mod corefile_examples;
@@ -11,6 +12,7 @@ mod file;
 mod forward;
 mod kubernetes;
 mod lifecycle;
+mod monitoring;
 mod real_corefiles;
 mod transfer;
 mod transports;

@@ -142,6 +142,12 @@ impl Metrics {
                 &format!("rust-{}", rust_version()),
             ])
             .set(1);
+        // The process collector (what Go's client exports as `process_*`): CPU, RSS, virtual
+        // memory, open and max fds, start time, threads. Dashboards' memory and CPU panels and
+        // most OOM/HPA alerts read these.
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         let kubernetes = std::sync::Arc::new(crate::kube::KubeMetrics::new(&registry)?);
         let forward = std::sync::Arc::new(crate::plugins::forward::ForwardMetrics::new(&registry)?);
         let cache = std::sync::Arc::new(crate::plugins::cache::CacheMetrics::new(&registry)?);
@@ -249,6 +255,17 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains(r#"coredns_dns_requests_total{family="1",proto="udp",server="dns://:53",type="A",view="",zone="."} 1"#), "{text}");
         assert!(text.contains("coredns_build_info{"));
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_virtual_memory_bytes ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_start_time_seconds ",
+            "process_threads ",
+        ] {
+            assert!(text.contains(name), "{name} missing:\n{text}");
+        }
         assert_eq!(time_buckets().last().copied(), Some(8.192));
         assert_eq!(type_label(RecordType::NULL), "other");
         assert_eq!(rcode_label(ResponseCode::Unknown(3841)), "RCODE3841");
