@@ -493,3 +493,45 @@ async fn multicluster_watches_service_imports_only_when_asked() {
     );
     s.running.shutdown().await;
 }
+
+/// deploy/multicluster grants what `multicluster` adds to the watches and nothing more (list and
+/// watch of ServiceImports, to the coredns ServiceAccount), apart from deploy/kubernetes's role,
+/// which stays kubeadm's; it validates against the Kubernetes 1.33 schemas.
+#[test]
+fn multicluster_rbac_grants_only_service_imports() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let file = format!("{root}/deploy/multicluster/rbac.yaml");
+    let validate = Command::new(crate::daemons::require(
+        "kubernetes-validate",
+        "pip: kubernetes-validate",
+    ))
+    .args(["--strict", "--quiet", "-k", "1.33.0", &file])
+    .status()
+    .unwrap();
+    assert!(validate.success(), "{file} does not validate");
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{
+            "apiGroups": ["multicluster.x-k8s.io"],
+            "resources": ["serviceimports"],
+            "verbs": ["list", "watch"]
+        }])
+    );
+    let binding = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRoleBinding")
+        .unwrap();
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": "coredns", "namespace": "kube-system"}])
+    );
+    let main = std::fs::read_to_string(format!("{root}/deploy/kubernetes/rbac.yaml")).unwrap();
+    assert!(
+        !main.contains("serviceimports"),
+        "the main role stays kubeadm's"
+    );
+}
