@@ -352,26 +352,34 @@ fn command_line() {
     assert_eq!(
         order,
         [
+            "metadata",
             "reload",
+            "nsid",
             "bind",
             "ready",
             "health",
             "prometheus",
             "errors",
             "log",
+            "local",
             "dns64",
+            "acl",
             "any",
+            "chaos",
             "loadbalance",
             "cache",
             "rewrite",
+            "header",
             "autopath",
+            "minimal",
             "template",
             "hosts",
             "k8s_external",
             "kubernetes",
             "loop",
             "forward",
-            "whoami"
+            "whoami",
+            "view"
         ]
     );
     let out = Command::new(BIN).arg("-version").output().unwrap();
