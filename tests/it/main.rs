@@ -2,10 +2,12 @@
 
 mod bad_corefiles;
 mod conformance;
+mod coredns_readmes;
 mod corefile_examples;
 mod dns;
 mod forward;
 mod kubernetes;
 mod lifecycle;
+mod policy;
 mod real_corefiles;
 mod util;
