@@ -276,11 +276,20 @@ impl Inner {
         let answering = usable(msg, req);
         let mut keep = duration + stale;
         let mut last_known_good = None;
-        if self.cfg.prefer_positive && label == "success" {
-            if answering {
-                // The newest state for the name is an answer: a cached denial is out of date.
-                self.denial.invalidate(&key);
-            } else if let Some(prev) = self.success.get(&key).and_then(|p| p.answering_item()) {
+        // Keep at most one entry per name where the other can never be served again: a new
+        // answer outdates a denial, a new denial (not a SERVFAIL, which never hides an answer)
+        // outdates an answer — except that prefer_positive keeps answers. So a fresh success
+        // entry is served without looking at the denial cache.
+        if label == "success" && (answering || !self.cfg.prefer_positive) {
+            self.denial.invalidate(&key);
+        } else if label == "denial"
+            && !self.cfg.prefer_positive
+            && msg.metadata.response_code != ResponseCode::ServFail
+        {
+            self.success.invalidate(&key);
+        }
+        if self.cfg.prefer_positive && label == "success" && !answering {
+            if let Some(prev) = self.success.get(&key).and_then(|p| p.answering_item()) {
                 // A non-answer must not destroy the last known good answer: keep it behind
                 // this entry for as long as it could be served.
                 let left = (prev.stored + prev.keep).saturating_duration_since(now);
@@ -429,11 +438,23 @@ impl Handler for Cache {
                 }
             }
         }
+        let mut looked_up = None;
+        if stale.is_none() && !c.cfg.prefer_positive {
+            // The hot path: a fresh answer (no newer denial can exist, see `store`).
+            let found = c.success.get(&key);
+            if let Some(item) = &found {
+                let age = now.duration_since(item.stored);
+                if age < item.ttl {
+                    return Ok(c.hit(req, name, key, item, age, "success", &next));
+                }
+            }
+            looked_up = Some(found);
+        }
         if stale.is_none() {
             // Entries that are fresh, or within the stale window.
             let usable =
                 |i: Option<Arc<Item>>| i.filter(|i| now.duration_since(i.stored) < i.ttl + window);
-            let success = usable(c.success.get(&key));
+            let success = usable(looked_up.unwrap_or_else(|| c.success.get(&key)));
             let mut denial = usable(c.denial.get(&key));
             // A cached SERVFAIL does not shadow an answer (CoreDNS does the same).
             if success.is_some()
