@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::corefile::address::Transport;
 use crate::corefile::{self, Error, Loc, ZoneAddr};
 use crate::plugins::{self, PluginConfig};
 
@@ -167,12 +168,12 @@ impl BlockConfig {
 /// Blocks with a `view` that come after a block without one for the same zone, port and host:
 /// the unfiltered block takes every query first, so the view block never answers.
 fn shadowed_views(blocks: &[BlockConfig]) -> Vec<String> {
-    let mut plain: HashMap<(String, u16, Host), &Loc> = HashMap::new();
+    let mut plain: HashMap<(corefile::Transport, String, u16, Host), &Loc> = HashMap::new();
     let mut out = Vec::new();
     for b in blocks {
         for k in &b.keys {
             for h in b.hosts() {
-                let key = (k.zone.clone(), k.port, h);
+                let key = (k.transport, k.zone.clone(), k.port, h);
                 if !b.has_view() {
                     plain.entry(key).or_insert(&b.loc);
                 } else if let Some(first) = plain.get(&key) {
@@ -190,7 +191,7 @@ fn shadowed_views(blocks: &[BlockConfig]) -> Vec<String> {
 /// CoreDNS's listener validation: one zone per (port, host) and no wildcard/bound mix for a
 /// zone. Blocks with a `view` may share a zone (they are only checked for the mix).
 fn check_overlap(blocks: &[BlockConfig], errors: &mut Vec<Error>) {
-    let mut seen: HashMap<(String, u16, Host), ()> = HashMap::new();
+    let mut seen: HashMap<(Transport, String, u16, Host), ()> = HashMap::new();
     for b in blocks {
         let hosts = b.hosts();
         let view = b.has_view();
@@ -200,7 +201,11 @@ fn check_overlap(blocks: &[BlockConfig], errors: &mut Vec<Error>) {
                     Host::Any => format!("{k}"),
                     Host::Ip(_) => format!("{k} on {h}"),
                 };
-                if !view && seen.insert((k.zone.clone(), k.port, *h), ()).is_some() {
+                if !view
+                    && seen
+                        .insert((k.transport, k.zone.clone(), k.port, *h), ())
+                        .is_some()
+                {
                     errors.push(Error::plain(
                         Some(b.loc.clone()),
                         format!("cannot serve {shown} - it is already defined"),
@@ -210,10 +215,12 @@ fn check_overlap(blocks: &[BlockConfig], errors: &mut Vec<Error>) {
                 let clash = match h {
                     Host::Any => seen
                         .keys()
-                        .find(|(z, p, oh)| z == &k.zone && *p == k.port && *oh != Host::Any)
-                        .map(|(_, _, oh)| *oh),
+                        .find(|(t, z, p, oh)| {
+                            *t == k.transport && z == &k.zone && *p == k.port && *oh != Host::Any
+                        })
+                        .map(|(_, _, _, oh)| *oh),
                     Host::Ip(_) => seen
-                        .contains_key(&(k.zone.clone(), k.port, Host::Any))
+                        .contains_key(&(k.transport, k.zone.clone(), k.port, Host::Any))
                         .then_some(Host::Any),
                 };
                 if let Some(other) = clash {

@@ -1,5 +1,9 @@
-//! Helpers for replies that several plugins share: what kind of reply a message is (CoreDNS's
-//! `response.Typify`), and EDNS0 options on a reply (Extended DNS Errors, RFC 8914).
+//! Helpers for replies that several plugins and the server share: what kind of reply a message
+//! is and how long it may be kept (CoreDNS's `response.Typify` and `dnsutil.MinimalTTL`, used by
+//! `cache`, `minimal` and the DoH listener's `Cache-Control`), whether it answers its question,
+//! and EDNS0 options on a reply (Extended DNS Errors, RFC 8914).
+
+use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
@@ -52,6 +56,21 @@ pub fn typify(m: &Message) -> Kind {
         ResponseCode::NoError => Kind::NoError,
         _ => Kind::Other,
     }
+}
+
+/// CoreDNS's `dnsutil.MinimalTTL`: the smallest TTL in the reply, 5 s when there is none.
+pub fn minimal_ttl(m: &Message, kind: Kind) -> Duration {
+    const FAIL_SAFE: Duration = Duration::from_secs(5);
+    if !matches!(kind, Kind::NoError | Kind::NameError | Kind::NoData) {
+        return FAIL_SAFE;
+    }
+    m.answers
+        .iter()
+        .chain(&m.authorities)
+        .chain(&m.additionals)
+        .map(|r| r.ttl)
+        .min()
+        .map_or(FAIL_SAFE, |t| Duration::from_secs(u64::from(t.min(3600))))
 }
 
 /// Whether a NOERROR reply answers `qname`/`qtype`/`qclass`: for CNAME the CNAME itself, for

@@ -20,14 +20,14 @@ use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::dispatch::{Dispatcher, formerr};
 
 /// CoreDNS's TCP timeouts: 3 s to read a query, 10 s idle between queries.
-const TCP_READ: Duration = Duration::from_secs(3);
+pub(crate) const TCP_READ: Duration = Duration::from_secs(3);
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
 pub(crate) async fn reply(
@@ -247,7 +247,15 @@ pub(crate) fn serve_tcp(
     });
 }
 
-async fn connection(mut conn: TcpStream, src: SocketAddr, d: &Dispatcher) -> std::io::Result<()> {
+/// Serves length-prefixed DNS messages on one stream (TCP, or TLS for `tls://`).
+pub(crate) async fn connection<S>(
+    mut conn: S,
+    src: SocketAddr,
+    d: &Dispatcher,
+) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut first = true;
     loop {
         let wait = if first { TCP_READ } else { TCP_IDLE };

@@ -14,7 +14,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::NAME;
 use super::setup::CacheConfig;
-use crate::plugins::response::{Kind, answers_question, typify};
+use crate::plugins::response::{Kind, answers_question, minimal_ttl, typify};
 use crate::plugins::{Handler, HandlerError, Next, Request, Response, is_subdomain};
 
 /// `coredns_cache_*`, registered once per process.
@@ -147,21 +147,6 @@ impl moka::Expiry<Key, Arc<Item>> for ItemExpiry {
     ) -> Option<Duration> {
         Some(v.keep)
     }
-}
-
-/// CoreDNS's `dnsutil.MinimalTTL`: the smallest TTL in the reply, 5 s when there is none.
-fn minimal_ttl(m: &Message, kind: Kind) -> Duration {
-    const FAIL_SAFE: Duration = Duration::from_secs(5);
-    if !matches!(kind, Kind::NoError | Kind::NameError | Kind::NoData) {
-        return FAIL_SAFE;
-    }
-    m.answers
-        .iter()
-        .chain(&m.authorities)
-        .chain(&m.additionals)
-        .map(|r| r.ttl)
-        .min()
-        .map_or(FAIL_SAFE, |t| Duration::from_secs(u64::from(t.min(3600))))
 }
 
 /// The `cache` plugin.
