@@ -700,3 +700,48 @@ fn view_blocks_may_share_a_zone_and_a_shadowed_one_warns() {
     .unwrap_err();
     assert!(e[0].to_string().contains("Corefile:3 - Error during parsing: invalid expression \"lower(name()) == 'x'\": unsupported function 'lower'"), "{}", e[0]);
 }
+
+/// A dropped query over DNS over HTTPS: there is no DNS reply to send, so 500, as CoreDNS's DoH
+/// server answers when the chain wrote nothing (curl).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_drop_over_doh_is_a_500() {
+    use base64::Engine;
+    use clusterdns::corefile::Transport;
+    let s = start(
+        &format!(
+            "https://.:0 {{\n bind 127.0.0.1\n tls {} {}\n acl drop.test {{\n  drop\n }}\n whoami\n}}\n",
+            crate::util::fixture("dot.crt"),
+            crate::util::fixture("dot.key")
+        ),
+        vec![],
+    )
+    .await;
+    let port = s
+        .running
+        .addrs
+        .iter()
+        .find(|(t, _)| *t == Transport::Https)
+        .map(|(_, a)| a.port())
+        .unwrap();
+    for (name, want) in [("x.drop.test.", "500"), ("x.other.test.", "200")] {
+        let wire = query(name, RecordType::A, None).to_vec().unwrap();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&wire);
+        let args = vec![
+            "-sS".to_string(),
+            "--cacert".into(),
+            crate::util::fixture("dot-ca.crt"),
+            "-o".into(),
+            "/dev/null".into(),
+            "-w".into(),
+            "%{http_code}".into(),
+            format!("https://127.0.0.1:{port}/dns-query?dns={b64}"),
+        ];
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new("curl").args(&args).output().expect("curl")
+        })
+        .await
+        .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{name}");
+    }
+    s.running.shutdown().await;
+}
