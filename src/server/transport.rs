@@ -39,7 +39,7 @@ pub(crate) async fn reply(
     // Keep only the header for a FORMERR, rather than a copy of every datagram.
     let head: Option<[u8; 12]> = raw.get(..12).and_then(|h| h.try_into().ok());
     match HRequest::from_bytes(raw, src, proto) {
-        Ok(req) => Some(d.answer(&req).await),
+        Ok(req) => d.answer(&req).await,
         Err(_) => head.and_then(|h| formerr(&h)),
     }
 }
