@@ -57,6 +57,8 @@ pub struct Service {
     pub ports: Vec<Port>,
     /// `spec.externalIPs` plus load-balancer ingress IPs (for `k8s_external`).
     pub external_ips: Vec<IpAddr>,
+    /// Load-balancer ingress hostnames of entries without an IP (for `k8s_external`).
+    pub external_hostnames: Box<[Arc<str>]>,
 }
 
 /// One ready address of an EndpointSlice.
@@ -192,17 +194,23 @@ pub fn service(svc: &core::Service) -> Option<Service> {
         .iter()
         .filter_map(|ip| ip.parse().ok())
         .collect();
+    let mut external_hostnames = Vec::new();
     if let Some(ingress) = svc
         .status
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
     {
-        external_ips.extend(
-            ingress
-                .iter()
-                .filter_map(|i| i.ip.as_deref()?.parse::<IpAddr>().ok()),
-        );
+        for i in ingress {
+            match (
+                i.ip.as_deref().filter(|ip| !ip.is_empty()),
+                i.hostname.as_deref(),
+            ) {
+                (Some(ip), _) => external_ips.extend(ip.parse::<IpAddr>().ok()),
+                (None, Some(h)) if !h.is_empty() => external_hostnames.push(Arc::from(h)),
+                _ => {}
+            }
+        }
     }
     Some(Service {
         namespace,
@@ -215,6 +223,7 @@ pub fn service(svc: &core::Service) -> Option<Service> {
                 .map(|p| (p.name, p.protocol, Some(p.port))),
         ),
         external_ips,
+        external_hostnames: external_hostnames.into(),
     })
 }
 
@@ -349,6 +358,7 @@ pub fn service_import(obj: &kube::api::DynamicObject) -> Option<Service> {
         kind,
         ports,
         external_ips: Vec::new(),
+        external_hostnames: Box::default(),
     })
 }
 
@@ -411,6 +421,15 @@ mod tests {
             service(&ext).unwrap().kind,
             ServiceKind::ExternalName(Arc::from("www.example.com"))
         );
+        // Load-balancer ingress: IPs join the external IPs, hostnames are kept apart.
+        let lb: core::Service = from_yaml(
+            "metadata: {name: lb, namespace: ns1}\nspec: {type: LoadBalancer, externalIPs: [192.0.2.1]}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.2}, {hostname: lb.example.net}, {ip: '', hostname: x.example.net}]}}\n",
+        );
+        let s = service(&lb).unwrap();
+        let ips: Vec<String> = s.external_ips.iter().map(ToString::to_string).collect();
+        assert_eq!(ips, ["192.0.2.1", "192.0.2.2"]);
+        let hosts: Vec<&str> = s.external_hostnames.iter().map(|h| &**h).collect();
+        assert_eq!(hosts, ["lb.example.net", "x.example.net"]);
     }
 
     #[test]

@@ -371,6 +371,7 @@ mod tests {
                     port: -1,
                 }],
                 external_ips: vec![],
+                external_hostnames: Box::default(),
             }),
         )
     }

@@ -4,11 +4,13 @@
 //! [`PluginConfig`] (pure), [`build`] turns a config into a handler plus the process-wide
 //! services it needs (HTTP routes, readiness probes), and the server starts those services.
 
+pub mod acl;
 pub mod any;
 pub mod autopath;
 pub mod bind;
 pub mod cache;
 pub mod chain;
+pub mod chaos;
 pub mod dns64;
 pub mod dnstap;
 pub mod errors;
@@ -16,14 +18,19 @@ pub mod etcd;
 pub mod fall;
 pub mod file;
 pub mod forward;
+pub mod header;
 pub mod health;
 pub mod hosts;
 pub mod https;
 pub mod k8s_external;
 pub mod kubernetes;
 pub mod loadbalance;
+pub mod local;
 pub mod log;
 pub mod loop_detect;
+pub mod metadata;
+pub mod minimal;
+pub mod nsid;
 pub mod prometheus;
 pub mod ready;
 pub mod reload;
@@ -33,6 +40,7 @@ pub mod rewrite;
 pub mod template;
 pub mod tls;
 pub mod transfer;
+pub mod view;
 pub mod whoami;
 pub mod zone_source;
 
@@ -67,7 +75,7 @@ const fn e(name: &'static str, built: bool, once: bool) -> Entry {
 /// has them; they add no handler.
 pub const ORDER: &[Entry] = &[
     e("root", false, true),
-    e("metadata", false, true),
+    e("metadata", true, true),
     e("geoip", false, true),
     e("cancel", false, true),
     e("tls", true, true),
@@ -79,7 +87,7 @@ pub const ORDER: &[Entry] = &[
     e("timeouts", false, true),
     e("multisocket", false, true),
     e("reload", true, true),
-    e("nsid", false, true),
+    e("nsid", true, true),
     e("bufsize", false, true),
     e("bind", true, false),
     e("debug", false, true),
@@ -92,19 +100,19 @@ pub const ORDER: &[Entry] = &[
     e("errors", true, true),
     e("log", true, false),
     e("dnstap", true, false),
-    e("local", false, true),
+    e("local", true, true),
     e("dns64", true, true),
-    e("acl", false, false),
+    e("acl", true, false),
     e("any", true, true),
-    e("chaos", false, true),
+    e("chaos", true, true),
     e("loadbalance", true, true),
     e("tsig", false, true),
     e("cache", true, true),
     e("rewrite", true, false),
-    e("header", false, false),
+    e("header", true, false),
     e("dnssec", false, true),
     e("autopath", true, true),
-    e("minimal", false, true),
+    e("minimal", true, true),
     e("template", true, false),
     e("transfer", true, false),
     e("hosts", true, true),
@@ -124,7 +132,7 @@ pub const ORDER: &[Entry] = &[
     e("whoami", true, true),
     e("on", false, false),
     e("sign", false, false),
-    e("view", false, true),
+    e("view", true, true),
     e("nomad", false, true),
 ];
 
@@ -163,7 +171,7 @@ pub enum PluginConfig {
     /// `any`
     Any,
     /// `loadbalance`
-    LoadBalance,
+    LoadBalance(loadbalance::LoadBalanceConfig),
     /// `reload`
     Reload(reload::ReloadConfig),
     /// `loop`
@@ -186,6 +194,22 @@ pub enum PluginConfig {
     Kubernetes(Box<kubernetes::KubernetesConfig>),
     /// `whoami`
     Whoami,
+    /// `acl` (every line of the block)
+    Acl(acl::AclConfig),
+    /// `header`
+    Header(header::HeaderConfig),
+    /// `local`
+    Local(local::LocalConfig),
+    /// `minimal`
+    Minimal,
+    /// `nsid`
+    Nsid(nsid::NsidConfig),
+    /// `chaos`
+    Chaos(chaos::ChaosConfig),
+    /// `metadata`
+    Metadata(metadata::MetadataConfig),
+    /// `view`
+    View(view::ViewConfig),
     /// `tls`
     Tls(tls::TlsConfig),
     /// `dnstap` (every line of the block)
@@ -218,12 +242,20 @@ impl PluginConfig {
             Self::Rewrite(_) => rewrite::NAME,
             Self::Forward(_) => forward::NAME,
             Self::Cache(_) => cache::NAME,
-            Self::LoadBalance => loadbalance::NAME,
+            Self::LoadBalance(_) => loadbalance::NAME,
             Self::Any => any::NAME,
             Self::Dns64(_) => dns64::NAME,
             Self::Reload(_) => reload::NAME,
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
+            Self::Acl(_) => acl::NAME,
+            Self::Header(_) => header::NAME,
+            Self::Local(_) => local::NAME,
+            Self::Minimal => minimal::NAME,
+            Self::Nsid(_) => nsid::NAME,
+            Self::Chaos(_) => chaos::NAME,
+            Self::Metadata(_) => metadata::NAME,
+            Self::View(_) => view::NAME,
             Self::Tls(_) => tls::NAME,
             Self::Dnstap(_) => dnstap::NAME,
             Self::Https(_) => https::NAME,
@@ -288,10 +320,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             any::parse(&mut d).map_err(wrap)?;
             PluginConfig::Any
         }
-        loadbalance::NAME => {
-            loadbalance::parse(&mut d).map_err(wrap)?;
-            PluginConfig::LoadBalance
-        }
+        loadbalance::NAME => PluginConfig::LoadBalance(loadbalance::parse(&mut d).map_err(wrap)?),
         loop_detect::NAME => {
             loop_detect::parse(&mut d).map_err(wrap)?;
             PluginConfig::Loop
@@ -312,6 +341,17 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             whoami::parse(&mut d).map_err(wrap)?;
             PluginConfig::Whoami
         }
+        acl::NAME => PluginConfig::Acl(acl::parse(&mut d, zones).map_err(wrap)?),
+        header::NAME => PluginConfig::Header(header::parse(&mut d).map_err(wrap)?),
+        local::NAME => PluginConfig::Local(local::parse(&mut d).map_err(wrap)?),
+        minimal::NAME => {
+            minimal::parse(&mut d).map_err(wrap)?;
+            PluginConfig::Minimal
+        }
+        nsid::NAME => PluginConfig::Nsid(nsid::parse(&mut d).map_err(wrap)?),
+        chaos::NAME => PluginConfig::Chaos(chaos::parse(&mut d).map_err(wrap)?),
+        metadata::NAME => PluginConfig::Metadata(metadata::parse(&mut d, zones).map_err(wrap)?),
+        view::NAME => PluginConfig::View(view::parse(&mut d).map_err(wrap)?),
         tls::NAME => PluginConfig::Tls(tls::parse(&mut d).map_err(wrap)?),
         dnstap::NAME => PluginConfig::Dnstap(dnstap::parse(&mut d).map_err(wrap)?),
         https::NAME => PluginConfig::Https(https::parse(&mut d).map_err(wrap)?),
@@ -481,7 +521,7 @@ pub fn build(
         PluginConfig::Reload(_) => None,
         PluginConfig::Dns64(c) => Some(dns64::Dns64::handler(*c)),
         PluginConfig::Any => Some(Arc::new(any::Any)),
-        PluginConfig::LoadBalance => Some(Arc::new(loadbalance::LoadBalance)),
+        PluginConfig::LoadBalance(c) => Some(loadbalance::build(c, ctx)?),
         PluginConfig::Loop => {
             let zone = ctx.zones.first().cloned().unwrap_or_else(|| ".".into());
             let l = Arc::new(loop_detect::Loop::new(&zone));
@@ -500,6 +540,14 @@ pub fn build(
         ))),
         PluginConfig::Forward(c) => Some(forward::build(c, ctx)?),
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
+        PluginConfig::Acl(c) => Some(Arc::new(acl::Acl::new(c, ctx.metrics.acl.clone()))),
+        PluginConfig::Header(c) => Some(Arc::new(header::Header::new(c.clone()))),
+        PluginConfig::Local(c) => Some(Arc::new(local::Local::new(*c, ctx.metrics.local.clone()))),
+        PluginConfig::Minimal => Some(Arc::new(minimal::Minimal)),
+        PluginConfig::Nsid(c) => Some(Arc::new(nsid::Nsid::new(c))),
+        PluginConfig::Chaos(c) => Some(Arc::new(chaos::Chaos::new(c.clone()))),
+        PluginConfig::Metadata(c) => Some(Arc::new(metadata::Metadata::new(c))),
+        PluginConfig::View(c) => Some(Arc::new(view::View::new(c))),
         // The server reads it when it opens the block's tls:// and https:// listeners.
         PluginConfig::Tls(_) | PluginConfig::Https(_) => None,
         PluginConfig::Dnstap(c) => {

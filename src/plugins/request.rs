@@ -71,6 +71,10 @@ pub struct Request {
     pub resolver: Option<Resolver>,
     /// How many internal lookups led to this request (loop guard).
     pub depth: u8,
+    /// The name of the `view` whose block took the query (metrics' `view` label).
+    pub view: Option<Arc<str>>,
+    /// Metadata the `metadata` plugin collected for this request (`None` without it).
+    pub meta: Option<Arc<super::metadata::Meta>>,
     /// The request's authority section (an IXFR's SOA); empty for ordinary queries.
     pub authorities: Vec<Record>,
 }
@@ -149,6 +153,8 @@ impl Request {
             server: DEFAULT_SERVER.clone(),
             resolver: None,
             depth: 0,
+            view: None,
+            meta: None,
             authorities: Vec::new(),
         }
     }
@@ -232,6 +238,11 @@ impl Request {
     /// The query class.
     pub fn qclass(&self) -> DNSClass {
         self.query.query_class()
+    }
+
+    /// The value of metadata `label` (`plugin/NAME`), when the `metadata` plugin collected it.
+    pub fn meta(&self, label: &str) -> Option<&str> {
+        self.meta.as_deref().and_then(|m| m.get(label))
     }
 
     /// The DO bit of the client's OPT record.

@@ -17,14 +17,35 @@ use tokio::time::Instant;
 
 use crate::plugins::prometheus::{Metrics, family_label, rcode_label, type_label};
 use crate::plugins::request::{Resolve, Resolver};
+use crate::plugins::view::ViewFilter;
 use crate::plugins::{Chain, HandlerError, Proto, Request, Response};
 
 /// One server block as a listener sees it.
+#[derive(Clone)]
 pub(crate) struct Block {
     /// The compiled chain.
     pub(crate) chain: Chain,
     /// Whether the block has `prometheus`.
     pub(crate) metrics: bool,
+    /// `view`: the block takes only the queries its expressions accept.
+    pub(crate) view: Option<Arc<ViewFilter>>,
+    /// The next block for the same zone (Corefile order), tried when this one's view refuses.
+    pub(crate) or_else: Option<Arc<Block>>,
+}
+
+impl Block {
+    /// The first block of this zone's list that takes `req`: one without a view, or one whose
+    /// view accepts it. A zone without views costs one branch.
+    fn take(self: &Arc<Self>, req: &Request) -> Option<&Arc<Self>> {
+        let mut b = self;
+        loop {
+            match &b.view {
+                None => return Some(b),
+                Some(v) if v.matches(req) => return Some(b),
+                Some(_) => b = b.or_else.as_ref()?,
+            }
+        }
+    }
 }
 
 /// A listener's zones: which block answers which name. Shared with the requests it makes, so
@@ -39,15 +60,19 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    /// Longest zone that contains `qname` (lower-case); DS goes to the parent-most match.
-    fn find(&self, qname: &str, qtype: RecordType) -> Option<(&Arc<str>, &Arc<Block>)> {
+    /// The block for `req`: the longest zone that contains its name and has a block that takes
+    /// it (views); DS goes to the parent-most match.
+    fn find(&self, req: &Request) -> Option<(&Arc<str>, &Arc<Block>)> {
+        let qtype = req.qtype();
         let mut found = None;
-        let mut name = qname;
+        let mut name = req.qname_lower();
         loop {
             if let Some((z, b)) = self.zones.get_key_value(name) {
-                found = Some((z, b));
-                if qtype != RecordType::DS {
-                    return found;
+                if let Some(b) = b.take(req) {
+                    found = Some((z, b));
+                    if qtype != RecordType::DS {
+                        return found;
+                    }
                 }
             }
             if name == "." {
@@ -64,11 +89,12 @@ impl Router {
 #[async_trait::async_trait]
 impl Resolve for Router {
     async fn resolve(&self, req: &Request) -> Result<Message, HandlerError> {
-        let Some((zone, block)) = self.find(req.qname_lower(), req.qtype()) else {
+        let Some((zone, block)) = self.find(req) else {
             return Ok(req.error_reply(ResponseCode::Refused));
         };
         let mut req = req.clone();
         req.zone = zone.clone();
+        req.view = block.view.as_ref().map(|v| v.name().clone());
         Ok(match block.chain.run(&req).await {
             Ok(resp) => {
                 if let Some(line) = resp.log {
@@ -254,6 +280,9 @@ fn reply_header(request: &HRequest, rcode: ResponseCode, msg: Option<&Message>) 
     let mut md = Metadata::response_from_request(&request.metadata);
     md.response_code = rcode;
     if let Some(m) = msg {
+        // A plugin may change RD (`header`); every reply is built from the request, so RD
+        // otherwise is the client's.
+        md.recursion_desired = m.metadata.recursion_desired;
         md.authoritative = m.metadata.authoritative;
         md.recursion_available = m.metadata.recursion_available;
         md.authentic_data = m.metadata.authentic_data;
@@ -301,26 +330,27 @@ impl Follow {
 }
 
 impl Dispatcher {
-    /// Answers one request with the encoded reply (one message: UDP, DoH). A reply of several
-    /// messages (a zone transfer) cannot be given this way: REFUSED.
-    pub(crate) async fn answer(&self, request: &HRequest) -> Vec<u8> {
-        self.answer_all(request, false).await.0
+    /// Answers one request with the encoded reply (one message: UDP, DoH); `None` when the
+    /// query gets no reply at all (`acl … drop`). A reply of several messages (a zone transfer)
+    /// cannot be given this way: REFUSED.
+    pub(crate) async fn answer(&self, request: &HRequest) -> Option<Vec<u8>> {
+        self.answer_all(request, false).await.map(|(out, _)| out)
     }
 
     /// Answers one request: the encoded reply and, with `stream` (TCP, TLS), the messages that
-    /// follow it (zone transfers).
+    /// follow it (zone transfers); `None` for no reply at all.
     pub(crate) async fn answer_all(
         &self,
         request: &HRequest,
         stream: bool,
-    ) -> (Vec<u8>, Option<Box<Follow>>) {
+    ) -> Option<(Vec<u8>, Option<Box<Follow>>)> {
         let start = Instant::now();
         let proto = match request.protocol() {
             Protocol::Tcp => Proto::Tcp,
             _ => Proto::Udp,
         };
         let edns = request.edns.clone();
-        let resp_edns = reply_edns(edns.as_ref());
+        let mut resp_edns = reply_edns(edns.as_ref());
         // Requests the chain never sees.
         let early = if request.metadata.op_code != OpCode::Query {
             Some(ResponseCode::NotImp)
@@ -334,16 +364,26 @@ impl Dispatcher {
         let question = request.queries.queries().first().map(|q| q.original());
         if let Some(rcode) = early {
             let md = reply_header(request, rcode, None);
-            return (encode(question, &md, None, resp_edns.as_ref()), None);
+            return Some((encode(question, &md, None, resp_edns.as_ref()), None));
         }
 
         let lq = &request.queries.queries()[0];
         let src = request.src();
         let mut req = Request::with_query(lq.original().clone(), src, proto);
         let qtype = req.qtype();
+        // Everything a view's expression may look at is filled in before the block is chosen.
+        req.id = request.metadata.id;
+        req.op_code = request.metadata.op_code;
+        req.recursion_desired = request.metadata.recursion_desired;
+        req.checking_disabled = request.metadata.checking_disabled;
+        req.authentic_data = request.metadata.authentic_data;
+        req.edns = edns;
+        req.local = self.local;
+        req.size = request.as_slice().len();
+        req.server = self.label.clone();
         let router = self.router.load_full();
         let found = if req.qclass() == DNSClass::IN || router.any_class {
-            router.find(req.qname_lower(), qtype)
+            router.find(&req)
         } else {
             None
         };
@@ -365,19 +405,11 @@ impl Dispatcher {
                     .inc();
             }
             let md = reply_header(request, ResponseCode::Refused, None);
-            return (encode(question, &md, None, resp_edns.as_ref()), None);
+            return Some((encode(question, &md, None, resp_edns.as_ref()), None));
         };
 
-        req.id = request.metadata.id;
-        req.op_code = request.metadata.op_code;
-        req.recursion_desired = request.metadata.recursion_desired;
-        req.checking_disabled = request.metadata.checking_disabled;
-        req.authentic_data = request.metadata.authentic_data;
-        req.edns = edns;
-        req.local = self.local;
-        req.size = request.as_slice().len();
         req.zone = zone.clone();
-        req.server = self.label.clone();
+        req.view = block.view.as_ref().map(|v| v.name().clone());
         req.resolver = Some(Resolver(router.clone()));
         if !request.authorities.is_empty() {
             req.authorities = request.authorities.clone();
@@ -408,6 +440,23 @@ impl Dispatcher {
                 more = m;
                 (msg.metadata.response_code, Some(msg), plugin)
             }
+            Ok(Err(HandlerError::Dropped(_))) => {
+                // No reply at all; the query is counted, not its (missing) response.
+                if block.metrics {
+                    self.metrics
+                        .requests
+                        .with_label_values(&[
+                            &*self.label,
+                            zone,
+                            req.view.as_deref().unwrap_or(""),
+                            proto.as_str(),
+                            family_label(src.ip()),
+                            type_label(qtype),
+                        ])
+                        .inc();
+                }
+                return None;
+            }
             Ok(Err(e)) => (e.rcode(), None, ""),
             Err(panic) => {
                 let what = panic
@@ -420,6 +469,20 @@ impl Dispatcher {
                 (ResponseCode::ServFail, None, "")
             }
         };
+
+        // Options a plugin put in the reply (NSID, Extended DNS Errors, an upstream's) go in
+        // our OPT record — to clients that sent one.
+        if let (Some(out), Some(opts)) = (
+            resp_edns.as_mut(),
+            msg.as_ref()
+                .and_then(|m| m.edns.as_ref())
+                .map(|e| e.options()),
+        ) {
+            for (code, option) in opts.as_ref() {
+                out.options_mut().remove(*code);
+                out.options_mut().insert(option.clone());
+            }
+        }
 
         // Encode once; only a reply too big for the client is fitted and encoded again.
         let md = reply_header(request, rcode, msg.as_ref());
@@ -437,12 +500,13 @@ impl Dispatcher {
         }
         if block.metrics {
             let m = &self.metrics;
-            let labels3 = [&*self.label, zone, ""];
+            let view = req.view.as_deref().unwrap_or("");
+            let labels3 = [&*self.label, zone, view];
             m.requests
                 .with_label_values(&[
                     &*self.label,
                     zone,
-                    "",
+                    view,
                     proto.as_str(),
                     family_label(src.ip()),
                     type_label(qtype),
@@ -452,14 +516,14 @@ impl Dispatcher {
                 m.do_requests.with_label_values(&labels3).inc();
             }
             m.request_size
-                .with_label_values(&[&*self.label, zone, "", proto.as_str()])
+                .with_label_values(&[&*self.label, zone, view, proto.as_str()])
                 .observe(req.size as f64);
             let size = out.len();
             m.response_size
-                .with_label_values(&[&*self.label, zone, "", proto.as_str()])
+                .with_label_values(&[&*self.label, zone, view, proto.as_str()])
                 .observe(size as f64);
             m.responses
-                .with_label_values(&[&*self.label, zone, "", &rcode_label(rcode), plugin])
+                .with_label_values(&[&*self.label, zone, view, &rcode_label(rcode), plugin])
                 .inc();
             m.duration
                 .with_label_values(&labels3)
@@ -473,7 +537,7 @@ impl Dispatcher {
                 edns: resp_edns,
             })
         });
-        (out, follow)
+        Some((out, follow))
     }
 }
 

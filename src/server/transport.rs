@@ -39,7 +39,7 @@ pub(crate) async fn reply(
     // Keep only the header for a FORMERR, rather than a copy of every datagram.
     let head: Option<[u8; 12]> = raw.get(..12).and_then(|h| h.try_into().ok());
     match HRequest::from_bytes(raw, src, proto) {
-        Ok(req) => Some(d.answer(&req).await),
+        Ok(req) => d.answer(&req).await,
         Err(_) => head.and_then(|h| formerr(&h)),
     }
 }
@@ -52,7 +52,7 @@ async fn reply_tcp(
 ) -> Option<(Vec<u8>, Option<Box<Follow>>)> {
     let head: Option<[u8; 12]> = raw.get(..12).and_then(|h| h.try_into().ok());
     match HRequest::from_bytes(raw, src, Protocol::Tcp) {
-        Ok(req) => Some(d.answer_all(&req, true).await),
+        Ok(req) => d.answer_all(&req, true).await,
         Err(_) => head.and_then(|h| formerr(&h)).map(|out| (out, None)),
     }
 }

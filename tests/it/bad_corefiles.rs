@@ -397,9 +397,11 @@ fn command_line() {
     assert_eq!(
         order,
         [
+            "metadata",
             "tls",
             "https",
             "reload",
+            "nsid",
             "bind",
             "ready",
             "health",
@@ -407,12 +409,17 @@ fn command_line() {
             "errors",
             "log",
             "dnstap",
+            "local",
             "dns64",
+            "acl",
             "any",
+            "chaos",
             "loadbalance",
             "cache",
             "rewrite",
+            "header",
             "autopath",
+            "minimal",
             "template",
             "transfer",
             "hosts",
@@ -422,7 +429,8 @@ fn command_line() {
             "etcd",
             "loop",
             "forward",
-            "whoami"
+            "whoami",
+            "view"
         ]
     );
     let out = Command::new(BIN).arg("-version").output().unwrap();

@@ -3,6 +3,7 @@
 mod api_outage;
 mod bad_corefiles;
 mod conformance;
+mod coredns_readmes;
 mod corefile_examples;
 mod daemons;
 mod dns;
@@ -13,6 +14,7 @@ mod forward;
 mod kubernetes;
 mod lifecycle;
 mod monitoring;
+mod policy;
 mod real_corefiles;
 mod transfer;
 mod transports;

@@ -129,7 +129,9 @@ fn pop_label<'a>(rest: &mut Option<&'a str>) -> Option<&'a str> {
 /// The label of zone-scoped names (`ZONE.pin._zone.SVC.NS.svc`, CoreDNS after 1.14.7).
 const ZONE_LABEL: &str = "_zone";
 
-/// parse.go's `parseRequest`: the labels left of `zone`, read from the right.
+/// parse.go's `parseRequest`: the labels left of `zone`, read from the right. Inlined into
+/// the answer path (the metadata provider is its second caller).
+#[inline(always)]
 fn parse_request<'a>(
     name: &'a str,
     zone: &str,
@@ -828,10 +830,54 @@ struct Answer {
     truncated: bool,
 }
 
+impl Kubernetes {
+    /// CoreDNS's kubernetes metadata: the client's pod (watched with `pods verified`), and the
+    /// parts of a cluster name.
+    fn provide(&self, req: &Request, meta: &mut crate::plugins::metadata::Meta) {
+        let idx = self.index.load();
+        if let Some(pod) = idx.pod_at(&req.src.ip().to_canonical()) {
+            meta.set("kubernetes/client-namespace", pod.namespace.to_string());
+            meta.set("kubernetes/client-pod-name", pod.name.to_string());
+        }
+        let lower = req.qname_lower();
+        let Some(zone) = self
+            .cfg
+            .zones
+            .iter()
+            .filter(|z| is_subdomain(z, lower))
+            .max_by_key(|z| z.len())
+        else {
+            return;
+        };
+        let mc = !self.cfg.multicluster.is_empty() && self.cfg.is_multicluster(zone);
+        match parse_request(lower, zone, mc, self.cfg.zonal) {
+            Err(NotFound) => meta.set("kubernetes/parse-error", "invalid query name"),
+            Ok(r) => {
+                meta.set("kubernetes/port-name", r.port);
+                meta.set("kubernetes/protocol", r.protocol);
+                meta.set("kubernetes/endpoint", r.endpoint);
+                if mc {
+                    meta.set("kubernetes/cluster", r.cluster);
+                }
+                if self.cfg.zonal {
+                    meta.set("kubernetes/zone", r.zone);
+                }
+                meta.set("kubernetes/service", r.service);
+                meta.set("kubernetes/namespace", r.namespace);
+                meta.set("kubernetes/kind", r.pod_or_svc);
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Handler for Kubernetes {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn metadata(&self, req: &Request, meta: &mut crate::plugins::metadata::Meta) {
+        self.provide(req, meta);
     }
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {

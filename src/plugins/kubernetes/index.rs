@@ -104,6 +104,8 @@ pub struct Index {
     slices: Shards<Key, Few<Arc<EndpointSlice>>>,
     /// ClusterIP → the services holding it, sorted by (namespace, name).
     service_ips: IpMap<Few<Arc<Service>>>,
+    /// External IP (`externalIPs`, load-balancer ingress) → its services (`k8s_external` PTR).
+    external_ips: IpMap<Few<Arc<Service>>>,
     /// Endpoint IP → the endpoints with that address, sorted by (namespace, slice name).
     endpoint_ips: IpMap<Few<EpRef>>,
     /// Pod IP → the watched pods with that IP, sorted by (namespace, name).
@@ -158,10 +160,21 @@ impl Index {
                     next.service_ips
                         .update(*ip, |f| Few::remove(f, |s| Arc::ptr_eq(s, o)));
                 }
+                for ip in &o.external_ips {
+                    next.external_ips
+                        .update(*ip, |f| Few::remove(f, |s| Arc::ptr_eq(s, o)));
+                }
             }
             if let Some(n) = n {
                 for ip in cluster_ips(n) {
                     next.service_ips.update(*ip, |f| {
+                        Few::insert(f, n.clone(), |a, b| {
+                            (&a.namespace, &a.name) < (&b.namespace, &b.name)
+                        })
+                    });
+                }
+                for ip in &n.external_ips {
+                    next.external_ips.update(*ip, |f| {
                         Few::insert(f, n.clone(), |a, b| {
                             (&a.namespace, &a.name) < (&b.namespace, &b.name)
                         })
@@ -259,6 +272,11 @@ impl Index {
         self.service_ips.get(ip).map_or(&[], Few::as_slice)
     }
 
+    /// The services with external address `ip`, sorted by (namespace, name).
+    pub fn services_with_external_ip(&self, ip: &IpAddr) -> &[Arc<Service>] {
+        self.external_ips.get(ip).map_or(&[], Few::as_slice)
+    }
+
     /// The ready endpoints with address `ip`, sorted by (namespace, slice name).
     pub fn endpoints_at(&self, ip: &IpAddr) -> &[EpRef] {
         self.endpoint_ips.get(ip).map_or(&[], Few::as_slice)
@@ -276,8 +294,12 @@ impl Index {
     /// The namespace of the first pod (by namespace and name) with address `ip`, for
     /// `autopath @kubernetes`.
     pub fn pod_namespace(&self, ip: &IpAddr) -> Option<&Arc<str>> {
-        let f = self.pod_ips.get(ip)?;
-        f.as_slice().first().map(|p| &p.namespace)
+        self.pod_at(ip).map(|p| &p.namespace)
+    }
+
+    /// The first pod (by namespace and name) with address `ip` (metadata's client pod).
+    pub fn pod_at(&self, ip: &IpAddr) -> Option<&Arc<Pod>> {
+        self.pod_ips.get(ip)?.as_slice().first()
     }
 }
 
@@ -296,6 +318,7 @@ mod tests {
                 kind: ServiceKind::ClusterIp(vec![ip.parse().unwrap()]),
                 ports: vec![],
                 external_ips: vec![],
+                external_hostnames: Box::default(),
             }),
         )
     }

@@ -46,6 +46,10 @@ pub struct Metrics {
     pub forward: std::sync::Arc<crate::plugins::forward::ForwardMetrics>,
     /// The Kubernetes client and index metrics.
     pub kubernetes: std::sync::Arc<crate::kube::KubeMetrics>,
+    /// `acl`'s metrics.
+    pub acl: std::sync::Arc<crate::plugins::acl::AclMetrics>,
+    /// `local`'s metric.
+    pub local: std::sync::Arc<crate::plugins::local::LocalMetrics>,
 }
 
 /// CoreDNS's `TimeBuckets`: 0.25 ms × 2^i, i = 0..15.
@@ -167,6 +171,8 @@ impl Metrics {
         let hosts = std::sync::Arc::new(crate::plugins::hosts::HostsMetrics::new(&registry)?);
         let autopath =
             std::sync::Arc::new(crate::plugins::autopath::AutopathMetrics::new(&registry)?);
+        let acl = std::sync::Arc::new(crate::plugins::acl::AclMetrics::new(&registry)?);
+        let local = std::sync::Arc::new(crate::plugins::local::LocalMetrics::new(&registry)?);
         Ok(Self {
             autopath,
             hosts,
@@ -186,6 +192,8 @@ impl Metrics {
             plugin_enabled,
             panics,
             build_info,
+            acl,
+            local,
         })
     }
 }
