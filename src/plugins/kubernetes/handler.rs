@@ -1138,6 +1138,40 @@ mod tests {
         }
     }
 
+    /// metadata.go: `kubernetes/cluster` in multicluster zones, `kubernetes/zone` with `zonal`.
+    #[test]
+    fn metadata_of_multicluster_and_zonal_names() {
+        let toks = crate::corefile::lexer::lex(
+            &Arc::from("Corefile"),
+            "kubernetes cluster.local clusterset.local {\n multicluster clusterset.local\n zonal\n}",
+        );
+        let cfg = super::super::parse(&mut crate::corefile::Dispenser::new(&toks), &[]).unwrap();
+        let k = Kubernetes::new(
+            Arc::new(cfg),
+            Arc::new(ArcSwap::from_pointee(Index::default())),
+            Vec::new(),
+        );
+        let meta = |name: &str| {
+            let req = Request::new(
+                Name::from_ascii(name).unwrap(),
+                RecordType::A,
+                "192.0.2.1:5353".parse().unwrap(),
+                crate::plugins::Proto::Udp,
+            );
+            let mut m = crate::plugins::metadata::Meta::default();
+            k.provide(&req, &mut m);
+            m
+        };
+        let m = meta("ep1.cluster1.svc1.ns1.svc.clusterset.local.");
+        assert_eq!(m.get("kubernetes/cluster"), Some("cluster1"));
+        assert_eq!(m.get("kubernetes/endpoint"), Some("ep1"));
+        assert_eq!(m.get("kubernetes/zone"), Some(""));
+        let m = meta("us-west-2a.pin._zone.hdls.ns1.svc.cluster.local.");
+        assert_eq!(m.get("kubernetes/zone"), Some("us-west-2a"));
+        assert_eq!(m.get("kubernetes/service"), Some("hdls"));
+        assert_eq!(m.get("kubernetes/cluster"), None, "not a multicluster zone");
+    }
+
     #[test]
     fn reverse_names() {
         assert_eq!(
