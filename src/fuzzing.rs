@@ -17,6 +17,37 @@ pub fn corefile(data: &[u8]) {
     let _ = crate::config::load("Corefile", &text, 53);
 }
 
+/// Any bytes as a zone file for `example.org.`: parse, build the zone, look a few names up;
+/// must return, never panic.
+pub fn zonefile(data: &[u8]) {
+    use hickory_proto::rr::{Name, RecordType};
+    let text = String::from_utf8_lossy(data);
+    let origin = Name::from_ascii("example.org.").expect("literal name");
+    let path = std::path::Path::new("/nonexistent/fuzz.zone");
+    let Ok(entries) = crate::zonefile::parse_str(&text, path, &origin) else {
+        return;
+    };
+    let Ok(zone) = crate::plugins::file::Zone::from_entries(path, &origin, entries) else {
+        return;
+    };
+    for name in [
+        "example.org.",
+        "www.example.org.",
+        "a.b.example.org.",
+        "*.example.org.",
+    ] {
+        let name = Name::from_ascii(name).expect("literal name");
+        for t in [
+            RecordType::A,
+            RecordType::CNAME,
+            RecordType::NS,
+            RecordType::DS,
+        ] {
+            let _ = zone.lookup(&name, t, true);
+        }
+    }
+}
+
 /// Any bytes as a DNS message: when it decodes with one question, run it through a chain of
 /// errors → log → whoami and encode the reply; must never panic.
 pub fn message(data: &[u8]) {
@@ -78,6 +109,16 @@ mod tests {
         ];
         q.extend_from_slice(&[3, b'w', b'w', b'w', 0, 0, 1, 0, 1]);
         super::message(&q);
+        for z in [
+            &b""[..],
+            b"@ IN SOA ns hm 1 2 3 4 5\nx IN TXT \"end",
+            b"@ IN SOA ns hm 1 2 3 4 5\n* IN CNAME *\nwww IN DNAME www\n",
+            b"$INCLUDE /etc/passwd\n",
+            b"@ IN SOA ns hm 1 2 3 4 5\na IN CNAME b\nb IN CNAME a\nsub NS ns.sub\n",
+            b"( ( ( \"",
+        ] {
+            super::zonefile(z);
+        }
         super::message(&[0; 12]);
         super::message(&[0xff; 40]);
     }

@@ -2,9 +2,11 @@
 //! turns the published [`Objects`] into its index.
 //!
 //! A source ([`start`]) is either the API (kube-rs watchers for Services, EndpointSlices,
-//! Namespaces and, when asked, Pods) or a snapshot file. Either way one task owns a [`Store`]
+//! Namespaces and, when asked, Pods, ServiceImports and multicluster EndpointSlices) or a
+//! snapshot file. Either way one task owns a [`Store`]
 //! and publishes an immutable [`Objects`] after each batch of changes on a watch channel.
 
+mod backoff;
 pub mod metrics;
 pub mod model;
 mod selector;
@@ -87,6 +89,10 @@ pub struct WatchSpec {
     pub pods: bool,
     /// Keep endpoints' pod names (only `endpoint_pod_names` answers with them).
     pub pod_names: bool,
+    /// Keep endpoints' topology zones (only `zonal` answers with them).
+    pub zones: bool,
+    /// Watch ServiceImports and multicluster EndpointSlices (`multicluster`).
+    pub multicluster: bool,
 }
 
 impl WatchSpec {
@@ -99,7 +105,19 @@ impl WatchSpec {
         if self.pods {
             k.push(Kind::Pod);
         }
+        if self.multicluster {
+            k.push(Kind::ServiceImport);
+            k.push(Kind::McSlice);
+        }
         k
+    }
+
+    /// What to keep of each EndpointSlice.
+    pub fn slice_opts(&self) -> model::SliceOpts {
+        model::SliceOpts {
+            pod_names: self.pod_names,
+            zones: self.zones,
+        }
     }
 }
 
@@ -121,8 +139,8 @@ pub async fn start(
     match &spec.source {
         Source::Snapshot(path) => snapshot::spawn(path.clone(), spec, metrics, tx, stop).await?,
         Source::Api(connect) => {
-            let client = watch::client(connect, metrics.clone()).await?;
-            watch::spawn(client, spec, metrics, tx, stop);
+            let (client, api) = watch::client(connect, metrics.clone()).await?;
+            watch::spawn(client, &api, spec, metrics, tx, stop);
         }
     }
     Ok(rx)

@@ -4,30 +4,46 @@
 //! [`PluginConfig`] (pure), [`build`] turns a config into a handler plus the process-wide
 //! services it needs (HTTP routes, readiness probes), and the server starts those services.
 
+pub mod acl;
 pub mod any;
 pub mod autopath;
 pub mod bind;
 pub mod cache;
 pub mod chain;
+pub mod chaos;
 pub mod dns64;
+pub mod dnstap;
 pub mod errors;
+pub mod etcd;
 pub mod fall;
 pub mod fast;
+pub mod file;
 pub mod forward;
+pub mod header;
 pub mod health;
 pub mod hosts;
+pub mod https;
 pub mod k8s_external;
 pub mod kubernetes;
 pub mod loadbalance;
+pub mod local;
 pub mod log;
 pub mod loop_detect;
+pub mod metadata;
+pub mod minimal;
+pub mod nsid;
 pub mod prometheus;
 pub mod ready;
 pub mod reload;
 pub mod request;
+pub mod response;
 pub mod rewrite;
 pub mod template;
+pub mod tls;
+pub mod transfer;
+pub mod view;
 pub mod whoami;
+pub mod zone_source;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -60,19 +76,19 @@ const fn e(name: &'static str, built: bool, once: bool) -> Entry {
 /// has them; they add no handler.
 pub const ORDER: &[Entry] = &[
     e("root", false, true),
-    e("metadata", false, true),
+    e("metadata", true, true),
     e("geoip", false, true),
     e("cancel", false, true),
-    e("tls", false, true),
+    e("tls", true, true),
     e("proxyproto", false, true),
     e("quic", false, true),
     e("grpc_server", false, true),
-    e("https", false, true),
+    e("https", true, true),
     e("https3", false, true),
     e("timeouts", false, true),
     e("multisocket", false, true),
     e("reload", true, true),
-    e("nsid", false, true),
+    e("nsid", true, true),
     e("bufsize", false, true),
     e("bind", true, false),
     e("debug", false, true),
@@ -84,32 +100,32 @@ pub const ORDER: &[Entry] = &[
     e("prometheus", true, true),
     e("errors", true, true),
     e("log", true, false),
-    e("dnstap", false, false),
-    e("local", false, true),
+    e("dnstap", true, false),
+    e("local", true, true),
     e("dns64", true, true),
-    e("acl", false, false),
+    e("acl", true, false),
     e("any", true, true),
-    e("chaos", false, true),
+    e("chaos", true, true),
     e("loadbalance", true, true),
     e("tsig", false, true),
     e("cache", true, true),
     e("rewrite", true, false),
-    e("header", false, false),
+    e("header", true, false),
     e("dnssec", false, true),
     e("autopath", true, true),
-    e("minimal", false, true),
+    e("minimal", true, true),
     e("template", true, false),
-    e("transfer", false, false),
+    e("transfer", true, false),
     e("hosts", true, true),
     e("route53", false, false),
     e("azure", false, false),
     e("clouddns", false, false),
     e("k8s_external", true, true),
     e("kubernetes", true, true),
-    e("file", false, false),
+    e("file", true, false),
     e("auto", false, false),
     e("secondary", false, false),
-    e("etcd", false, true),
+    e("etcd", true, true),
     e("loop", true, true),
     e("forward", true, false),
     e("grpc", false, false),
@@ -117,7 +133,7 @@ pub const ORDER: &[Entry] = &[
     e("whoami", true, true),
     e("on", false, false),
     e("sign", false, false),
-    e("view", false, true),
+    e("view", true, true),
     e("nomad", false, true),
 ];
 
@@ -156,7 +172,7 @@ pub enum PluginConfig {
     /// `any`
     Any,
     /// `loadbalance`
-    LoadBalance,
+    LoadBalance(loadbalance::LoadBalanceConfig),
     /// `reload`
     Reload(reload::ReloadConfig),
     /// `loop`
@@ -179,6 +195,34 @@ pub enum PluginConfig {
     Kubernetes(Box<kubernetes::KubernetesConfig>),
     /// `whoami`
     Whoami,
+    /// `acl` (every line of the block)
+    Acl(acl::AclConfig),
+    /// `header`
+    Header(header::HeaderConfig),
+    /// `local`
+    Local(local::LocalConfig),
+    /// `minimal`
+    Minimal,
+    /// `nsid`
+    Nsid(nsid::NsidConfig),
+    /// `chaos`
+    Chaos(chaos::ChaosConfig),
+    /// `metadata`
+    Metadata(metadata::MetadataConfig),
+    /// `view`
+    View(view::ViewConfig),
+    /// `tls`
+    Tls(tls::TlsConfig),
+    /// `dnstap` (every line of the block)
+    Dnstap(Vec<dnstap::DnstapConfig>),
+    /// `https`
+    Https(https::HttpsConfig),
+    /// `file` (every line of the block)
+    File(file::FileConfig),
+    /// `etcd`
+    Etcd(Box<etcd::EtcdConfig>),
+    /// `transfer` (every directive of the block)
+    Transfer(Vec<transfer::XfrConfig>),
 }
 
 impl PluginConfig {
@@ -199,12 +243,26 @@ impl PluginConfig {
             Self::Rewrite(_) => rewrite::NAME,
             Self::Forward(_) => forward::NAME,
             Self::Cache(_) => cache::NAME,
-            Self::LoadBalance => loadbalance::NAME,
+            Self::LoadBalance(_) => loadbalance::NAME,
             Self::Any => any::NAME,
             Self::Dns64(_) => dns64::NAME,
             Self::Reload(_) => reload::NAME,
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
+            Self::Acl(_) => acl::NAME,
+            Self::Header(_) => header::NAME,
+            Self::Local(_) => local::NAME,
+            Self::Minimal => minimal::NAME,
+            Self::Nsid(_) => nsid::NAME,
+            Self::Chaos(_) => chaos::NAME,
+            Self::Metadata(_) => metadata::NAME,
+            Self::View(_) => view::NAME,
+            Self::Tls(_) => tls::NAME,
+            Self::Dnstap(_) => dnstap::NAME,
+            Self::Https(_) => https::NAME,
+            Self::File(_) => file::NAME,
+            Self::Etcd(_) => etcd::NAME,
+            Self::Transfer(_) => transfer::NAME,
         }
     }
 
@@ -263,10 +321,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             any::parse(&mut d).map_err(wrap)?;
             PluginConfig::Any
         }
-        loadbalance::NAME => {
-            loadbalance::parse(&mut d).map_err(wrap)?;
-            PluginConfig::LoadBalance
-        }
+        loadbalance::NAME => PluginConfig::LoadBalance(loadbalance::parse(&mut d).map_err(wrap)?),
         loop_detect::NAME => {
             loop_detect::parse(&mut d).map_err(wrap)?;
             PluginConfig::Loop
@@ -287,6 +342,23 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             whoami::parse(&mut d).map_err(wrap)?;
             PluginConfig::Whoami
         }
+        acl::NAME => PluginConfig::Acl(acl::parse(&mut d, zones).map_err(wrap)?),
+        header::NAME => PluginConfig::Header(header::parse(&mut d).map_err(wrap)?),
+        local::NAME => PluginConfig::Local(local::parse(&mut d).map_err(wrap)?),
+        minimal::NAME => {
+            minimal::parse(&mut d).map_err(wrap)?;
+            PluginConfig::Minimal
+        }
+        nsid::NAME => PluginConfig::Nsid(nsid::parse(&mut d).map_err(wrap)?),
+        chaos::NAME => PluginConfig::Chaos(chaos::parse(&mut d).map_err(wrap)?),
+        metadata::NAME => PluginConfig::Metadata(metadata::parse(&mut d, zones).map_err(wrap)?),
+        view::NAME => PluginConfig::View(view::parse(&mut d).map_err(wrap)?),
+        tls::NAME => PluginConfig::Tls(tls::parse(&mut d).map_err(wrap)?),
+        dnstap::NAME => PluginConfig::Dnstap(dnstap::parse(&mut d).map_err(wrap)?),
+        https::NAME => PluginConfig::Https(https::parse(&mut d).map_err(wrap)?),
+        file::NAME => PluginConfig::File(file::parse(&mut d, zones).map_err(wrap)?),
+        etcd::NAME => PluginConfig::Etcd(Box::new(etcd::parse(&mut d, zones).map_err(wrap)?)),
+        transfer::NAME => PluginConfig::Transfer(transfer::parse(&mut d, zones).map_err(wrap)?),
         other => unreachable!("built plugin {other} has no parse arm"),
     };
     Ok(cfg)
@@ -372,6 +444,8 @@ pub struct Services {
     pub http: BTreeMap<String, Vec<Route>>,
     /// How long to keep serving DNS after SIGTERM (largest `health … lameduck`).
     pub lameduck: Duration,
+    /// HTTP listeners served over TLS (`prometheus { tls … }`): address → configuration.
+    pub http_tls: BTreeMap<String, Arc<rustls::ServerConfig>>,
 }
 
 impl Services {
@@ -400,6 +474,10 @@ pub struct BuildCtx<'a> {
     pub services: &'a mut Services,
     /// The metrics of the process (one registry).
     pub metrics: &'a Arc<prometheus::Metrics>,
+    /// The block's `dnstap` sinks, once built (`forward` taps its exchanges to them).
+    pub dnstap: &'a mut Option<dnstap::Taps>,
+    /// The block's transferable zones: plugins holding zone data add theirs, `transfer` reads.
+    pub zone_sources: zone_source::ZoneSources,
 }
 
 /// Turns a config into its handler (`None` for plugins outside the query path).
@@ -420,6 +498,15 @@ pub fn build(
         }
         PluginConfig::Prometheus(c) => {
             ctx.services.add_route(&c.addr, Route::Metrics);
+            if let Some(path) = &c.tls {
+                let err = |e: String| {
+                    Error::plugin(prometheus::NAME, ctx.loc.clone(), Error::plain(None, e))
+                };
+                if let Some(t) = prometheus::webconfig::load(path).map_err(err)? {
+                    let cfg = crate::tls::server_config(&t).map_err(err)?;
+                    ctx.services.http_tls.insert(c.addr.clone(), Arc::new(cfg));
+                }
+            }
             // Metrics are recorded by the server after the reply is encoded (sizes, rcode);
             // the handler only marks the chain position, as CoreDNS's `prometheus` does.
             Some(Arc::new(prometheus::Marker))
@@ -435,7 +522,7 @@ pub fn build(
         PluginConfig::Reload(_) => None,
         PluginConfig::Dns64(c) => Some(dns64::Dns64::handler(*c)),
         PluginConfig::Any => Some(Arc::new(any::Any)),
-        PluginConfig::LoadBalance => Some(Arc::new(loadbalance::LoadBalance)),
+        PluginConfig::LoadBalance(c) => Some(loadbalance::build(c, ctx)?),
         PluginConfig::Loop => {
             let zone = ctx.zones.first().cloned().unwrap_or_else(|| ".".into());
             let l = Arc::new(loop_detect::Loop::new(&zone));
@@ -454,6 +541,24 @@ pub fn build(
         ))),
         PluginConfig::Forward(c) => Some(forward::build(c, ctx)?),
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
+        PluginConfig::Acl(c) => Some(Arc::new(acl::Acl::new(c, ctx.metrics.acl.clone()))),
+        PluginConfig::Header(c) => Some(Arc::new(header::Header::new(c.clone()))),
+        PluginConfig::Local(c) => Some(Arc::new(local::Local::new(*c, ctx.metrics.local.clone()))),
+        PluginConfig::Minimal => Some(Arc::new(minimal::Minimal)),
+        PluginConfig::Nsid(c) => Some(Arc::new(nsid::Nsid::new(c))),
+        PluginConfig::Chaos(c) => Some(Arc::new(chaos::Chaos::new(c.clone()))),
+        PluginConfig::Metadata(c) => Some(Arc::new(metadata::Metadata::new(c))),
+        PluginConfig::View(c) => Some(Arc::new(view::View::new(c))),
+        // The server reads it when it opens the block's tls:// and https:// listeners.
+        PluginConfig::Tls(_) | PluginConfig::Https(_) => None,
+        PluginConfig::Dnstap(c) => {
+            let taps = dnstap::taps(c, ctx);
+            *ctx.dnstap = Some(taps.clone());
+            Some(Arc::new(dnstap::Dnstap::new(taps)))
+        }
+        PluginConfig::File(c) => Some(file::build(c, ctx)?),
+        PluginConfig::Etcd(c) => Some(etcd::build(c, ctx)?),
+        PluginConfig::Transfer(c) => Some(transfer::build(c, ctx)),
     })
 }
 
@@ -480,6 +585,37 @@ mod tests {
             ] {
                 assert!(text.contains(section), "{readme} lacks {section}");
             }
+        }
+    }
+
+    /// The README's plugin table names every directive of ORDER (CoreDNS's plugin.cfg) in its
+    /// first column, with a status.
+    #[test]
+    fn readme_plugin_table_lists_every_plugin() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let table = readme
+            .split("## Plugins")
+            .nth(1)
+            .and_then(|t| t.split("\n## ").next())
+            .unwrap();
+        let mut listed = Vec::new();
+        for row in table.lines().filter(|l| l.starts_with("| ")) {
+            let first = row.split('|').nth(1).unwrap_or("");
+            let first = first.split("](").next().unwrap_or(first);
+            listed.extend(
+                first
+                    .split(|c: char| c == ',' || c == '[' || c.is_whitespace())
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string),
+            );
+        }
+        for e in ORDER {
+            assert!(
+                listed.iter().any(|n| n == e.name),
+                "README plugin table lacks {}",
+                e.name
+            );
         }
     }
 

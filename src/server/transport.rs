@@ -20,15 +20,15 @@ use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::dispatch::{Dispatcher, formerr};
+use super::dispatch::{Dispatcher, Follow, formerr};
 use crate::plugins::Proto;
 
 /// CoreDNS's TCP timeouts: 3 s to read a query, 10 s idle between queries.
-const TCP_READ: Duration = Duration::from_secs(3);
+pub(crate) const TCP_READ: Duration = Duration::from_secs(3);
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
 pub(crate) async fn reply(
@@ -58,9 +58,37 @@ pub(crate) async fn reply_general(
     // Keep only the header for a FORMERR, rather than a copy of every datagram.
     let head: Option<[u8; 12]> = raw.get(..12).and_then(|h| h.try_into().ok());
     match HRequest::from_bytes(raw, src, proto) {
-        Ok(req) => Some(d.answer(&req).await),
+        Ok(req) => d.answer(&req).await,
         Err(_) => head.and_then(|h| formerr(&h)),
     }
+}
+
+/// [`reply`] over TCP: also the messages that follow the reply (zone transfers).
+async fn reply_tcp(
+    d: &Dispatcher,
+    raw: Vec<u8>,
+    src: SocketAddr,
+) -> Option<(Vec<u8>, Option<Box<Follow>>)> {
+    let head: Option<[u8; 12]> = raw.get(..12).and_then(|h| h.try_into().ok());
+    match HRequest::from_bytes(raw, src, Protocol::Tcp) {
+        Ok(req) => d.answer_all(&req, true).await,
+        Err(_) => head.and_then(|h| formerr(&h)).map(|out| (out, None)),
+    }
+}
+
+/// Writes one DNS message with its TCP length prefix; a message over 64 KiB is not written.
+async fn write_framed<S>(conn: &mut S, out: &[u8]) -> std::io::Result<bool>
+where
+    S: tokio::io::AsyncWrite + Unpin,
+{
+    let Ok(n) = u16::try_from(out.len()) else {
+        return Ok(false);
+    };
+    let mut framed = Vec::with_capacity(out.len() + 2);
+    framed.extend_from_slice(&n.to_be_bytes());
+    framed.extend_from_slice(out);
+    conn.write_all(&framed).await?;
+    Ok(true)
 }
 
 /// How long a UDP reader blocks before it looks at its stop token.
@@ -285,7 +313,15 @@ pub(crate) fn serve_tcp(
     });
 }
 
-async fn connection(mut conn: TcpStream, src: SocketAddr, d: &Dispatcher) -> std::io::Result<()> {
+/// Serves length-prefixed DNS messages on one stream (TCP, or TLS for `tls://`).
+pub(crate) async fn connection<S>(
+    mut conn: S,
+    src: SocketAddr,
+    d: &Dispatcher,
+) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut first = true;
     loop {
         let wait = if first { TCP_READ } else { TCP_IDLE };
@@ -298,15 +334,19 @@ async fn connection(mut conn: TcpStream, src: SocketAddr, d: &Dispatcher) -> std
         tokio::time::timeout(TCP_READ, conn.read_exact(&mut raw))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let Some(out) = reply(d, raw, src, Protocol::Tcp).await else {
+        let Some((out, follow)) = reply_tcp(d, raw, src).await else {
             return Ok(());
         };
-        let Ok(n) = u16::try_from(out.len()) else {
+        if !write_framed(&mut conn, &out).await? {
             return Ok(());
-        };
-        let mut framed = Vec::with_capacity(out.len() + 2);
-        framed.extend_from_slice(&n.to_be_bytes());
-        framed.extend_from_slice(&out);
-        conn.write_all(&framed).await?;
+        }
+        // A zone transfer: the rest of its messages, as the producer makes them.
+        if let Some(mut follow) = follow {
+            while let Some(out) = follow.next().await {
+                if !write_framed(&mut conn, &out).await? {
+                    return Ok(());
+                }
+            }
+        }
     }
 }

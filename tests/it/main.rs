@@ -1,12 +1,23 @@
 //! Integration tests: one binary, one module per area.
 
+mod api_outage;
 mod bad_corefiles;
 mod conformance;
+mod coredns_readmes;
 mod corefile_examples;
+mod daemons;
 mod dns;
+mod dnstap;
+mod etcd;
 mod fast;
+mod file;
+mod file_transfer;
 mod forward;
 mod kubernetes;
 mod lifecycle;
+mod monitoring;
+mod policy;
 mod real_corefiles;
+mod transfer;
+mod transports;
 mod util;

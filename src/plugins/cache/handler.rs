@@ -18,6 +18,7 @@ use super::setup::CacheConfig;
 use crate::dnswire;
 use crate::plugins::fast::{FastQuery, FastStep};
 use crate::plugins::request::Reply;
+use crate::plugins::response::{Kind, answers_question, minimal_ttl, typify};
 use crate::plugins::{Handler, HandlerError, Next, Request, Response, is_subdomain};
 
 /// `coredns_cache_*`, registered once per process.
@@ -133,6 +134,29 @@ fn key_hash_of(
     h.finish()
 }
 
+/// The key of `req`'s question (`name`: its lower-case name).
+fn key_of(name: &str, req: &Request) -> Key {
+    Key {
+        name: name.into(),
+        qtype: u16::from(req.qtype()),
+        qclass: u16::from(req.qclass()),
+        dnssec_ok: req.do_bit(),
+        checking_disabled: req.checking_disabled,
+    }
+}
+
+/// The entry stored under `hash` if it is for `req`'s question (`name`: its lower-case name).
+fn lookup(cache: &Store, hash: Hash, name: &str, req: &Request) -> Option<Arc<Item>> {
+    cache.get(&hash).filter(|item| {
+        let k = &item.key;
+        *k.name == *name
+            && k.qtype == u16::from(req.qtype())
+            && k.qclass == u16::from(req.qclass())
+            && k.dnssec_ok == req.do_bit()
+            && k.checking_disabled == req.checking_disabled
+    })
+}
+
 /// A stored reply: the message as encoded for the first client that asked (header with AA, RA,
 /// AD and the rcode; the question; every record with the TTL it is cached for; no OPT record),
 /// and where its TTLs are. A hit copies the bytes and patches the id, the flags the request
@@ -155,6 +179,32 @@ struct Item {
     window_start_ms: AtomicU64,
     /// A refresh is running (at most one per entry).
     refreshing: AtomicBool,
+    /// The reply answers the question (`serve_stale_policy prefer_positive`).
+    answering: bool,
+    /// `prefer_positive`: the answer this entry replaced when it does not answer itself.
+    last_known_good: Option<Arc<Item>>,
+}
+
+impl Item {
+    /// The stored reply's rcode.
+    fn rcode(&self) -> ResponseCode {
+        ResponseCode::from(0, dnswire::Flags::of(&self.wire).rcode)
+    }
+
+    /// This entry if it answers its question, else the answer it replaced, if any.
+    fn answering_item(self: &Arc<Self>) -> Option<Arc<Item>> {
+        if self.answering {
+            return Some(self.clone());
+        }
+        self.last_known_good.clone()
+    }
+}
+
+/// Whether `msg` is a complete positive answer to `req`'s question.
+fn usable(msg: &Message, req: &Request) -> bool {
+    !msg.metadata.truncation
+        && typify(msg) == Kind::NoError
+        && answers_question(msg, req.qname(), req.qtype(), req.qclass())
 }
 
 struct ItemExpiry;
@@ -170,27 +220,7 @@ impl moka::Expiry<Hash, Arc<Item>> for ItemExpiry {
     }
 }
 
-/// What kind of reply it is (CoreDNS's `response.Typify`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    NoError,
-    NoData,
-    NameError,
-    ServerError,
-    Delegation,
-    Other,
-}
-
-fn typify(m: &Message) -> Kind {
-    let has = |t: RecordType| m.authorities.iter().any(|r| r.record_type() == t);
-    typify_parts(
-        m.metadata.response_code,
-        !m.answers.is_empty(),
-        has(RecordType::SOA),
-        has(RecordType::NS),
-    )
-}
-
+/// [`typify`] from what the header and the records' types tell (the fast path's replies).
 fn typify_parts(rcode: ResponseCode, answers: bool, soa: bool, ns: bool) -> Kind {
     if answers && rcode == ResponseCode::NoError {
         return Kind::NoError;
@@ -205,22 +235,7 @@ fn typify_parts(rcode: ResponseCode, answers: bool, soa: bool, ns: bool) -> Kind
     }
 }
 
-/// CoreDNS's `dnsutil.MinimalTTL`: the smallest TTL in the reply, 5 s when there is none.
-fn minimal_ttl(m: &Message, kind: Kind) -> Duration {
-    const FAIL_SAFE: Duration = Duration::from_secs(5);
-    if !matches!(kind, Kind::NoError | Kind::NameError | Kind::NoData) {
-        return FAIL_SAFE;
-    }
-    min_ttl(
-        m.answers
-            .iter()
-            .chain(&m.authorities)
-            .chain(&m.additionals)
-            .map(|r| r.ttl),
-    )
-}
-
-/// The smallest of `ttls` (at most an hour), 5 s when there is none.
+/// The smallest of `ttls` (at most an hour), 5 s when there is none ([`minimal_ttl`]).
 fn min_ttl(ttls: impl Iterator<Item = u32>) -> Duration {
     ttls.min().map_or(Duration::from_secs(5), |t| {
         Duration::from_secs(u64::from(t.min(3600)))
@@ -383,7 +398,9 @@ impl Inner {
             .queries
             .first()
             .is_none_or(|q| q.name() == req.qname() && q.query_type() == req.qtype());
-        let storable = !msg.metadata.truncation && kind != Kind::Other && !duration.is_zero();
+        let storable = !msg.metadata.truncation
+            && !matches!(kind, Kind::Other | Kind::Meta)
+            && !duration.is_zero();
         if storable && !matches {
             self.metrics.drops.with_label_values(&[server, z, ""]).inc();
         }
@@ -411,6 +428,32 @@ impl Inner {
             self.metrics.drops.with_label_values(&[server, z, ""]).inc();
             return;
         };
+        let answering = usable(msg, req);
+        let mut keep = duration + stale;
+        let mut last_known_good = None;
+        // Keep at most one entry per name where the other can never be served again: a new
+        // answer outdates a denial, a new denial (not a SERVFAIL, which never hides an answer)
+        // outdates an answer — except that prefer_positive keeps answers. So a fresh success
+        // entry is served without looking at the denial cache.
+        if label == "success" && (answering || !self.cfg.prefer_positive) {
+            self.denial.invalidate(&hash);
+        } else if label == "denial"
+            && !self.cfg.prefer_positive
+            && msg.metadata.response_code != ResponseCode::ServFail
+        {
+            self.success.invalidate(&hash);
+        }
+        if self.cfg.prefer_positive && label == "success" && !answering {
+            if let Some(prev) =
+                lookup(&self.success, hash, name, req).and_then(|p| p.answering_item())
+            {
+                // A non-answer must not destroy the last known good answer: keep it behind
+                // this entry for as long as it could be served.
+                let left = (prev.stored + prev.keep).saturating_duration_since(now);
+                keep = keep.max(left);
+                last_known_good = Some(prev);
+            }
+        }
         cache.insert(
             hash,
             Arc::new(Item {
@@ -420,16 +463,57 @@ impl Inner {
                 ttl_at,
                 stored: now,
                 ttl: duration,
-                keep: duration + stale,
+                keep,
                 hits: AtomicU32::new(0),
                 window_start_ms: AtomicU64::new(0),
                 refreshing: AtomicBool::new(false),
+                answering,
+                last_known_good,
             }),
         );
         self.metrics
             .entries
             .with_label_values(&[server, label, z, ""])
             .set(i64::try_from(cache.entry_count()).unwrap_or(i64::MAX));
+    }
+
+    /// A reply from a fresh entry: counts the hit and starts a prefetch when the entry is
+    /// popular and about to expire.
+    #[allow(clippy::too_many_arguments)]
+    fn hit(
+        self: &Arc<Self>,
+        req: &Request,
+        name: &str,
+        hash: Hash,
+        item: &Arc<Item>,
+        age: Duration,
+        hits: &IntCounter,
+        next: &Next<'_>,
+    ) -> Response {
+        hits.inc();
+        if let Some(p) = self.cfg.prefetch {
+            let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+            let window = item.window_start_ms.load(Ordering::Relaxed);
+            if age_ms.saturating_sub(window) > p.duration.as_millis() as u64 {
+                // A gap longer than the window: popularity starts over.
+                item.window_start_ms.store(age_ms, Ordering::Relaxed);
+                item.hits.store(0, Ordering::Relaxed);
+            }
+            let hits = item.hits.fetch_add(1, Ordering::Relaxed) + 1;
+            let left = item.ttl.saturating_sub(age);
+            let threshold = item.ttl.mul_f64(f64::from(p.percentage) / 100.0);
+            if hits >= p.amount && left <= threshold.max(Duration::from_secs(1)) {
+                let (server, z) = (&*req.server, self.zones_label.as_str());
+                self.metrics
+                    .prefetch
+                    .with_label_values(&[server, z, ""])
+                    .inc();
+                self.refresh(req, name, hash, item, next);
+            }
+        }
+        let left = remaining(item, age);
+        let ttl = (!self.cfg.keepttl).then(|| u32::try_from(left).unwrap_or(u32::MAX));
+        self.reply_from(req, item, ttl)
     }
 
     /// Refreshes `key` in the background through the rest of the chain (prefetch, and
@@ -439,7 +523,7 @@ impl Inner {
         req: &Request,
         name: &str,
         hash: Hash,
-        item: &Item,
+        item: &Arc<Item>,
         next: &Next<'_>,
     ) {
         if item.refreshing.swap(true, Ordering::AcqRel) {
@@ -447,12 +531,19 @@ impl Inner {
         }
         let (me, req, name, next) = (self.clone(), req.clone(), name.to_string(), next.detach());
         let key = item.key.clone();
+        let item = item.clone();
         tokio::spawn(async move {
             if let Ok(mut resp) = next.run(&req).await {
-                if !matches!(typify(&resp.msg), Kind::ServerError | Kind::Other) {
+                if !matches!(
+                    typify(&resp.msg),
+                    Kind::ServerError | Kind::Other | Kind::Meta
+                ) {
                     me.store(&req, &name, (hash, key), &mut resp.msg, Instant::now());
                 }
             }
+            // An entry that stays in use (a failed refresh, a last known good answer) may be
+            // refreshed again.
+            item.refreshing.store(false, Ordering::Release);
         });
     }
 }
@@ -522,7 +613,9 @@ impl Handler for Cache {
 
     /// A fresh entry asked in its stored letter case answers; a name neither bucket may store
     /// (both `disable`d for it) passes on; anything else (a miss to store, stale entries,
-    /// prefetch) takes the general path.
+    /// prefetch, a `prefer_positive` non-answer that may hide an older answer) takes the
+    /// general path. Without `prefer_positive` a fresh success entry has no newer denial
+    /// behind it (`store` drops the other), so looking at success first is `serve`'s order.
     fn fast(&self, q: &FastQuery<'_>, out: &mut Vec<u8>) -> FastStep {
         let c = &self.inner;
         let name = q.lower;
@@ -556,7 +649,13 @@ impl Handler for Cache {
             let stored_question = item
                 .wire
                 .get(dnswire::HEADER..dnswire::HEADER + question.len());
-            if left <= 0 || c.cfg.prefetch.is_some() || stored_question != Some(question) {
+            // With prefer_positive a non-answer may stand in front of the answer it replaced.
+            let shadowing = success && c.cfg.prefer_positive && !item.answering;
+            if left <= 0
+                || shadowing
+                || c.cfg.prefetch.is_some()
+                || stored_question != Some(question)
+            {
                 return FastStep::No;
             }
             out.clear();
@@ -648,51 +747,67 @@ impl Handler for Cache {
         counters.requests.inc();
         let hash = key_hash(&c.hasher, name, req);
         let now = Instant::now();
+        let window = c.cfg.serve_stale.map_or(Duration::ZERO, |s| s.duration);
         let mut stale: Option<Arc<Item>> = None;
-        for (cache, hits) in [
-            (&c.success, &counters.hits_success),
-            (&c.denial, &counters.hits_denial),
-        ] {
-            let Some(item) = cache.get(&hash) else {
-                continue;
-            };
-            let k = &item.key;
-            if *k.name != *name
-                || k.qtype != u16::from(req.qtype())
-                || k.qclass != u16::from(req.qclass())
-                || k.dnssec_ok != req.do_bit()
-                || k.checking_disabled != req.checking_disabled
+        let fresh = |i: &Item| remaining(i, now.duration_since(i.stored)) > 0;
+        if c.cfg.prefer_positive {
+            // An answer (or the last known good one behind a later non-answer) that is fresh or
+            // within the stale window wins over whatever the denial cache holds.
+            if let Some(item) = lookup(&c.success, hash, name, req).and_then(|i| i.answering_item())
             {
-                continue;
-            }
-            let age = now.duration_since(item.stored);
-            let left = remaining(&item, age);
-            if left > 0 {
-                hits.inc();
-                if let Some(p) = c.cfg.prefetch {
-                    let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
-                    let window = item.window_start_ms.load(Ordering::Relaxed);
-                    if age_ms.saturating_sub(window) > p.duration.as_millis() as u64 {
-                        // A gap longer than the window: popularity starts over.
-                        item.window_start_ms.store(age_ms, Ordering::Relaxed);
-                        item.hits.store(0, Ordering::Relaxed);
-                    }
-                    let hits = item.hits.fetch_add(1, Ordering::Relaxed) + 1;
-                    let left = item.ttl.saturating_sub(age);
-                    let threshold = item.ttl.mul_f64(f64::from(p.percentage) / 100.0);
-                    if hits >= p.amount && left <= threshold.max(Duration::from_secs(1)) {
-                        c.metrics.prefetch.with_label_values(&[server, z, ""]).inc();
-                        c.refresh(req, name, hash, &item, &next);
-                    }
+                let age = now.duration_since(item.stored);
+                if fresh(&item) {
+                    let hits = &counters.hits_success;
+                    return Ok(c.hit(req, name, hash, &item, age, hits, &next));
                 }
-                let ttl = (!c.cfg.keepttl).then(|| u32::try_from(left).unwrap_or(u32::MAX));
-                return Ok(c.reply_from(req, &item, ttl));
+                if age < item.ttl + window {
+                    stale = Some(item);
+                }
             }
-            if stale.is_none()
-                && c.cfg
-                    .serve_stale
-                    .is_some_and(|s| age < item.ttl + s.duration)
+        }
+        let mut looked_up = None;
+        if stale.is_none() && !c.cfg.prefer_positive {
+            // The hot path: a fresh answer (no newer denial can exist, see `store`).
+            let found = lookup(&c.success, hash, name, req);
+            if let Some(item) = &found {
+                if fresh(item) {
+                    let age = now.duration_since(item.stored);
+                    let hits = &counters.hits_success;
+                    return Ok(c.hit(req, name, hash, item, age, hits, &next));
+                }
+            }
+            looked_up = Some(found);
+        }
+        if stale.is_none() {
+            // Entries that are fresh, or within the stale window.
+            let usable =
+                |i: Option<Arc<Item>>| i.filter(|i| now.duration_since(i.stored) < i.ttl + window);
+            let success = usable(looked_up.unwrap_or_else(|| lookup(&c.success, hash, name, req)));
+            let mut denial = usable(lookup(&c.denial, hash, name, req));
+            // A cached SERVFAIL does not shadow an answer (CoreDNS does the same).
+            if success.is_some()
+                && denial
+                    .as_ref()
+                    .is_some_and(|d| d.rcode() == ResponseCode::ServFail)
             {
+                denial = None;
+            }
+            // A fresh entry before a stale one; then the newer one (the name changed since the
+            // other was stored); a tie goes to the denial (CoreDNS looks at it first).
+            let rank = |i: &Arc<Item>, denial: bool| (fresh(i), i.stored, denial);
+            let pick = match (success, denial) {
+                (Some(s), Some(d)) if rank(&s, false) > rank(&d, true) => {
+                    Some((s, &counters.hits_success))
+                }
+                (_, Some(d)) => Some((d, &counters.hits_denial)),
+                (Some(s), None) => Some((s, &counters.hits_success)),
+                (None, None) => None,
+            };
+            if let Some((item, hits)) = pick {
+                if fresh(&item) {
+                    let age = now.duration_since(item.stored);
+                    return Ok(c.hit(req, name, hash, &item, age, hits, &next));
+                }
                 stale = Some(item);
             }
         }
@@ -709,12 +824,18 @@ impl Handler for Cache {
         counters.misses.inc();
         let result = next.clone().run(req).await;
         if let Some(item) = &stale {
-            // `verify`: the upstream answer wins unless it failed.
+            // `verify`: the upstream answer wins unless it failed — with `prefer_positive` and
+            // a stale answer, unless it is not an answer.
             let failed = match &result {
                 Err(_) => true,
+                Ok(r) if c.cfg.prefer_positive && item.answering => !usable(&r.msg, req),
                 Ok(r) => r.rcode() == ResponseCode::ServFail,
             };
             if failed {
+                if let (Ok(mut r), true) = (result, c.cfg.prefer_positive) {
+                    // Cached (a later query may want it), but not sent.
+                    c.store(req, name, (hash, key_of(name, req)), &mut r.msg, now);
+                }
                 c.metrics
                     .served_stale
                     .with_label_values(&[server, z, ""])
@@ -723,14 +844,7 @@ impl Handler for Cache {
             }
         }
         let mut resp = result?;
-        let key = Key {
-            name: name.into(),
-            qtype: u16::from(req.qtype()),
-            qclass: u16::from(req.qclass()),
-            dnssec_ok: req.do_bit(),
-            checking_disabled: req.checking_disabled,
-        };
-        c.store(req, name, (hash, key), &mut resp.msg, now);
+        c.store(req, name, (hash, key_of(name, req)), &mut resp.msg, now);
         Ok(resp)
     }
 }
@@ -1289,5 +1403,221 @@ mod tests {
         ask(&chain).await;
         ask(&chain).await;
         assert_eq!(up.seen.load(Ordering::SeqCst), 2);
+    }
+
+    /// An upstream whose reply kind can be switched (CoreDNS's test backends).
+    struct Switch {
+        mode: std::sync::atomic::AtomicU8,
+        seen: AtomicUsize,
+    }
+
+    const ANSWER: u8 = 0;
+    const NXDOMAIN: u8 = 1;
+    const NODATA: u8 = 2;
+    const SERVFAIL: u8 = 3;
+    const NOTIMP: u8 = 4;
+    const EMPTY: u8 = 5;
+    const REFERRAL: u8 = 6;
+    const GLUE: u8 = 7;
+    const EXTRA_ONLY: u8 = 8;
+
+    #[async_trait::async_trait]
+    impl Handler for Switch {
+        fn name(&self) -> &'static str {
+            "switch"
+        }
+        async fn serve(&self, req: &Request, _: Next<'_>) -> Result<Response, HandlerError> {
+            use hickory_proto::rr::rdata::{NS, SOA};
+            self.seen.fetch_add(1, Ordering::SeqCst);
+            let n = |s: &str| Name::from_ascii(s).unwrap();
+            let soa = Record::from_rdata(
+                n("example.org."),
+                300,
+                RData::SOA(SOA::new(
+                    n("ns.example.org."),
+                    n("hostmaster.example.org."),
+                    1,
+                    7200,
+                    3600,
+                    1209600,
+                    300,
+                )),
+            );
+            let ns = Record::from_rdata(n("example.org."), 60, RData::NS(NS(n("ns.example.org."))));
+            let mut m = req.reply();
+            match self.mode.load(Ordering::SeqCst) {
+                ANSWER => {
+                    m.add_answer(Record::from_rdata(
+                        req.qname().clone(),
+                        60,
+                        RData::A(A::new(192, 0, 2, 10)),
+                    ));
+                }
+                NXDOMAIN => {
+                    m.metadata.response_code = ResponseCode::NXDomain;
+                    m.add_authority(soa);
+                }
+                NODATA => {
+                    m.add_authority(soa);
+                }
+                SERVFAIL => m.metadata.response_code = ResponseCode::ServFail,
+                NOTIMP => m.metadata.response_code = ResponseCode::NotImp,
+                EMPTY => {}
+                REFERRAL => {
+                    m.add_authority(ns);
+                }
+                GLUE => {
+                    m.add_authority(ns);
+                    m.add_additional(Record::from_rdata(
+                        n("ns.example.org."),
+                        60,
+                        RData::A(A::new(192, 0, 2, 53)),
+                    ));
+                }
+                _ => {
+                    m.add_additional(Record::from_rdata(
+                        req.qname().clone(),
+                        60,
+                        RData::A(A::new(192, 0, 2, 54)),
+                    ));
+                }
+            }
+            Ok(Response::new(m, "switch"))
+        }
+    }
+
+    fn switch(corefile: &str) -> (Chain, Arc<Switch>) {
+        let toks = lex(&Arc::from("Corefile"), corefile);
+        let cfg = super::super::parse(&mut Dispenser::new(&toks), &[".".to_string()]).unwrap();
+        let metrics = Arc::new(CacheMetrics::new(&prometheus::Registry::new()).unwrap());
+        let up = Arc::new(Switch {
+            mode: std::sync::atomic::AtomicU8::new(ANSWER),
+            seen: AtomicUsize::new(0),
+        });
+        (
+            Chain::new(vec![Arc::new(Cache::new(cfg, metrics)), up.clone()]),
+            up,
+        )
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefer_positive_keeps_an_answer_over_a_later_denial() {
+        // CoreDNS's TestPreferPositiveCachePolicy, through the handler: an answer goes stale,
+        // the background refresh caches NXDOMAIN; the default policy then answers NXDOMAIN,
+        // prefer_positive the stale answer (until the stale window ends).
+        for (policy, want_after) in [
+            ("", ResponseCode::NXDomain),
+            ("serve_stale_policy prefer_positive", ResponseCode::NoError),
+        ] {
+            let (chain, up) = switch(&format!("cache {{\n serve_stale 1h\n {policy}\n}}"));
+            assert_eq!(ask(&chain).await.answers.len(), 1);
+            tokio::time::advance(Duration::from_secs(120)).await;
+            up.mode.store(NXDOMAIN, Ordering::SeqCst);
+            let r = ask(&chain).await;
+            assert_eq!(
+                (r.metadata.response_code, r.answers[0].ttl),
+                (ResponseCode::NoError, 0),
+                "stale answer first"
+            );
+            settle().await;
+            let r = ask(&chain).await;
+            assert_eq!(r.metadata.response_code, want_after, "{policy:?}");
+            if !policy.is_empty() {
+                tokio::time::advance(Duration::from_secs(3600)).await;
+                assert_eq!(
+                    ask(&chain).await.metadata.response_code,
+                    ResponseCode::NXDomain,
+                    "after the stale window"
+                );
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefer_positive_retains_the_last_known_good_answer() {
+        // CoreDNS's TestPreferPositiveRetainsLKGAcrossNonAnswerSuccessRefreshes: an empty
+        // NOERROR, a referral, a referral with glue, an additional-only reply.
+        let (chain, up) =
+            switch("cache {\n serve_stale 1h\n serve_stale_policy prefer_positive\n}");
+        ask(&chain).await;
+        tokio::time::advance(Duration::from_secs(120)).await;
+        for mode in [EMPTY, REFERRAL, GLUE, EXTRA_ONLY] {
+            up.mode.store(mode, Ordering::SeqCst);
+            let r = ask(&chain).await;
+            assert_eq!(r.answers[0].data.to_string(), "192.0.2.10", "mode {mode}");
+            settle().await;
+            let r = ask(&chain).await;
+            assert_eq!(
+                r.answers[0].data.to_string(),
+                "192.0.2.10",
+                "after a refresh with mode {mode}"
+            );
+            tokio::time::advance(Duration::from_secs(10)).await;
+        }
+        // A new answer replaces it.
+        up.mode.store(ANSWER, Ordering::SeqCst);
+        ask(&chain).await;
+        settle().await;
+        assert_eq!(ask(&chain).await.answers[0].ttl, 60, "fresh again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefer_positive_verify_keeps_stale_on_non_answers() {
+        // CoreDNS's TestPreferPositiveVerifyKeepsStaleOnNonAnswers.
+        for mode in [NXDOMAIN, NODATA, SERVFAIL, NOTIMP] {
+            let (chain, up) =
+                switch("cache {\n serve_stale 1h verify\n serve_stale_policy prefer_positive\n}");
+            ask(&chain).await;
+            tokio::time::advance(Duration::from_secs(120)).await;
+            up.mode.store(mode, Ordering::SeqCst);
+            let r = ask(&chain).await;
+            assert_eq!(up.seen.load(Ordering::SeqCst), 2, "verified upstream first");
+            assert_eq!(
+                (r.metadata.response_code, r.answers.len(), r.answers[0].ttl),
+                (ResponseCode::NoError, 1, 0),
+                "mode {mode}"
+            );
+        }
+        // Without the policy a verified NXDOMAIN is the answer.
+        let (chain, up) = switch("cache {\n serve_stale 1h verify\n}");
+        ask(&chain).await;
+        tokio::time::advance(Duration::from_secs(120)).await;
+        up.mode.store(NXDOMAIN, Ordering::SeqCst);
+        assert_eq!(
+            ask(&chain).await.metadata.response_code,
+            ResponseCode::NXDomain
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn servfail_does_not_shadow_an_answer_and_newest_wins() {
+        // CoreDNS's TestServfailDoesNotShadowPositiveCache.
+        let (chain, up) = switch("cache {\n serve_stale 1h\n}");
+        ask(&chain).await;
+        tokio::time::advance(Duration::from_secs(30)).await;
+        up.mode.store(SERVFAIL, Ordering::SeqCst);
+        // Force a SERVFAIL into the cache: a different key would not do, so ask past the TTL.
+        tokio::time::advance(Duration::from_secs(40)).await;
+        let r = ask(&chain).await; // stale answer served, refresh caches the SERVFAIL
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        settle().await;
+        assert_eq!(
+            ask(&chain).await.metadata.response_code,
+            ResponseCode::NoError,
+            "SERVFAIL shadowed nothing"
+        );
+        // A later NXDOMAIN (newer than the answer) wins without the policy.
+        let (chain, up) = switch("cache {\n serve_stale 1h\n}");
+        up.mode.store(NXDOMAIN, Ordering::SeqCst);
+        assert_eq!(
+            ask(&chain).await.metadata.response_code,
+            ResponseCode::NXDomain
+        );
     }
 }

@@ -124,6 +124,8 @@ enum Token {
     Bufsize,
     Opcode,
     Rflags,
+    /// `{/LABEL}`: a label the `metadata` plugin collected.
+    Meta(Box<str>),
     /// A placeholder we do not know: `-`.
     Unknown,
 }
@@ -159,6 +161,7 @@ fn compile(format: &str) -> Vec<Token> {
             ">bufsize" => Token::Bufsize,
             ">opcode" => Token::Opcode,
             ">rflags" => Token::Rflags,
+            k if k.len() > 1 && k.starts_with('/') => Token::Meta(k[1..].into()),
             _ => Token::Unknown,
         };
         if !text.is_empty() {
@@ -198,6 +201,8 @@ impl Handler for Log {
         let elapsed = start.elapsed();
         let (rcode, reply) = match &result {
             Ok(r) => (r.rcode(), Some(&r.msg)),
+            // Nothing is written for a dropped query: CoreDNS's recorder then shows NOERROR.
+            Err(HandlerError::Dropped(_)) => (ResponseCode::NoError, None),
             Err(e) => (e.rcode(), None),
         };
         let class = match reply {
@@ -212,10 +217,13 @@ impl Handler for Log {
         if wanted {
             let flags = reply.map(|r| r.flags());
             let facts = Facts::of(req);
-            let line = render(tokens, &facts, rcode, flags, elapsed.as_secs_f64());
+            let line = render_tokens(tokens, &facts, rcode, flags, elapsed.as_secs_f64());
             match &mut result {
                 // `{rsize}` is filled in by the server once the reply is encoded.
                 Ok(resp) => resp.log = Some(line),
+                Err(HandlerError::Dropped(_)) => {
+                    crate::logging::query_line(&line.finish(0));
+                }
                 Err(_) => {
                     // The server answers an error with the question and our OPT record.
                     let size = 12
@@ -247,7 +255,7 @@ impl Handler for Log {
         };
         if wanted {
             let secs = q.start.elapsed().as_secs_f64();
-            let line = render(tokens, &Facts::of_fast(q), rcode, Some(flags), secs);
+            let line = render_tokens(tokens, &Facts::of_fast(q), rcode, Some(flags), secs);
             crate::logging::query_line(&line.finish(out.len()));
         }
     }
@@ -267,6 +275,7 @@ struct Facts<'a> {
     do_bit: bool,
     bufsize: u16,
     opcode: u8,
+    meta: Option<&'a crate::plugins::metadata::Meta>,
 }
 
 impl<'a> Facts<'a> {
@@ -283,6 +292,7 @@ impl<'a> Facts<'a> {
             do_bit: req.do_bit(),
             bufsize: req.max_size(),
             opcode: u8::from(req.op_code),
+            meta: req.meta.as_deref(),
         }
     }
 
@@ -299,13 +309,30 @@ impl<'a> Facts<'a> {
             do_bit: q.do_bit(),
             bufsize: q.max_size(),
             opcode: 0,
+            meta: None,
         }
     }
 }
 
+/// Fills a format's `{…}` placeholders (unknown ones become `-`) for `req` (its name given
+/// lower-case as `qname`), leaving the places of `{rsize}` to be filled in when the reply's
+/// size is known (for `dnstap`'s `extra`).
+pub(crate) fn render(
+    format: &str,
+    req: &Request,
+    qname: &str,
+    rcode: ResponseCode,
+    flags: Option<Flags>,
+    secs: f64,
+) -> PendingLine {
+    let mut facts = Facts::of(req);
+    facts.qname = qname;
+    render_tokens(&compile(format), &facts, rcode, flags, secs)
+}
+
 /// Writes a line from compiled `tokens`, leaving the places of `{rsize}` to be filled in when
 /// the reply's size is known.
-fn render(
+fn render_tokens(
     tokens: &[Token],
     req: &Facts<'_>,
     rcode: ResponseCode,
@@ -339,6 +366,13 @@ fn render(
                     push_rflags(&mut out, f);
                 }
             }
+            // `{/LABEL}`: metadata collected by the `metadata` plugin.
+            Token::Meta(label) => out.push_str(
+                req.meta
+                    .and_then(|m| m.get(label))
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or("-"),
+            ),
             Token::Unknown => out.push('-'),
         }
     }
@@ -471,7 +505,7 @@ mod tests {
         req.size = 46;
         let mut msg = req.reply();
         msg.metadata.authoritative = true;
-        let line = render(
+        let line = render_tokens(
             &compile(COMMON),
             &Facts::of(&req),
             ResponseCode::NoError,
@@ -493,7 +527,7 @@ mod tests {
             Proto::Tcp,
         );
         assert_eq!(
-            render(
+            render_tokens(
                 &compile("{remote} {>bufsize} {nope}"),
                 &Facts::of(&v6),
                 ResponseCode::Refused,
@@ -503,7 +537,7 @@ mod tests {
             .finish(0),
             "[2001:db8::1] 65535 -"
         );
-        let two = render(
+        let two = render_tokens(
             &compile("{rsize}/{rsize} end"),
             &Facts::of(&v6),
             ResponseCode::Refused,
@@ -511,6 +545,21 @@ mod tests {
             0.0,
         );
         assert_eq!(two.finish(123), "123/123 end");
+        // Metadata placeholders: the value, or `-` without one.
+        let mut with_meta = v6.clone();
+        let mut meta = crate::plugins::metadata::Meta::default();
+        meta.set("kubernetes/namespace", "ns1");
+        meta.set("test/empty", "");
+        with_meta.meta = Some(std::sync::Arc::new(meta));
+        let line = render(
+            "{/kubernetes/namespace} {/test/empty} {/nope/x}",
+            &with_meta,
+            ".",
+            ResponseCode::NoError,
+            None,
+            0.0,
+        );
+        assert_eq!(line.finish(0), "ns1 - -");
     }
 
     #[test]
@@ -554,8 +603,8 @@ mod tests {
         req.local = local;
         let toks = compile(&format!("{COMBINED} {{local}} {{class}}"));
         let flags = Some(Flags::of(&raw));
-        let general = render(&toks, &Facts::of(&req), ResponseCode::NXDomain, flags, 0.5);
-        let fast = render(
+        let general = render_tokens(&toks, &Facts::of(&req), ResponseCode::NXDomain, flags, 0.5);
+        let fast = render_tokens(
             &toks,
             &Facts::of_fast(&fq),
             ResponseCode::NXDomain,

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub response_size: HistogramVec,
     /// `coredns_dns_do_requests_total{server,zone,view}`
     pub do_requests: IntCounterVec,
+    /// `coredns_dns_https_responses_total{server,status}` (DoH listeners)
+    pub https_responses: IntCounterVec,
     /// `coredns_plugin_enabled{server,zone,view,name}`
     pub plugin_enabled: IntGaugeVec,
     /// `coredns_panics_total`
@@ -44,6 +46,10 @@ pub struct Metrics {
     pub forward: std::sync::Arc<crate::plugins::forward::ForwardMetrics>,
     /// The Kubernetes client and index metrics.
     pub kubernetes: std::sync::Arc<crate::kube::KubeMetrics>,
+    /// `acl`'s metrics.
+    pub acl: std::sync::Arc<crate::plugins::acl::AclMetrics>,
+    /// `local`'s metric.
+    pub local: std::sync::Arc<crate::plugins::local::LocalMetrics>,
 }
 
 /// CoreDNS's `TimeBuckets`: 0.25 ms × 2^i, i = 0..15.
@@ -88,6 +94,11 @@ impl Metrics {
             "coredns_dns_do_requests_total",
             "Counter of DNS requests with DO bit set per zone.",
             &["server", "zone", "view"],
+        )?;
+        let https_responses = counter(
+            "coredns_dns_https_responses_total",
+            "Counter of DoH responses per server and http status code.",
+            &["server", "status"],
         )?;
         let duration = histogram(
             "coredns_dns_request_duration_seconds",
@@ -135,6 +146,12 @@ impl Metrics {
                 &format!("rust-{}", rust_version()),
             ])
             .set(1);
+        // The process collector (what Go's client exports as `process_*`): CPU, RSS, virtual
+        // memory, open and max fds, start time, threads. Dashboards' memory and CPU panels and
+        // most OOM/HPA alerts read these.
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         let kubernetes = std::sync::Arc::new(crate::kube::KubeMetrics::new(&registry)?);
         let forward = std::sync::Arc::new(crate::plugins::forward::ForwardMetrics::new(&registry)?);
         let cache = std::sync::Arc::new(crate::plugins::cache::CacheMetrics::new(&registry)?);
@@ -154,6 +171,8 @@ impl Metrics {
         let hosts = std::sync::Arc::new(crate::plugins::hosts::HostsMetrics::new(&registry)?);
         let autopath =
             std::sync::Arc::new(crate::plugins::autopath::AutopathMetrics::new(&registry)?);
+        let acl = std::sync::Arc::new(crate::plugins::acl::AclMetrics::new(&registry)?);
+        let local = std::sync::Arc::new(crate::plugins::local::LocalMetrics::new(&registry)?);
         Ok(Self {
             autopath,
             hosts,
@@ -169,9 +188,12 @@ impl Metrics {
             request_size,
             response_size,
             do_requests,
+            https_responses,
             plugin_enabled,
             panics,
             build_info,
+            acl,
+            local,
         })
     }
 }
@@ -241,6 +263,17 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains(r#"coredns_dns_requests_total{family="1",proto="udp",server="dns://:53",type="A",view="",zone="."} 1"#), "{text}");
         assert!(text.contains("coredns_build_info{"));
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_virtual_memory_bytes ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_start_time_seconds ",
+            "process_threads ",
+        ] {
+            assert!(text.contains(name), "{name} missing:\n{text}");
+        }
         assert_eq!(time_buckets().last().copied(), Some(8.192));
         assert_eq!(type_label(RecordType::NULL), "other");
         assert_eq!(rcode_label(ResponseCode::Unknown(3841)), "RCODE3841");

@@ -1,8 +1,8 @@
 //! The kubernetes plugin on the fast path ([`crate::plugins::fast`]): A, AAAA, SRV and PTR
 //! questions (and the NXDOMAIN and NODATA answers of any of them) written straight to bytes
 //! from the same lookups the handler makes. Anything else — other types, ExternalName targets
-//! (they need lookups through the server), an unsynced index, `fallthrough` — takes the general
-//! path.
+//! (they need lookups through the server), an unsynced index, `fallthrough`, multicluster
+//! zones, `zonal` — takes the general path.
 
 use std::net::IpAddr;
 
@@ -41,6 +41,12 @@ impl Kubernetes {
         else {
             return FastStep::Pass;
         };
+        // Multicluster zones (ServiceImports, their own SOA serial) and `zonal` names take
+        // the general path.
+        let mc = !self.cfg.multicluster.is_empty() && self.cfg.is_multicluster(zone);
+        if mc || self.cfg.zonal {
+            return FastStep::No;
+        }
         let idx = self.index.load();
         if !idx.synced {
             return FastStep::No;
@@ -51,6 +57,7 @@ impl Kubernetes {
             idx: &idx,
             zone,
             zone_q: &sent[sent.len() - zone.len()..],
+            mc,
             owners: !matches!(qtype, RecordType::A | RecordType::AAAA),
         };
         let answer = match qtype {
