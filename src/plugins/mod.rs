@@ -26,6 +26,7 @@ pub mod reload;
 pub mod request;
 pub mod rewrite;
 pub mod template;
+pub mod timeouts;
 pub mod whoami;
 
 use std::collections::BTreeMap;
@@ -68,7 +69,7 @@ pub const ORDER: &[Entry] = &[
     e("grpc_server", false, true),
     e("https", false, true),
     e("https3", false, true),
-    e("timeouts", false, true),
+    e("timeouts", true, true),
     e("multisocket", false, true),
     e("reload", true, true),
     e("nsid", false, true),
@@ -178,6 +179,8 @@ pub enum PluginConfig {
     Kubernetes(Box<kubernetes::KubernetesConfig>),
     /// `whoami`
     Whoami,
+    /// `timeouts`
+    Timeouts(timeouts::TimeoutsConfig),
 }
 
 impl PluginConfig {
@@ -204,6 +207,7 @@ impl PluginConfig {
             Self::Reload(_) => reload::NAME,
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
+            Self::Timeouts(_) => timeouts::NAME,
         }
     }
 
@@ -286,6 +290,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             whoami::parse(&mut d).map_err(wrap)?;
             PluginConfig::Whoami
         }
+        timeouts::NAME => PluginConfig::Timeouts(timeouts::parse(&mut d).map_err(wrap)?),
         other => unreachable!("built plugin {other} has no parse arm"),
     };
     Ok(cfg)
@@ -453,6 +458,8 @@ pub fn build(
         ))),
         PluginConfig::Forward(c) => Some(forward::build(c, ctx)?),
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
+        // Applied by the server to the listener's connection limits.
+        PluginConfig::Timeouts(_) => None,
     })
 }
 

@@ -4,6 +4,7 @@
 
 mod dispatch;
 mod http;
+mod limits;
 mod transport;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +22,9 @@ use crate::plugins::prometheus::Metrics;
 use crate::plugins::ready::{Monitor, Readiness};
 use crate::plugins::{self, BuildCtx, Chain, PluginConfig, Services, StartCtx};
 use dispatch::{Block, Dispatcher, Router};
+pub use limits::{
+    Admission, Admitted, ConnLimits, DEFAULT_MAX_CONNECTIONS, nofile_soft, raise_nofile,
+};
 
 /// Errors while starting.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +59,9 @@ struct ListenerPlan {
     zones: HashMap<Arc<str>, Arc<Block>>,
     any_class: bool,
     any_metrics: bool,
+    /// TCP limits: CoreDNS's defaults, then each block's `timeouts` in file order (a later
+    /// block's setting wins, as in CoreDNS's `NewServer`).
+    limits: ConnLimits,
 }
 
 /// Builds every block: handlers, chains, listener plan. Fails on the first block that does not
@@ -97,6 +104,10 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
             .iter()
             .any(|p| matches!(p, PluginConfig::Prometheus(_)));
         let chain = Chain::new(handlers);
+        let timeouts = b.plugins.iter().find_map(|p| match p {
+            PluginConfig::Timeouts(t) => Some(t),
+            _ => None,
+        });
         let block = Arc::new(Block {
             chain: chain.clone(),
             metrics: has_metrics,
@@ -109,7 +120,11 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
                         zones: HashMap::new(),
                         any_class: false,
                         any_metrics: false,
+                        limits: ConnLimits::DNS,
                     });
+                if let Some(t) = timeouts {
+                    plan.limits = plan.limits.with_timeouts(t);
+                }
                 plan.zones.insert(Arc::from(k.zone.as_str()), block.clone());
                 plan.any_metrics |= has_metrics;
                 plan.any_class |= chain
@@ -247,6 +262,7 @@ fn router(plan: ListenerPlan) -> Arc<Router> {
         zones: plan.zones,
         any_class: plan.any_class,
         any_metrics: plan.any_metrics,
+        limits: plan.limits,
     })
 }
 
