@@ -95,14 +95,16 @@ fn key(ns: &Arc<str>, name: &Arc<str>) -> model::Key {
     (ns.clone(), name.clone())
 }
 
-/// Starts the watches and the store task; the receiver gets every new view.
+/// Starts the watches and the store task; the receiver gets every new view. The store starts
+/// from the view `tx` holds, so a task started again after a panic keeps answering from the last
+/// view while its new watchers relist.
 pub fn spawn(
     client: Client,
     spec: &WatchSpec,
     metrics: Arc<KubeMetrics>,
     tx: watch::Sender<Arc<Objects>>,
     stop: tokio_util::sync::CancellationToken,
-) {
+) -> tokio::task::JoinHandle<()> {
     let mut cfg = watcher::Config::default();
     if let Some(l) = &spec.labels {
         cfg = cfg.labels(l.as_str());
@@ -165,7 +167,7 @@ pub fn spawn(
             },
         ));
     }
-    let mut store = Store::new(&kinds, Some(metrics));
+    let mut store = Store::resume(&kinds, Some(metrics), &tx.borrow());
     tokio::spawn(async move {
         let mut merged = stream::select_all(streams);
         loop {
@@ -185,7 +187,7 @@ pub fn spawn(
                 return; // nobody reads any more (the plugin was dropped)
             }
         }
-    });
+    })
 }
 
 fn apply(store: &mut Store, change: Option<Change>) -> bool {

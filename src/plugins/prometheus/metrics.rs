@@ -153,7 +153,8 @@ impl Metrics {
                 &format!("rust-{}", rust_version()),
             ])
             .set(1);
-        let kubernetes = std::sync::Arc::new(crate::kube::KubeMetrics::new(&registry)?);
+        let kubernetes =
+            std::sync::Arc::new(crate::kube::KubeMetrics::new(&registry, panics.clone())?);
         let forward = std::sync::Arc::new(crate::plugins::forward::ForwardMetrics::new(&registry)?);
         let cache = std::sync::Arc::new(crate::plugins::cache::CacheMetrics::new(&registry)?);
         let reload_failed = IntCounter::new(
