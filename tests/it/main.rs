@@ -5,6 +5,7 @@ mod conformance;
 mod corefile_examples;
 mod dns;
 mod forward;
+mod hostile;
 mod kubernetes;
 mod lifecycle;
 mod real_corefiles;
