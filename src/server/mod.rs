@@ -217,7 +217,7 @@ fn bind_pair(ip: IpAddr, port: u16) -> std::io::Result<(Vec<std::net::UdpSocket>
     for _ in 0..20 {
         let udp = transport::bind_udp(SocketAddr::new(ip, port), transport::udp_readers())?;
         let p = udp[0].local_addr()?.port();
-        let tcp = std::net::TcpListener::bind(SocketAddr::new(ip, p))
+        let tcp = transport::bind_tcp(SocketAddr::new(ip, p))
             .and_then(|t| t.set_nonblocking(true).map(|()| t))
             .and_then(TcpListener::from_std);
         match tcp {

@@ -78,6 +78,23 @@ pub(crate) fn udp_readers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// The TCP listen backlog. Go (so CoreDNS) listens with the kernel's `somaxconn` (which caps
+/// this); std's 128 would drop the SYNs of a burst of new connections.
+const TCP_BACKLOG: i32 = 4096;
+
+/// Binds a TCP listener to `addr` (SO_REUSEADDR, as std and Go do).
+pub(crate) fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(TCP_BACKLOG)?;
+    Ok(s.into())
+}
+
 /// Binds `n` UDP sockets to `addr` (port 0: the first one picks it), with SO_REUSEPORT when
 /// there is more than one so the kernel spreads clients over them.
 pub(crate) fn bind_udp(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {

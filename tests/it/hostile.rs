@@ -388,3 +388,428 @@ async fn panics_never_stop_a_udp_reader_or_the_tcp_listener() {
     assert_eq!(failed, 0, "{failed} of {sent} legitimate queries failed");
     s.running.shutdown().await;
 }
+
+// ---- TCP: the binary, as deployed --------------------------------------------------------
+
+const BIN: &str = env!("CARGO_BIN_EXE_clusterdns");
+
+/// The binary serving `.:PORT { bind 127.0.0.1; prometheus; BODY }`, optionally started with
+/// the open-files limit `(soft, hard)` (through util-linux's `prlimit`, which execs it).
+struct Binary {
+    child: std::process::Child,
+    dns: SocketAddr,
+    metrics: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Binary {
+    async fn start(body: &str, nofile: Option<(u64, u64)>) -> Self {
+        // A port free when picked can be taken before the binary binds it (tests run in
+        // parallel): then the binary exits, and it is started again on other ports.
+        for _ in 0..5 {
+            if let Some(b) = Self::try_start(body, nofile).await {
+                return b;
+            }
+        }
+        panic!("the binary did not start on five pairs of free ports");
+    }
+
+    async fn try_start(body: &str, nofile: Option<(u64, u64)>) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let (dns, metrics) = (crate::util::free_port(), crate::util::free_port());
+        std::fs::write(
+            dir.path().join("Corefile"),
+            format!(
+                ".:{dns} {{\n    bind 127.0.0.1\n    prometheus 127.0.0.1:{metrics}\n    {body}\n}}\n"
+            ),
+        )
+        .unwrap();
+        let mut cmd = match nofile {
+            Some((soft, hard)) => {
+                let mut c = std::process::Command::new("prlimit");
+                c.arg(format!("--nofile={soft}:{hard}")).arg("--").arg(BIN);
+                c
+            }
+            None => std::process::Command::new(BIN),
+        };
+        let child = cmd
+            .current_dir(dir.path())
+            .args(["-conf", "Corefile", "-quiet"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut b = Self {
+            child,
+            dns: format!("127.0.0.1:{dns}").parse().unwrap(),
+            metrics: format!("127.0.0.1:{metrics}").parse().unwrap(),
+            _dir: dir,
+        };
+        let q = query("up.example.org.", RecordType::A, None)
+            .to_vec()
+            .unwrap();
+        let t = Instant::now();
+        loop {
+            if b.child.try_wait().unwrap().is_some() {
+                return None;
+            }
+            // Up once it answers DNS and serves its own metrics (with its own listener label).
+            if udp_raw(b.dns, &q).await.is_some() {
+                let (_, body) = crate::util::http_get(b.metrics, "/metrics").await;
+                if body.contains(&b.label()) {
+                    return Some(b);
+                }
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the binary did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn proc(&self, file: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{}/{file}", self.child.id())).unwrap()
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = self.proc("status");
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// The soft open-files limit the process runs with.
+    fn nofile(&self) -> u64 {
+        let limits = self.proc("limits");
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap();
+        line.split_whitespace().nth(3).unwrap().parse().unwrap()
+    }
+
+    /// The value of the series `series` (name and labels as exposed), 0 when absent.
+    async fn metric(&self, series: &str) -> f64 {
+        let (_, body) = crate::util::http_get(self.metrics, "/metrics").await;
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    fn label(&self) -> String {
+        format!("{{server=\"dns://127.0.0.1:{}\"}}", self.dns.port())
+    }
+
+    async fn open_connections(&self) -> f64 {
+        self.metric(&format!("clusterdns_dns_connections_open{}", self.label()))
+            .await
+    }
+
+    /// Waits (up to `within`) until the open-connections gauge reads `n`.
+    async fn wait_open(&self, n: f64, within: Duration) {
+        let t = Instant::now();
+        loop {
+            let open = self.open_connections().await;
+            if open == n {
+                return;
+            }
+            assert!(t.elapsed() < within, "{open} connections open, want {n}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until the server closes `c` (EOF or reset), reading and discarding what comes first;
+/// how long that took, or `None` if it is still open after `limit`.
+async fn closed_within(c: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let t = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(t.elapsed()), c.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(t.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// A legitimate TCP client's query, answered NOERROR.
+async fn tcp_ok(addr: SocketAddr) {
+    let r = tcp(addr, &query("tcp-legit.example.org.", RecordType::A, None)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+}
+
+#[tokio::test]
+async fn tcp_5000_idle_connections_are_held_then_cut_at_the_read_timeout() {
+    clusterdns::server::raise_nofile();
+    if clusterdns::server::nofile_soft() < 12_000 {
+        panic!(
+            "this test needs an open-files hard limit of at least 12,000 (5,000 connections on \
+             each side); it is {}",
+            clusterdns::server::nofile_soft()
+        );
+    }
+    // Started with the usual soft limit of 1024: the server must raise it itself.
+    let hard = clusterdns::server::nofile_soft();
+    let b = Binary::start("whoami", Some((1024, hard))).await;
+    assert_eq!(
+        b.nofile(),
+        hard,
+        "the server raised its soft open-files limit"
+    );
+    let rss_before = b.rss_kib();
+    let load = Load::start(b.dns, "legit.example.org.", 1);
+    let opened = Instant::now();
+    let mut conns = Vec::with_capacity(5000);
+    for _ in 0..5000 {
+        conns.push(TcpStream::connect(b.dns).await.unwrap());
+    }
+    let took = opened.elapsed();
+    b.wait_open(5000.0, Duration::from_secs(2)).await;
+    let rss_held = b.rss_kib();
+    tcp_ok(b.dns).await;
+    // CoreDNS's read timeout (3 s) closes every one of them: none sent a query.
+    let mut latest = Duration::ZERO;
+    for c in &mut conns {
+        let d = closed_within(c, Duration::from_secs(10))
+            .await
+            .expect("an idle connection outlived the read timeout");
+        latest = latest.max(d);
+    }
+    let since_first = opened.elapsed();
+    assert!(
+        since_first >= Duration::from_millis(2900),
+        "closed before the read timeout"
+    );
+    b.wait_open(0.0, Duration::from_secs(2)).await;
+    tcp_ok(b.dns).await;
+    let (sent, failed) = load.finish().await;
+    assert_eq!(failed, 0, "{failed} of {sent} legitimate queries failed");
+    report(
+        "5,000 idle TCP connections",
+        &format!(
+            "all held (opened in {:.1} s, RSS {} -> {} MiB), all closed {:.1} s after the first opened (read 3s); {sent} legit queries answered",
+            took.as_secs_f64(),
+            rss_before / 1024,
+            rss_held / 1024,
+            since_first.as_secs_f64()
+        ),
+    );
+}
+
+#[tokio::test]
+async fn tcp_slow_loris_and_empty_65535_length_prefixes_are_cut_at_the_read_timeout() {
+    clusterdns::server::raise_nofile();
+    let b = Binary::start("whoami", None).await;
+    let load = Load::start(b.dns, "legit.example.org.", 1);
+
+    // 50 slow-loris clients: a valid query, one byte a second.
+    let q = query("slow.example.org.", RecordType::A, None)
+        .to_vec()
+        .unwrap();
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    let lorises: Vec<_> = (0..50)
+        .map(|_| {
+            let (addr, framed) = (b.dns, framed.clone());
+            tokio::spawn(async move {
+                let mut c = TcpStream::connect(addr).await.unwrap();
+                let t = Instant::now();
+                for byte in framed {
+                    if c.write_all(&[byte]).await.is_err() {
+                        break;
+                    }
+                    // Closed by the server?
+                    let mut one = [0u8; 1];
+                    match tokio::time::timeout(Duration::from_secs(1), c.read(&mut one)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) => return t.elapsed(),
+                        Ok(Ok(_)) => panic!("a slow-loris query got an answer"),
+                        Err(_) => {}
+                    }
+                }
+                t.elapsed()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tcp_ok(b.dns).await;
+
+    // 1,000 connections that announce 65,535 octets and send nothing more.
+    let rss_before = b.rss_kib();
+    let mut empties = Vec::new();
+    for _ in 0..1000 {
+        let mut c = TcpStream::connect(b.dns).await.unwrap();
+        c.write_all(&[0xff, 0xff]).await.unwrap();
+        empties.push(c);
+    }
+    b.wait_open(1050.0, Duration::from_secs(3)).await;
+    let rss_held = b.rss_kib();
+    tcp_ok(b.dns).await;
+    for c in &mut empties {
+        closed_within(c, Duration::from_secs(8))
+            .await
+            .expect("an empty 65,535-octet message outlived the read timeout");
+    }
+    let mut slowest = Duration::ZERO;
+    for l in lorises {
+        let d = l.await.unwrap();
+        assert!(
+            d >= Duration::from_millis(2500) && d < Duration::from_secs(6),
+            "a slow-loris was cut after {d:?}, want the read timeout (3 s)"
+        );
+        slowest = slowest.max(d);
+    }
+    b.wait_open(0.0, Duration::from_secs(2)).await;
+    tcp_ok(b.dns).await;
+    let (sent, failed) = load.finish().await;
+    assert_eq!(failed, 0, "{failed} of {sent} legitimate queries failed");
+    // Held buffers grow with what arrives: 1,000 x 64 KiB would be 62.5 MiB.
+    let grew = rss_held.saturating_sub(rss_before);
+    assert!(
+        grew < 16 * 1024,
+        "1,000 empty 65,535-octet messages cost {grew} KiB"
+    );
+    report(
+        "50 slow-loris clients (1 byte/s)",
+        &format!(
+            "each cut within {:.1} s (read 3s), never answered",
+            slowest.as_secs_f64()
+        ),
+    );
+    report(
+        "1,000 length prefixes of 65,535 with nothing behind",
+        &format!("RSS +{grew} KiB while held, all cut at the read timeout"),
+    );
+}
+
+#[tokio::test]
+async fn tcp_pipelining_1000_queries_and_a_client_that_never_reads() {
+    clusterdns::server::raise_nofile();
+    let b = Binary::start("whoami", None).await;
+    // 1,000 queries written back to back on one connection, then 1,000 replies in order.
+    let mut c = TcpStream::connect(b.dns).await.unwrap();
+    let mut all = Vec::new();
+    for i in 0..1000u16 {
+        let mut q = query(&format!("q{i}.example.org."), RecordType::A, None);
+        q.metadata.id = i;
+        let bytes = q.to_vec().unwrap();
+        all.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        all.extend_from_slice(&bytes);
+    }
+    let t = Instant::now();
+    let (mut rd, mut wr) = c.split();
+    let write = async { wr.write_all(&all).await.unwrap() };
+    let read = async {
+        for i in 0..1000u16 {
+            let n = rd.read_u16().await.unwrap();
+            let mut buf = vec![0u8; usize::from(n)];
+            rd.read_exact(&mut buf).await.unwrap();
+            let m = Message::from_vec(&buf).unwrap();
+            assert_eq!(m.metadata.id, i, "replies in order");
+            assert_eq!(m.queries[0].name().to_ascii(), format!("q{i}.example.org."));
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), async { tokio::join!(write, read) })
+        .await
+        .expect("pipelined replies did not all come");
+    report(
+        "1,000 queries pipelined on one connection",
+        &format!("1,000 replies in order in {} ms", t.elapsed().as_millis()),
+    );
+    drop(c);
+
+    // A client that writes 100,000 queries and never reads: once its receive buffer and the
+    // server's send buffer are full, the server's write stalls. It has queries left to read,
+    // so neither the read nor the idle timeout applies: only the write timeout (5 s) can end
+    // the connection.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&b.dns.into()).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let c = TcpStream::from_std(sock.into()).unwrap();
+    b.wait_open(1.0, Duration::from_secs(2)).await;
+    let t = Instant::now();
+    let (_rd, mut wr) = c.into_split();
+    let many: Vec<u8> = all.iter().copied().cycle().take(all.len() * 100).collect();
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(&many).await;
+        wr
+    });
+    b.wait_open(0.0, Duration::from_secs(30)).await;
+    let closed_after = t.elapsed();
+    writer.abort();
+    tcp_ok(b.dns).await;
+    report(
+        "a client that writes 100,000 queries and never reads",
+        &format!(
+            "the stalled connection closed {:.1} s after it opened (write 5s)",
+            closed_after.as_secs_f64()
+        ),
+    );
+}
+
+#[tokio::test]
+async fn tcp_connections_over_the_cap_are_refused_and_counted() {
+    clusterdns::server::raise_nofile();
+    // 2,048 descriptors: at most half, 1,024, go to TCP connections. A long read timeout
+    // keeps the idle ones open while the test looks.
+    let b = Binary::start(
+        "timeouts {\n        read 60s\n    }\n    whoami",
+        Some((2048, 2048)),
+    )
+    .await;
+    let load = Load::start(b.dns, "legit.example.org.", 1);
+    // A reset can come before the connect completes: that is a refusal too.
+    let mut conns = Vec::new();
+    let mut reset_early = 0;
+    for _ in 0..1100 {
+        match TcpStream::connect(b.dns).await {
+            Ok(c) => conns.push(c),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => reset_early += 1,
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    let refused_series = format!("clusterdns_dns_connections_refused_total{}", b.label());
+    let t = Instant::now();
+    while b.metric(&refused_series).await < 76.0 {
+        assert!(t.elapsed() < Duration::from_secs(3), "refusals not counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.metric(&refused_series).await, 76.0);
+    assert_eq!(b.open_connections().await, 1024.0);
+    // The refused ones learned at once (a reset or an end of stream); the others are open.
+    let mut held = Vec::new();
+    let mut refused = reset_early;
+    for c in conns {
+        let mut buf = [0u8; 16];
+        match c.try_read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => held.push(c),
+            Ok(0) | Err(_) => refused += 1,
+            Ok(_) => panic!("an idle connection got data"),
+        }
+    }
+    assert_eq!((held.len(), refused), (1024, 76));
+    // UDP is untouched; TCP answers again as soon as a place is free.
+    let r = udp(b.dns, &query("x.example.org.", RecordType::A, None)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    held.truncate(1000);
+    b.wait_open(1000.0, Duration::from_secs(2)).await;
+    tcp_ok(b.dns).await;
+    let (sent, failed) = load.finish().await;
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} legitimate UDP queries failed"
+    );
+    report(
+        "1,100 TCP connections against a cap of 1,024 (2,048 fds)",
+        "1,024 held, 76 reset at once and counted in clusterdns_dns_connections_refused_total",
+    );
+}
