@@ -445,7 +445,7 @@ impl Binary {
             metrics: format!("127.0.0.1:{metrics}").parse().unwrap(),
             _dir: dir,
         };
-        let q = query("up.example.org.", RecordType::A, None)
+        let q = query("up.cluster.local.", RecordType::A, None)
             .to_vec()
             .unwrap();
         let t = Instant::now();
@@ -812,4 +812,476 @@ async fn tcp_connections_over_the_cap_are_refused_and_counted() {
         "1,100 TCP connections against a cap of 1,024 (2,048 fds)",
         "1,024 held, 76 reset at once and counted in clusterdns_dns_connections_refused_total",
     );
+}
+
+// ---- a query flood toward a slow upstream -----------------------------------------------
+
+/// An upstream on 127.0.0.1 that answers after `delay` (`None`: never), like a recursor:
+/// NXDOMAIN for every name but `www.example.com`.
+struct SlowUpstream {
+    addr: SocketAddr,
+    delay: Arc<std::sync::Mutex<Option<Duration>>>,
+}
+
+async fn slow_upstream(delay: Option<Duration>) -> SlowUpstream {
+    let sock = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = sock.local_addr().unwrap();
+    let delay = Arc::new(std::sync::Mutex::new(delay));
+    let d = delay.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, src)) = sock.recv_from(&mut buf).await {
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let Some(wait) = *d.lock().unwrap() else {
+                continue;
+            };
+            let sock = sock.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let mut r = Message::new(
+                    q.metadata.id,
+                    hickory_proto::op::MessageType::Response,
+                    q.metadata.op_code,
+                );
+                r.metadata.recursion_desired = q.metadata.recursion_desired;
+                r.metadata.recursion_available = true;
+                let question = q.queries[0].clone();
+                if question.name().to_ascii() == "www.example.com." {
+                    r.add_answer(hickory_proto::rr::Record::from_rdata(
+                        question.name().clone(),
+                        60,
+                        hickory_proto::rr::RData::A("192.0.2.80".parse().unwrap()),
+                    ));
+                } else {
+                    r.metadata.response_code = ResponseCode::NXDomain;
+                }
+                r.add_query(question);
+                let _ = sock.send_to(&r.to_vec().unwrap(), src).await;
+            });
+        }
+    });
+    SlowUpstream { addr, delay }
+}
+
+fn demo_cluster_body(upstream: SocketAddr) -> String {
+    let snapshot = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/demo/cluster.yaml");
+    format!(
+        "kubernetes cluster.local in-addr.arpa ip6.arpa {{\n        snapshot {snapshot}\n        fallthrough in-addr.arpa ip6.arpa\n    }}\n    forward . {upstream} {{\n        max_concurrent 200\n    }}"
+    )
+}
+
+#[tokio::test]
+async fn a_flood_toward_a_slow_upstream_leaves_cluster_names_at_full_speed() {
+    let up = slow_upstream(Some(Duration::from_secs(1))).await;
+    let b = Binary::start(&demo_cluster_body(up.addr), None).await;
+    let cluster = query("kubernetes.default.svc.cluster.local.", RecordType::A, None)
+        .to_vec()
+        .unwrap();
+    let probe = |addr: SocketAddr, q: Vec<u8>, until: Arc<std::sync::atomic::AtomicBool>| async move {
+        let mut lat = Vec::new();
+        let mut lost = 0;
+        while !until.load(std::sync::atomic::Ordering::Relaxed) {
+            let t = Instant::now();
+            match udp_raw(addr, &q).await {
+                Some(r) => {
+                    let m = Message::from_vec(&r).unwrap();
+                    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+                    assert_eq!(m.answers[0].data.to_string(), "10.96.0.1");
+                    lat.push(t.elapsed());
+                }
+                None => lost += 1,
+            }
+        }
+        lat.sort();
+        (lat, lost)
+    };
+    let pct = |lat: &[Duration], p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
+    // The cluster name alone first, for comparison.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let base = tokio::spawn(probe(b.dns, cluster.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (base_lat, _) = base.await.unwrap();
+    let rss_before = b.rss_kib();
+
+    // 8 senders x 2,500 distinct external names over about 3 s, sent without waiting for
+    // replies; the replies counted.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = tokio::spawn(probe(b.dns, cluster.clone(), stop.clone()));
+    let t = Instant::now();
+    let mut senders = Vec::new();
+    for s in 0..8 {
+        let addr = b.dns;
+        senders.push(tokio::spawn(async move {
+            let sock = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+            let rx = sock.clone();
+            let counter = tokio::spawn(async move {
+                let mut by_rcode = std::collections::BTreeMap::<u16, usize>::new();
+                let mut buf = vec![0u8; 4096];
+                while let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_secs(8), rx.recv(&mut buf)).await
+                {
+                    let m = Message::from_vec(&buf[..n]).unwrap();
+                    *by_rcode.entry(m.metadata.response_code.into()).or_default() += 1;
+                }
+                by_rcode
+            });
+            for i in 0..2500u32 {
+                let q = query(&format!("f{s}-{i}.flood.example."), RecordType::A, None);
+                let _ = sock.send_to(&q.to_vec().unwrap(), addr).await;
+                // About 6,500 queries a second in all: a flood of what the upstream can take
+                // (200 at a time, each for a second), not of what the server's sockets can.
+                if i % 25 == 24 {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+            }
+            counter.await.unwrap()
+        }));
+    }
+    let mut peak = rss_before;
+    while t.elapsed() < Duration::from_secs(3) {
+        peak = peak.max(b.rss_kib());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (lat, lost) = prober.await.unwrap();
+    let mut by_rcode = std::collections::BTreeMap::<u16, usize>::new();
+    for s in senders {
+        for (k, v) in s.await.unwrap() {
+            *by_rcode.entry(k).or_default() += v;
+        }
+    }
+    let rejects = b
+        .metric("coredns_forward_max_concurrent_rejects_total")
+        .await;
+    let (refused, nxdomain) = (
+        by_rcode.get(&5).copied().unwrap_or(0),
+        by_rcode.get(&3).copied().unwrap_or(0),
+    );
+    // UDP: the senders' sockets may drop some replies; every REFUSED seen was counted.
+    assert!(
+        refused > 0 && rejects as usize >= refused,
+        "{by_rcode:?}, {rejects} rejects"
+    );
+    assert!(
+        nxdomain > 0,
+        "forwarded names were answered too: {by_rcode:?}"
+    );
+    assert_eq!(lost, 0, "cluster names went unanswered during the flood");
+    let (p50, p99) = (pct(&lat, 50), pct(&lat, 99));
+    assert!(
+        p50 < Duration::from_millis(20) && p99 < Duration::from_millis(250),
+        "cluster names slowed down: p50 {p50:?} p99 {p99:?}"
+    );
+    let grew = peak.saturating_sub(rss_before);
+    assert!(grew < 48 * 1024, "RSS grew by {grew} KiB during the flood");
+    report(
+        "20,000 external names toward a 1 s upstream (max_concurrent 200)",
+        &format!(
+            "{refused} REFUSED at once, {nxdomain} forwarded; cluster names: {} answered, 0 lost, p50 {:.2} ms p99 {:.2} ms (alone: p50 {:.2} ms); RSS +{} KiB",
+            lat.len(),
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            pct(&base_lat, 50).as_secs_f64() * 1e3,
+            grew
+        ),
+    );
+
+    // An upstream that never answers: forwarded queries end at forward's deadline with
+    // SERVFAIL, which frees their places; then forwarding works again.
+    *up.delay.lock().unwrap() = None;
+    let sock = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    for i in 0..300 {
+        let q = query(&format!("s{i}.silent.example."), RecordType::A, None);
+        sock.send_to(&q.to_vec().unwrap(), b.dns).await.unwrap();
+    }
+    let t = Instant::now();
+    let mut by_rcode = std::collections::BTreeMap::<u16, usize>::new();
+    let mut buf = vec![0u8; 4096];
+    while by_rcode.values().sum::<usize>() < 300 {
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.recv(&mut buf))
+            .await
+            .expect("a forwarded query outlived the deadline")
+            .unwrap();
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        *by_rcode.entry(m.metadata.response_code.into()).or_default() += 1;
+    }
+    let ended = t.elapsed();
+    assert_eq!(by_rcode.get(&2), Some(&200), "{by_rcode:?}");
+    assert_eq!(by_rcode.get(&5), Some(&100), "{by_rcode:?}");
+    *up.delay.lock().unwrap() = Some(Duration::ZERO);
+    let r = udp(b.dns, &query("www.example.com.", RecordType::A, None)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    report(
+        "300 external names toward an upstream that never answers",
+        &format!(
+            "200 SERVFAIL within {:.1} s (read_timeout 2s), 100 REFUSED; places freed, forwarding answers again",
+            ended.as_secs_f64()
+        ),
+    );
+}
+
+// ---- forged upstream replies ------------------------------------------------------------
+
+/// How [`poisoner`] answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Forge {
+    /// Only the genuine reply.
+    Honest,
+    /// Forged replies first (from another address, from another port, with another id, for
+    /// another question, for another type), then the genuine one.
+    ForgedFirst,
+    /// Forged replies, and the genuine one only after `late`.
+    GenuineLate(Duration),
+}
+
+/// An upstream on 127.0.0.1 that records the source port and id of every query and answers as
+/// `forge` says; the genuine answer is 192.0.2.1, every forged one 192.0.2.66.
+struct Poisoner {
+    addr: SocketAddr,
+    forge: Arc<std::sync::Mutex<Forge>>,
+    seen: Arc<std::sync::Mutex<Vec<(u16, u16)>>>,
+}
+
+async fn poisoner() -> Poisoner {
+    use hickory_proto::op::{MessageType, Query};
+    use hickory_proto::rr::{Name, RData, Record};
+    let main = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = main.local_addr().unwrap();
+    let other_port = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let other_addr = Arc::new(
+        tokio::net::UdpSocket::bind(("127.0.0.2", addr.port()))
+            .await
+            .unwrap(),
+    );
+    let forge = Arc::new(std::sync::Mutex::new(Forge::Honest));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (f, s) = (forge.clone(), seen.clone());
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, src)) = main.recv_from(&mut buf).await {
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            s.lock().unwrap().push((src.port(), q.metadata.id));
+            let mode = *f.lock().unwrap();
+            let question = q.queries[0].clone();
+            let answer = |id: u16, question: Query, ip: &str| {
+                let mut r = Message::new(id, MessageType::Response, q.metadata.op_code);
+                r.metadata.recursion_desired = q.metadata.recursion_desired;
+                r.metadata.recursion_available = true;
+                r.add_answer(Record::from_rdata(
+                    question.name().clone(),
+                    300,
+                    RData::A(ip.parse().unwrap()),
+                ));
+                r.add_query(question);
+                r.to_vec().unwrap()
+            };
+            let id = q.metadata.id;
+            if mode != Forge::Honest {
+                let forged = answer(id, question.clone(), "192.0.2.66");
+                let _ = other_addr.send_to(&forged, src).await;
+                let _ = other_port.send_to(&forged, src).await;
+                let wrong_id = answer(id ^ 0x5a5a, question.clone(), "192.0.2.66");
+                let _ = main.send_to(&wrong_id, src).await;
+                let other_name =
+                    Query::query(Name::from_ascii("evil.example.").unwrap(), RecordType::A);
+                let _ = main
+                    .send_to(&answer(id, other_name, "192.0.2.66"), src)
+                    .await;
+                let mut other_type = question.clone();
+                other_type.set_query_type(RecordType::AAAA);
+                let _ = main
+                    .send_to(&answer(id, other_type, "192.0.2.66"), src)
+                    .await;
+            }
+            let genuine = answer(id, question, "192.0.2.1");
+            match mode {
+                Forge::GenuineLate(late) => {
+                    let main = main.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(late).await;
+                        let _ = main.send_to(&genuine, src).await;
+                    });
+                }
+                _ => {
+                    let _ = main.send_to(&genuine, src).await;
+                }
+            }
+        }
+    });
+    Poisoner { addr, forge, seen }
+}
+
+#[tokio::test]
+async fn forged_upstream_replies_are_dropped_and_every_query_has_a_fresh_source_port() {
+    let up = poisoner().await;
+    let s = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n forward . {} {{\n  read_timeout 1s\n  max_fails 0\n }}\n}}\n",
+            up.addr
+        ),
+        vec![],
+    )
+    .await;
+    let addr = s.dns();
+    // A client that waits up to 3 s (longer than forward's read_timeout).
+    let ask = |name: String| async move {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let q = query(&name, RecordType::A, None);
+        sock.send_to(&q.to_vec().unwrap(), addr).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(3), sock.recv(&mut buf))
+            .await
+            .expect("no reply within 3 s")
+            .unwrap();
+        let r = Message::from_vec(&buf[..n]).unwrap();
+        (
+            r.metadata.response_code,
+            r.answers
+                .iter()
+                .map(|a| a.data.to_string())
+                .collect::<Vec<_>>(),
+        )
+    };
+    *up.forge.lock().unwrap() = Forge::ForgedFirst;
+    for i in 0..20 {
+        let (rcode, answers) = ask(format!("p{i}.example.")).await;
+        assert_eq!(
+            (rcode, answers),
+            (ResponseCode::NoError, vec!["192.0.2.1".to_string()])
+        );
+    }
+    report(
+        "forged upstream replies before the genuine one (x20)",
+        "other address, other port, other id, other name, other type: all dropped; 192.0.2.1 answered",
+    );
+    *up.forge.lock().unwrap() = Forge::GenuineLate(Duration::from_millis(1500));
+    for i in 0..5 {
+        let (rcode, answers) = ask(format!("late{i}.example.")).await;
+        assert_eq!(rcode, ResponseCode::ServFail, "{answers:?}");
+        assert!(answers.is_empty());
+    }
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    *up.forge.lock().unwrap() = Forge::Honest;
+    let (rcode, answers) = ask("after.example.".into()).await;
+    assert_eq!(
+        (rcode, answers),
+        (ResponseCode::NoError, vec!["192.0.2.1".to_string()])
+    );
+    report(
+        "forged replies, the genuine one after the deadline (x5)",
+        "SERVFAIL after read_timeout 1s, nothing forged answered; the late reply changes nothing",
+    );
+
+    // Source ports and ids of 200 forwarded queries, one after another.
+    up.seen.lock().unwrap().clear();
+    for i in 0..200 {
+        let (rcode, _) = ask(format!("port{i}.example.")).await;
+        assert_eq!(rcode, ResponseCode::NoError);
+    }
+    let seen = up.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 200);
+    let ports: std::collections::HashSet<u16> = seen.iter().map(|(p, _)| *p).collect();
+    let ids: std::collections::HashSet<u16> = seen.iter().map(|(_, id)| *id).collect();
+    let steps = seen
+        .windows(2)
+        .filter(|w| w[1].0 == w[0].0.wrapping_add(1))
+        .count();
+    let (lo, hi) = (
+        seen.iter().map(|(p, _)| *p).min().unwrap(),
+        seen.iter().map(|(p, _)| *p).max().unwrap(),
+    );
+    // 200 random draws from Linux's ~28,000 ephemeral ports repeat about once (birthday);
+    // five repeats would mean the ports are not random.
+    assert!(
+        ports.len() >= 195,
+        "{} distinct source ports in 200 queries",
+        ports.len()
+    );
+    assert!(
+        ids.len() >= 195,
+        "{} distinct ids in 200 queries",
+        ids.len()
+    );
+    assert!(
+        steps < 10,
+        "{steps} of 199 source ports were the previous one plus one"
+    );
+    assert!(hi - lo > 10_000, "source ports only spread over {lo}..{hi}");
+    report(
+        "source ports of 200 forwarded UDP queries",
+        &format!(
+            "{} distinct ports over {lo}..{hi}, {} distinct ids: a fresh random port per query (CVE-2023-30464)",
+            ports.len(),
+            ids.len()
+        ),
+    );
+    s.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_timeouts_plugin_sets_the_tcp_limits() {
+    let s = start(
+        "example.org:0 {\n bind 127.0.0.1\n timeouts {\n  read 1s\n  idle 2s\n  maxtcpqueries 3\n }\n whoami\n}\n",
+        vec![],
+    )
+    .await;
+    let addr = s.dns();
+    // read 1s: a connection that sends nothing is closed after about a second.
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let read = closed_within(&mut c, Duration::from_secs(5)).await.unwrap();
+    assert!(
+        read >= Duration::from_millis(900) && read < Duration::from_millis(2500),
+        "{read:?}"
+    );
+    // idle 2s: after a reply, the next query may take two seconds.
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let ask = |id: u16| {
+        let mut q = query("t.example.org.", RecordType::A, None);
+        q.metadata.id = id;
+        let b = q.to_vec().unwrap();
+        let mut framed = (b.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&b);
+        framed
+    };
+    c.write_all(&ask(1)).await.unwrap();
+    let n = c.read_u16().await.unwrap();
+    let mut buf = vec![0u8; usize::from(n)];
+    c.read_exact(&mut buf).await.unwrap();
+    let idle = closed_within(&mut c, Duration::from_secs(6)).await.unwrap();
+    assert!(
+        idle >= Duration::from_millis(1900) && idle < Duration::from_millis(3500),
+        "{idle:?}"
+    );
+    // maxtcpqueries 3: three replies, then the connection is closed.
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    for id in 1..=5 {
+        c.write_all(&ask(id)).await.unwrap();
+    }
+    let mut replies = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), c.read_u16()).await {
+            Ok(Ok(n)) => {
+                let mut buf = vec![0u8; usize::from(n)];
+                c.read_exact(&mut buf).await.unwrap();
+                replies += 1;
+            }
+            Ok(Err(_)) => break,
+            Err(_) => panic!("the connection stayed open after its queries"),
+        }
+    }
+    assert_eq!(replies, 3);
+    report(
+        "timeouts { read 1s; idle 2s; maxtcpqueries 3 }",
+        &format!(
+            "silent connection closed after {:.1} s, idle one {:.1} s after its reply, 3 of 5 pipelined queries answered",
+            read.as_secs_f64(),
+            idle.as_secs_f64()
+        ),
+    );
+    s.running.shutdown().await;
 }
