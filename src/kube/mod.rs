@@ -9,7 +9,7 @@ pub mod metrics;
 pub mod model;
 mod selector;
 pub mod shards;
-mod snapshot;
+pub(crate) mod snapshot;
 pub mod store;
 mod watch;
 

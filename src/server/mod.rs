@@ -403,6 +403,18 @@ impl Running {
         .await
     }
 
+    /// Serves one DNS-over-TCP connection (length-prefixed messages, the listener's limits) on
+    /// any byte stream, as the first listener would: for fuzzing and embedding.
+    pub async fn serve_stream<S>(&self, stream: S, src: SocketAddr) -> std::io::Result<()>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let Some(l) = self.listeners.values().next() else {
+            return Ok(());
+        };
+        transport::connection(stream, src, &l.dispatcher).await
+    }
+
     /// Swaps in a newly built configuration (the `reload` plugin and SIGUSR1). On error the
     /// running configuration keeps serving.
     pub async fn reload(&mut self, built: Built) -> Result<(), ServerError> {

@@ -22,7 +22,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -327,7 +327,15 @@ pub(crate) fn serve_tcp(
 /// body) must arrive within `read` of the connection opening, each later one within `idle` of
 /// the previous reply; a reply must be written within `write`; after `max_queries` the
 /// connection is closed. Messages that get no reply (a response, a runt) are skipped.
-async fn connection(mut conn: TcpStream, src: SocketAddr, d: &Dispatcher) -> std::io::Result<()> {
+/// Any byte stream works: a TCP connection, a TLS session over one, a test's in-memory pipe.
+pub(crate) async fn connection<S>(
+    mut conn: S,
+    src: SocketAddr,
+    d: &Dispatcher,
+) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut served: u32 = 0;
     loop {
         let limits = d.router.load().limits;
@@ -362,7 +370,10 @@ async fn connection(mut conn: TcpStream, src: SocketAddr, d: &Dispatcher) -> std
 
 /// One length-prefixed message, `None` at the end of the stream. The buffer grows with what
 /// arrives: a length of 65,535 with nothing behind it reserves nothing.
-async fn read_message(conn: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+async fn read_message<S>(conn: &mut S) -> std::io::Result<Option<Vec<u8>>>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
     let len = match conn.read_u16().await {
         Ok(n) => usize::from(n),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
