@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::corefile::address::Transport;
 use crate::corefile::{self, Error, Loc, ZoneAddr};
 use crate::plugins::{self, PluginConfig};
 
@@ -154,7 +155,7 @@ pub fn load(file: &str, text: &str, default_port: u16) -> Result<Config, Vec<Err
 
 /// CoreDNS's listener validation: one zone per (port, host) and no wildcard/bound mix for a zone.
 fn check_overlap(blocks: &[BlockConfig], errors: &mut Vec<Error>) {
-    let mut seen: HashMap<(String, u16, Host), ()> = HashMap::new();
+    let mut seen: HashMap<(Transport, String, u16, Host), ()> = HashMap::new();
     for b in blocks {
         let hosts = b.hosts();
         for k in &b.keys {
@@ -163,7 +164,10 @@ fn check_overlap(blocks: &[BlockConfig], errors: &mut Vec<Error>) {
                     Host::Any => format!("{k}"),
                     Host::Ip(_) => format!("{k} on {h}"),
                 };
-                if seen.insert((k.zone.clone(), k.port, *h), ()).is_some() {
+                if seen
+                    .insert((k.transport, k.zone.clone(), k.port, *h), ())
+                    .is_some()
+                {
                     errors.push(Error::plain(
                         Some(b.loc.clone()),
                         format!("cannot serve {shown} - it is already defined"),
@@ -173,10 +177,12 @@ fn check_overlap(blocks: &[BlockConfig], errors: &mut Vec<Error>) {
                 let clash = match h {
                     Host::Any => seen
                         .keys()
-                        .find(|(z, p, oh)| z == &k.zone && *p == k.port && *oh != Host::Any)
-                        .map(|(_, _, oh)| *oh),
+                        .find(|(t, z, p, oh)| {
+                            *t == k.transport && z == &k.zone && *p == k.port && *oh != Host::Any
+                        })
+                        .map(|(_, _, _, oh)| *oh),
                     Host::Ip(_) => seen
-                        .contains_key(&(k.zone.clone(), k.port, Host::Any))
+                        .contains_key(&(k.transport, k.zone.clone(), k.port, Host::Any))
                         .then_some(Host::Any),
                 };
                 if let Some(other) = clash {

@@ -366,6 +366,37 @@ pub fn corefile(data: &[u8]) {
     let _ = crate::server::build(&cfg, &metrics);
 }
 
+/// Any bytes as a zone file for `example.org.`: parse, build the zone, look a few names up;
+/// must return, never panic.
+pub fn zonefile(data: &[u8]) {
+    use hickory_proto::rr::{Name, RecordType};
+    let text = String::from_utf8_lossy(data);
+    let origin = Name::from_ascii("example.org.").expect("literal name");
+    let path = std::path::Path::new("/nonexistent/fuzz.zone");
+    let Ok(entries) = crate::zonefile::parse_str(&text, path, &origin) else {
+        return;
+    };
+    let Ok(zone) = crate::plugins::file::Zone::from_entries(path, &origin, entries) else {
+        return;
+    };
+    for name in [
+        "example.org.",
+        "www.example.org.",
+        "a.b.example.org.",
+        "*.example.org.",
+    ] {
+        let name = Name::from_ascii(name).expect("literal name");
+        for t in [
+            RecordType::A,
+            RecordType::CNAME,
+            RecordType::NS,
+            RecordType::DS,
+        ] {
+            let _ = zone.lookup(&name, t, true);
+        }
+    }
+}
+
 /// The kubernetes configuration of the `kube` and `roundtrip` targets.
 fn kube_config() -> Arc<KubernetesConfig> {
     static CFG: OnceLock<Arc<KubernetesConfig>> = OnceLock::new();
@@ -769,6 +800,20 @@ mod tests {
     fn kube_seeds_keep_the_index_consistent() {
         for s in seeds("kube") {
             super::kube(&s);
+        }
+    }
+
+    #[test]
+    fn zonefile_seeds_do_not_panic() {
+        for z in [
+            &b""[..],
+            b"@ IN SOA ns hm 1 2 3 4 5\nx IN TXT \"end",
+            b"@ IN SOA ns hm 1 2 3 4 5\n* IN CNAME *\nwww IN DNAME www\n",
+            b"$INCLUDE /etc/passwd\n",
+            b"@ IN SOA ns hm 1 2 3 4 5\na IN CNAME b\nb IN CNAME a\nsub NS ns.sub\n",
+            b"( ( ( \"",
+        ] {
+            super::zonefile(z);
         }
     }
 

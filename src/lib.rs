@@ -23,6 +23,9 @@ pub mod kube;
 pub mod logging;
 pub mod plugins;
 pub mod server;
+pub mod tls;
+pub mod tlsconf;
+pub mod zonefile;
 
 /// The version printed by `-version` and exported in `coredns_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

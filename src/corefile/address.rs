@@ -4,16 +4,40 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// The transport a key asks for. Only `dns` is served today.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The transport a key asks for (its scheme).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Transport {
-    /// Plain DNS over UDP and TCP.
+    /// `dns://`: plain DNS over UDP and TCP.
     Dns,
+    /// `tls://`: DNS over TLS (RFC 7858).
+    Tls,
+    /// `https://`: DNS over HTTPS (RFC 8484).
+    Https,
+}
+
+impl Transport {
+    /// The scheme as written in keys and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::Tls => "tls",
+            Self::Https => "https",
+        }
+    }
+
+    /// CoreDNS's default port for the scheme (`dns` takes `-dns.port`).
+    fn default_port(self, dns_port: u16) -> u16 {
+        match self {
+            Self::Dns => dns_port,
+            Self::Tls => 853,
+            Self::Https => 443,
+        }
+    }
 }
 
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("dns")
+        f.write_str(self.as_str())
     }
 }
 
@@ -40,25 +64,27 @@ pub fn normalize(key: &str, default_port: u16) -> Result<Vec<ZoneAddr>, String> 
         Some((s, r)) => (s.to_ascii_lowercase(), r),
         None => ("dns".to_string(), key),
     };
-    match scheme.as_str() {
-        "dns" => {}
-        "tls" | "quic" | "grpc" | "https" | "https3" | "unix" => {
+    let transport = match scheme.as_str() {
+        "dns" => Transport::Dns,
+        "tls" => Transport::Tls,
+        "https" => Transport::Https,
+        "quic" | "grpc" | "https3" | "unix" => {
             return Err(format!(
-                "transport '{scheme}' is not supported yet (only dns:// is): {key}"
+                "transport '{scheme}' is not built in clusterdns (dns://, tls:// and https:// are): {key}"
             ));
         }
         _ => return Err(format!("unknown scheme '{scheme}' in {key}")),
-    }
+    };
     let (host, port) = split_port(rest)?;
     let port = match port {
         Some(p) => p,
-        None => default_port,
+        None => transport.default_port(default_port),
     };
     if let Some(zones) = reverse_zones(host)? {
         return Ok(zones
             .into_iter()
             .map(|zone| ZoneAddr {
-                transport: Transport::Dns,
+                transport,
                 zone,
                 port,
             })
@@ -72,7 +98,7 @@ pub fn normalize(key: &str, default_port: u16) -> Result<Vec<ZoneAddr>, String> 
         return Err(format!("zone is not a valid domain name: {zone}"));
     }
     Ok(vec![ZoneAddr {
-        transport: Transport::Dns,
+        transport,
         zone,
         port,
     }])
@@ -216,6 +242,12 @@ mod tests {
             ("10.0.0.0/24:9053", &["dns://0.0.10.in-addr.arpa.:9053"]),
             ("0.0.0.0/0", &["dns://in-addr.arpa.:53"]),
             ("2001:db8::/32", &["dns://8.b.d.0.1.0.0.2.ip6.arpa.:53"]),
+            // Default ports by scheme (register.go); the -dns.port flag is for dns:// only.
+            ("tls://.", &["tls://.:853"]),
+            ("TLS://example.org:5553", &["tls://example.org.:5553"]),
+            ("https://.", &["https://.:443"]),
+            ("https://example.org:8443", &["https://example.org.:8443"]),
+            ("tls://10.0.0.0/24", &["tls://0.0.10.in-addr.arpa.:853"]),
         ];
         for (key, want) in ok {
             let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
@@ -236,10 +268,17 @@ mod tests {
     #[test]
     fn errors() {
         let bad: &[(&str, &str)] = &[
-            ("tls://.:853", "not supported yet"),
-            ("grpc://.", "not supported yet"),
-            ("https://.", "not supported yet"),
-            ("quic://.", "not supported yet"),
+            ("grpc://.", "transport 'grpc' is not built in clusterdns"),
+            ("quic://.", "transport 'quic' is not built in clusterdns"),
+            (
+                "https3://.",
+                "transport 'https3' is not built in clusterdns",
+            ),
+            (
+                "unix:///run/dns.sock",
+                "transport 'unix' is not built in clusterdns",
+            ),
+            ("tls://.:", "expecting data after last colon"),
             ("foo://.", "unknown scheme"),
             ("example.org:", "expecting data after last colon"),
             (".:70000", "invalid port"),

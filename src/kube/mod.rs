@@ -5,6 +5,7 @@
 //! Namespaces and, when asked, Pods) or a snapshot file. Either way one task owns a [`Store`]
 //! and publishes an immutable [`Objects`] after each batch of changes on a watch channel.
 
+mod backoff;
 pub mod metrics;
 pub mod model;
 mod selector;

@@ -1,8 +1,8 @@
 //! The API source: one kube-runtime watcher per kind, merged into one store task.
 //!
 //! kube-runtime's watcher lists, then watches from the list's resourceVersion; on 410 Gone or a
-//! broken stream it relists (with backoff), which arrives here as `Init … InitDone` and replaces
-//! the kind's map atomically in the [`Store`].
+//! broken stream it relists (after the back-off in [`super::backoff`]), which arrives here as
+//! `Init … InitDone` and replaces the kind's map atomically in the [`Store`].
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,11 +13,11 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Config};
 use tokio::sync::watch;
 
+use super::backoff::{self, Revive};
 use super::metrics::KubeMetrics;
 use super::model;
 use super::store::{Change, Kind, Obj, Objects, Store};
@@ -109,11 +109,16 @@ pub fn spawn(
     if let Some(l) = &spec.labels {
         cfg = cfg.labels(l.as_str());
     }
+    // One back-off shared by the kinds: when one watcher hears from the API again, all retry.
+    let revive = Revive::new();
     let mut kinds = vec![Kind::Service, Kind::Namespace];
     let mut streams: Vec<ChangeStream> = Vec::new();
     streams.push(lift(
         Kind::Service,
-        watcher::watcher(Api::<core::Service>::all(client.clone()), cfg.clone()).default_backoff(),
+        backoff::bounded(
+            watcher::watcher(Api::<core::Service>::all(client.clone()), cfg.clone()),
+            &revive,
+        ),
         |s| model::service(s).map(|s| Obj::Service(key(&s.namespace, &s.name), Arc::new(s))),
     ));
     let mut ns_cfg = watcher::Config::default();
@@ -122,7 +127,10 @@ pub fn spawn(
     }
     streams.push(lift(
         Kind::Namespace,
-        watcher::watcher(Api::<core::Namespace>::all(client.clone()), ns_cfg).default_backoff(),
+        backoff::bounded(
+            watcher::watcher(Api::<core::Namespace>::all(client.clone()), ns_cfg),
+            &revive,
+        ),
         |n| model::namespace(n).map(|n| Obj::Namespace((Arc::from(""), n))),
     ));
     if spec.endpoints {
@@ -130,11 +138,13 @@ pub fn spawn(
         kinds.push(Kind::EndpointSlice);
         streams.push(lift(
             Kind::EndpointSlice,
-            watcher::watcher(
-                Api::<discovery::EndpointSlice>::all(client.clone()),
-                cfg.clone(),
-            )
-            .default_backoff(),
+            backoff::bounded(
+                watcher::watcher(
+                    Api::<discovery::EndpointSlice>::all(client.clone()),
+                    cfg.clone(),
+                ),
+                &revive,
+            ),
             move |e| {
                 model::endpoint_slice(e, pod_names)
                     .map(|e| Obj::Slice(key(&e.namespace, &e.name), Arc::new(e)))
@@ -148,7 +158,10 @@ pub fn spawn(
             .fields("status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown");
         streams.push(lift(
             Kind::Pod,
-            watcher::watcher(Api::<core::Pod>::all(client), pod_cfg).default_backoff(),
+            backoff::bounded(
+                watcher::watcher(Api::<core::Pod>::all(client), pod_cfg),
+                &revive,
+            ),
             // A pod that starts terminating, or loses its IP, leaves the view.
             |p| match model::pod(p) {
                 Some(p) => Some(Obj::Pod(key(&p.namespace, &p.name), Arc::new(p))),

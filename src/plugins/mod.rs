@@ -10,11 +10,15 @@ pub mod bind;
 pub mod cache;
 pub mod chain;
 pub mod dns64;
+pub mod dnstap;
 pub mod errors;
+pub mod etcd;
 pub mod fall;
+pub mod file;
 pub mod forward;
 pub mod health;
 pub mod hosts;
+pub mod https;
 pub mod k8s_external;
 pub mod kubernetes;
 pub mod loadbalance;
@@ -24,9 +28,11 @@ pub mod prometheus;
 pub mod ready;
 pub mod reload;
 pub mod request;
+pub mod response;
 pub mod rewrite;
 pub mod template;
 pub mod timeouts;
+pub mod tls;
 pub mod whoami;
 
 use std::collections::BTreeMap;
@@ -63,11 +69,11 @@ pub const ORDER: &[Entry] = &[
     e("metadata", false, true),
     e("geoip", false, true),
     e("cancel", false, true),
-    e("tls", false, true),
+    e("tls", true, true),
     e("proxyproto", false, true),
     e("quic", false, true),
     e("grpc_server", false, true),
-    e("https", false, true),
+    e("https", true, true),
     e("https3", false, true),
     e("timeouts", true, true),
     e("multisocket", false, true),
@@ -84,7 +90,7 @@ pub const ORDER: &[Entry] = &[
     e("prometheus", true, true),
     e("errors", true, true),
     e("log", true, false),
-    e("dnstap", false, false),
+    e("dnstap", true, false),
     e("local", false, true),
     e("dns64", true, true),
     e("acl", false, false),
@@ -106,10 +112,10 @@ pub const ORDER: &[Entry] = &[
     e("clouddns", false, false),
     e("k8s_external", true, true),
     e("kubernetes", true, true),
-    e("file", false, false),
+    e("file", true, false),
     e("auto", false, false),
     e("secondary", false, false),
-    e("etcd", false, true),
+    e("etcd", true, true),
     e("loop", true, true),
     e("forward", true, false),
     e("grpc", false, false),
@@ -181,6 +187,16 @@ pub enum PluginConfig {
     Whoami,
     /// `timeouts`
     Timeouts(timeouts::TimeoutsConfig),
+    /// `tls`
+    Tls(tls::TlsConfig),
+    /// `dnstap` (every line of the block)
+    Dnstap(Vec<dnstap::DnstapConfig>),
+    /// `https`
+    Https(https::HttpsConfig),
+    /// `file` (every line of the block)
+    File(file::FileConfig),
+    /// `etcd`
+    Etcd(Box<etcd::EtcdConfig>),
 }
 
 impl PluginConfig {
@@ -208,6 +224,11 @@ impl PluginConfig {
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
             Self::Timeouts(_) => timeouts::NAME,
+            Self::Tls(_) => tls::NAME,
+            Self::Dnstap(_) => dnstap::NAME,
+            Self::Https(_) => https::NAME,
+            Self::File(_) => file::NAME,
+            Self::Etcd(_) => etcd::NAME,
         }
     }
 
@@ -291,6 +312,11 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             PluginConfig::Whoami
         }
         timeouts::NAME => PluginConfig::Timeouts(timeouts::parse(&mut d).map_err(wrap)?),
+        tls::NAME => PluginConfig::Tls(tls::parse(&mut d).map_err(wrap)?),
+        dnstap::NAME => PluginConfig::Dnstap(dnstap::parse(&mut d).map_err(wrap)?),
+        https::NAME => PluginConfig::Https(https::parse(&mut d).map_err(wrap)?),
+        file::NAME => PluginConfig::File(file::parse(&mut d, zones).map_err(wrap)?),
+        etcd::NAME => PluginConfig::Etcd(Box::new(etcd::parse(&mut d, zones).map_err(wrap)?)),
         other => unreachable!("built plugin {other} has no parse arm"),
     };
     Ok(cfg)
@@ -376,6 +402,8 @@ pub struct Services {
     pub http: BTreeMap<String, Vec<Route>>,
     /// How long to keep serving DNS after SIGTERM (largest `health … lameduck`).
     pub lameduck: Duration,
+    /// HTTP listeners served over TLS (`prometheus { tls … }`): address → configuration.
+    pub http_tls: BTreeMap<String, Arc<rustls::ServerConfig>>,
 }
 
 impl Services {
@@ -404,6 +432,8 @@ pub struct BuildCtx<'a> {
     pub services: &'a mut Services,
     /// The metrics of the process (one registry).
     pub metrics: &'a Arc<prometheus::Metrics>,
+    /// The block's `dnstap` sinks, once built (`forward` taps its exchanges to them).
+    pub dnstap: &'a mut Option<dnstap::Taps>,
 }
 
 /// Turns a config into its handler (`None` for plugins outside the query path).
@@ -424,6 +454,15 @@ pub fn build(
         }
         PluginConfig::Prometheus(c) => {
             ctx.services.add_route(&c.addr, Route::Metrics);
+            if let Some(path) = &c.tls {
+                let err = |e: String| {
+                    Error::plugin(prometheus::NAME, ctx.loc.clone(), Error::plain(None, e))
+                };
+                if let Some(t) = prometheus::webconfig::load(path).map_err(err)? {
+                    let cfg = crate::tls::server_config(&t).map_err(err)?;
+                    ctx.services.http_tls.insert(c.addr.clone(), Arc::new(cfg));
+                }
+            }
             // Metrics are recorded by the server after the reply is encoded (sizes, rcode);
             // the handler only marks the chain position, as CoreDNS's `prometheus` does.
             Some(Arc::new(prometheus::Marker))
@@ -460,6 +499,15 @@ pub fn build(
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
         // Applied by the server to the listener's connection limits.
         PluginConfig::Timeouts(_) => None,
+        // The server reads it when it opens the block's tls:// and https:// listeners.
+        PluginConfig::Tls(_) | PluginConfig::Https(_) => None,
+        PluginConfig::Dnstap(c) => {
+            let taps = dnstap::taps(c, ctx);
+            *ctx.dnstap = Some(taps.clone());
+            Some(Arc::new(dnstap::Dnstap::new(taps)))
+        }
+        PluginConfig::File(c) => Some(file::build(c, ctx)?),
+        PluginConfig::Etcd(c) => Some(etcd::build(c, ctx)?),
     })
 }
 
@@ -486,6 +534,37 @@ mod tests {
             ] {
                 assert!(text.contains(section), "{readme} lacks {section}");
             }
+        }
+    }
+
+    /// The README's plugin table names every directive of ORDER (CoreDNS's plugin.cfg) in its
+    /// first column, with a status.
+    #[test]
+    fn readme_plugin_table_lists_every_plugin() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let table = readme
+            .split("## Plugins")
+            .nth(1)
+            .and_then(|t| t.split("\n## ").next())
+            .unwrap();
+        let mut listed = Vec::new();
+        for row in table.lines().filter(|l| l.starts_with("| ")) {
+            let first = row.split('|').nth(1).unwrap_or("");
+            let first = first.split("](").next().unwrap_or(first);
+            listed.extend(
+                first
+                    .split(|c: char| c == ',' || c == '[' || c.is_whitespace())
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string),
+            );
+        }
+        for e in ORDER {
+            assert!(
+                listed.iter().any(|n| n == e.name),
+                "README plugin table lacks {}",
+                e.name
+            );
         }
     }
 

@@ -32,6 +32,7 @@ pub(crate) async fn serve(
     routes: Vec<Route>,
     state: HttpState,
     stop: CancellationToken,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<SocketAddr> {
     let listener = if let Some(port) = addr.strip_prefix(':') {
         match TcpListener::bind(format!("[::]:{port}")).await {
@@ -43,6 +44,7 @@ pub(crate) async fn serve(
     };
     let local = listener.local_addr()?;
     let routes = Arc::new(routes);
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -53,17 +55,39 @@ pub(crate) async fn serve(
             let routes = routes.clone();
             let state = state.clone();
             let stop = stop.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let resp = respond(&req, &routes, &state);
                     async move { Ok::<_, Infallible>(resp) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), svc);
-                tokio::select! {
-                    _ = conn => {}
-                    () = stop.cancelled() => {}
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let conn = builder
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), svc);
+                        tokio::select! {
+                            _ = conn => {}
+                            () = stop.cancelled() => {}
+                        }
+                    }
+                    Some(acceptor) => {
+                        let handshake = tokio::time::timeout(
+                            std::time::Duration::from_secs(5),
+                            acceptor.accept(stream),
+                        );
+                        let Ok(Ok(stream)) = handshake.await else {
+                            return;
+                        };
+                        let conn = builder
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), svc);
+                        tokio::select! {
+                            _ = conn => {}
+                            () = stop.cancelled() => {}
+                        }
+                    }
                 }
             });
         }

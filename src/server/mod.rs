@@ -3,6 +3,7 @@
 //! SIGTERM.
 
 mod dispatch;
+mod encrypted;
 mod http;
 mod limits;
 mod transport;
@@ -18,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Host};
 use crate::corefile::Error as ConfigError;
+use crate::corefile::Transport;
 use crate::plugins::prometheus::Metrics;
 use crate::plugins::ready::{Monitor, Readiness};
 use crate::plugins::{self, BuildCtx, Chain, PluginConfig, Services, StartCtx};
@@ -48,12 +50,15 @@ pub enum ServerError {
 
 /// The result of the build phase: chains and the services they need, no sockets yet.
 pub struct Built {
-    listeners: BTreeMap<(Host, u16), ListenerPlan>,
+    listeners: BTreeMap<ListenKey, ListenerPlan>,
     services: Services,
     monitor: Monitor,
     /// Lines CoreDNS prints at start-up (`.:53`, `example.org.:1053 on 127.0.0.1`).
     pub banner: Vec<String>,
 }
+
+/// A listener: transport (scheme), host, port.
+type ListenKey = (Transport, Host, u16);
 
 struct ListenerPlan {
     zones: HashMap<Arc<str>, Arc<Block>>,
@@ -62,6 +67,10 @@ struct ListenerPlan {
     /// TCP limits: CoreDNS's defaults, then each block's `timeouts` in file order (a later
     /// block's setting wins, as in CoreDNS's `NewServer`).
     limits: ConnLimits,
+    /// The `tls` of the blocks on a `tls://` or `https://` listener (CoreDNS: the last one's).
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// `https { max_connections }` of a DoH listener (0: unbounded).
+    max_connections: usize,
 }
 
 /// Builds every block: handlers, chains, listener plan. Fails on the first block that does not
@@ -69,7 +78,7 @@ struct ListenerPlan {
 pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigError> {
     let mut services = Services::default();
     let mut monitor = Monitor::UntilReady;
-    let mut listeners: BTreeMap<(Host, u16), ListenerPlan> = BTreeMap::new();
+    let mut listeners: BTreeMap<ListenKey, ListenerPlan> = BTreeMap::new();
     let mut banner = Vec::new();
     for b in &config.blocks {
         let zones = b.zones();
@@ -78,7 +87,20 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
             PluginConfig::Kubernetes(c) => Some(plugins::kubernetes::KubeHandle::new(c)),
             _ => None,
         });
+        let tls = b
+            .plugins
+            .iter()
+            .find_map(|p| match p {
+                PluginConfig::Tls(c) => Some(plugins::tls::server_config(c, Some(b.loc.clone()))),
+                _ => None,
+            })
+            .transpose()?;
+        let https = b.plugins.iter().find_map(|p| match p {
+            PluginConfig::Https(h) => Some(*h),
+            _ => None,
+        });
         let mut handlers = Vec::new();
+        let mut dnstap = None;
         for p in &b.plugins {
             if let PluginConfig::Ready(r) = p {
                 monitor = r.monitor;
@@ -94,6 +116,7 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
                 loc: Some(b.loc.clone()),
                 services: &mut services,
                 metrics,
+                dnstap: &mut dnstap,
             };
             if let Some(h) = plugins::build(p, &mut ctx)? {
                 handlers.push(h);
@@ -115,15 +138,23 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
         for host in b.hosts() {
             for k in &b.keys {
                 let plan = listeners
-                    .entry((host, k.port))
+                    .entry((k.transport, host, k.port))
                     .or_insert_with(|| ListenerPlan {
                         zones: HashMap::new(),
                         any_class: false,
                         any_metrics: false,
                         limits: ConnLimits::DNS,
+                        tls: None,
+                        max_connections: plugins::https::DEFAULT_MAX_CONNECTIONS,
                     });
                 if let Some(t) = timeouts {
                     plan.limits = plan.limits.with_timeouts(t);
+                }
+                if let Some(h) = https {
+                    plan.max_connections = h.max_connections;
+                }
+                if let Some(cfg) = &tls {
+                    plan.tls = listener_tls(k.transport, cfg);
                 }
                 plan.zones.insert(Arc::from(k.zone.as_str()), block.clone());
                 plan.any_metrics |= has_metrics;
@@ -131,9 +162,13 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
                     .names()
                     .iter()
                     .any(|n| *n == "forward" || *n == "chaos");
+                let scheme = match k.transport {
+                    Transport::Dns => String::new(),
+                    t => format!("{t}://"),
+                };
                 let line = match host {
-                    Host::Any => format!("{}:{}", k.zone, k.port),
-                    Host::Ip(_) => format!("{}:{} on {host}", k.zone, k.port),
+                    Host::Any => format!("{scheme}{}:{}", k.zone, k.port),
+                    Host::Ip(_) => format!("{scheme}{}:{} on {host}", k.zone, k.port),
                 };
                 if !banner.contains(&line) {
                     banner.push(line);
@@ -142,7 +177,12 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
                     for name in chain.names() {
                         metrics
                             .plugin_enabled
-                            .with_label_values(&[&label(host, k.port), &k.zone, "", name])
+                            .with_label_values(&[
+                                &label(k.transport, host, k.port),
+                                &k.zone,
+                                "",
+                                name,
+                            ])
                             .set(1);
                     }
                 }
@@ -171,8 +211,26 @@ impl Built {
     }
 }
 
-fn label(host: Host, port: u16) -> String {
-    format!("dns://{host}:{port}")
+/// The `server` metric label: `SCHEME://[HOST]:PORT`, e.g. `dns://:53`, `tls://127.0.0.1:853`.
+fn label(transport: Transport, host: Host, port: u16) -> String {
+    format!("{transport}://{host}:{port}")
+}
+
+/// A block's TLS configuration as a listener of `transport` serves it: DoH offers HTTP/2 and
+/// HTTP/1.1 by ALPN (CoreDNS's `NextProtos`); plain DNS listeners take none.
+fn listener_tls(
+    transport: Transport,
+    cfg: &rustls::ServerConfig,
+) -> Option<Arc<rustls::ServerConfig>> {
+    match transport {
+        Transport::Dns => None,
+        Transport::Tls => Some(Arc::new(cfg.clone())),
+        Transport::Https => {
+            let mut cfg = cfg.clone();
+            cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Some(Arc::new(cfg))
+        }
+    }
 }
 
 /// One open DNS listener. Dropping it stops its readers.
@@ -180,6 +238,8 @@ struct Listener {
     dispatcher: Arc<Dispatcher>,
     stop: CancellationToken,
     local: SocketAddr,
+    /// The TLS configuration of a `tls://`/`https://` listener (swapped by a reload).
+    tls: encrypted::TlsSlot,
 }
 
 impl Drop for Listener {
@@ -191,10 +251,12 @@ impl Drop for Listener {
 
 /// A running server.
 pub struct Running {
-    listeners: BTreeMap<(Host, u16), Listener>,
+    listeners: BTreeMap<ListenKey, Listener>,
     tracker: TaskTracker,
-    /// Bound DNS addresses, one per listener (UDP and TCP share the port).
+    /// Bound plain DNS addresses, one per `dns://` listener (UDP and TCP share the port).
     pub dns_addrs: Vec<SocketAddr>,
+    /// Every bound listener with its transport (`dns://`, `tls://`, `https://`).
+    pub addrs: Vec<(Transport, SocketAddr)>,
     /// Bound HTTP addresses by configured address.
     pub http_addrs: BTreeMap<String, SocketAddr>,
     /// The readiness set `/ready` reports.
@@ -229,6 +291,28 @@ fn bind_pair(ip: IpAddr, port: u16) -> std::io::Result<(Vec<std::net::UdpSocket>
     Err(last_err.unwrap_or_else(|| std::io::Error::other("no free port")))
 }
 
+/// Binds TCP alone (`tls://`, `https://`).
+fn bind_stream(ip: IpAddr, port: u16) -> std::io::Result<TcpListener> {
+    let tcp = std::net::TcpListener::bind(SocketAddr::new(ip, port))?;
+    tcp.set_nonblocking(true)?;
+    TcpListener::from_std(tcp)
+}
+
+/// The sockets of one new listener.
+enum Opened {
+    /// UDP readers' sockets and TCP.
+    Dns(Vec<std::net::UdpSocket>, TcpListener),
+    /// TCP for an encrypted transport.
+    Stream(TcpListener),
+}
+
+fn open(transport: Transport, ip: IpAddr, port: u16) -> std::io::Result<Opened> {
+    match transport {
+        Transport::Dns => bind_pair(ip, port).map(|(u, t)| Opened::Dns(u, t)),
+        Transport::Tls | Transport::Https => bind_stream(ip, port).map(Opened::Stream),
+    }
+}
+
 /// Starts HTTP listeners, then the plugins' start-up work, then DNS listeners.
 pub async fn start(
     built: Built,
@@ -244,6 +328,7 @@ pub async fn start(
         listeners: BTreeMap::new(),
         tracker: TaskTracker::new(),
         dns_addrs: Vec::new(),
+        addrs: Vec::new(),
         http_addrs: BTreeMap::new(),
         readiness,
         lameduck: Duration::ZERO,
@@ -282,6 +367,7 @@ impl Running {
                 routes.clone(),
                 self.http_state.clone(),
                 self.http_stop.clone(),
+                built.services.http_tls.get(addr).cloned(),
             )
             .await
             .map_err(|source| ServerError::Listen {
@@ -311,18 +397,18 @@ impl Running {
         }
         // Bind what is new before touching anything that runs.
         let mut opened = BTreeMap::new();
-        for &(host, port) in built.listeners.keys() {
-            if self.listeners.contains_key(&(host, port)) {
+        for &(transport, host, port) in built.listeners.keys() {
+            if self.listeners.contains_key(&(transport, host, port)) {
                 continue;
             }
-            let pair = match host {
-                Host::Ip(ip) => bind_pair(ip, port),
-                Host::Any => match bind_pair(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port) {
+            let sockets = match host {
+                Host::Ip(ip) => open(transport, ip, port),
+                Host::Any => match open(transport, IpAddr::V6(Ipv6Addr::UNSPECIFIED), port) {
                     Ok(p) => Ok(p),
-                    Err(_) => bind_pair(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+                    Err(_) => open(transport, IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
                 },
             };
-            let (udp, tcp) = match pair {
+            let sockets = match sockets {
                 Ok(p) => p,
                 Err(source) => {
                     generation.cancel();
@@ -332,41 +418,67 @@ impl Running {
                     });
                 }
             };
-            opened.insert((host, port), (udp, tcp));
+            opened.insert((transport, host, port), sockets);
         }
         let mut keep = BTreeMap::new();
-        for (key, plan) in std::mem::take(&mut built.listeners) {
-            let (host, port) = key;
+        for (key, mut plan) in std::mem::take(&mut built.listeners) {
+            let (scheme, host, port) = key;
+            if scheme != Transport::Dns && plan.tls.is_none() {
+                tracing::warn!(
+                    "{scheme}://{host}:{port} has no 'tls' directive: serving it unencrypted"
+                );
+            }
+            let tls = plan.tls.take();
+            let max_connections = plan.max_connections;
             let router = router(plan);
             if let Some(l) = self.listeners.remove(&key) {
                 l.dispatcher.router.store(router);
+                l.tls.store(tls);
                 keep.insert(key, l);
                 continue;
             }
-            let Some((udp, tcp)) = opened.remove(&key) else {
+            let Some(sockets) = opened.remove(&key) else {
                 continue;
             };
             let listen_err = |source| ServerError::Listen {
                 addr: format!("{host}:{port}"),
                 source,
             };
-            let local = udp[0].local_addr().map_err(listen_err)?;
+            let local = match &sockets {
+                Opened::Dns(udp, _) => udp[0].local_addr(),
+                Opened::Stream(tcp) => tcp.local_addr(),
+            }
+            .map_err(listen_err)?;
             let dispatcher = Arc::new(Dispatcher {
-                label: Arc::from(label(host, port)),
+                label: Arc::from(label(scheme, host, port)),
                 local,
                 router: arc_swap::ArcSwap::new(router),
                 metrics: self.metrics.clone(),
             });
             let stop = CancellationToken::new();
-            transport::serve_udp(udp, dispatcher.clone(), stop.clone(), self.tracker.clone())
-                .map_err(listen_err)?;
-            transport::serve_tcp(tcp, dispatcher.clone(), stop.clone(), self.tracker.clone());
+            let tls: encrypted::TlsSlot = Arc::new(arc_swap::ArcSwapOption::new(tls));
+            let (d, t) = (dispatcher.clone(), self.tracker.clone());
+            match (scheme, sockets) {
+                (_, Opened::Dns(udp, tcp)) => {
+                    transport::serve_udp(udp, d.clone(), stop.clone(), t.clone())
+                        .map_err(listen_err)?;
+                    transport::serve_tcp(tcp, d, stop.clone(), t);
+                }
+                (Transport::Https, Opened::Stream(tcp)) => {
+                    let max = (max_connections > 0).then_some(max_connections);
+                    encrypted::serve_https(tcp, d, tls.clone(), max, stop.clone(), t);
+                }
+                (_, Opened::Stream(tcp)) => {
+                    encrypted::serve_tls(tcp, d, tls.clone(), stop.clone(), t);
+                }
+            }
             keep.insert(
                 key,
                 Listener {
                     dispatcher,
                     stop,
                     local,
+                    tls,
                 },
             );
         }
@@ -374,7 +486,13 @@ impl Running {
         for (_, l) in std::mem::replace(&mut self.listeners, keep) {
             l.stop.cancel();
         }
-        self.dns_addrs = self.listeners.values().map(|l| l.local).collect();
+        self.dns_addrs = self
+            .listeners
+            .iter()
+            .filter(|(k, _)| k.0 == Transport::Dns)
+            .map(|(_, l)| l.local)
+            .collect();
+        self.addrs = self.listeners.iter().map(|(k, l)| (k.0, l.local)).collect();
         if staged {
             self.readiness.adopt(&readiness);
         }
@@ -382,7 +500,8 @@ impl Running {
         std::mem::replace(&mut self.generation, generation).cancel();
         self.lameduck = built.services.lameduck;
         for hook in std::mem::take(&mut built.services.on_listen) {
-            if let Some(l) = self.listeners.get(&hook.listener) {
+            let (host, port) = hook.listener;
+            if let Some(l) = self.listeners.get(&(Transport::Dns, host, port)) {
                 (hook.hook)(l.local);
             }
         }
@@ -393,7 +512,11 @@ impl Running {
     /// micro-benchmarks of the answer path: bytes in, bytes out). `None` for a datagram that
     /// gets no reply.
     pub async fn answer(&self, raw: Vec<u8>, src: SocketAddr) -> Option<Vec<u8>> {
-        let l = self.listeners.values().next()?;
+        let l = self
+            .listeners
+            .iter()
+            .find(|(k, _)| k.0 == Transport::Dns)
+            .map(|(_, l)| l)?;
         transport::reply(
             &l.dispatcher,
             raw,

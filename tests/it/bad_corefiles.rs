@@ -82,9 +82,54 @@ const CASES: &[Case] = &[
         &[],
     ),
     (
-        "tls scheme",
-        "tls://.:853 {\n    whoami\n}\n",
-        "transport 'tls' is not supported yet",
+        "grpc scheme",
+        "grpc://.:443 {\n    whoami\n}\n",
+        "transport 'grpc' is not built in clusterdns (dns://, tls:// and https:// are)",
+        &[],
+    ),
+    (
+        "tls certificate missing",
+        "tls://.:853 {\n    tls cert.pem key.pem\n    whoami\n}\n",
+        "Corefile:1 - plugin/tls: could not load TLS cert: cert.pem:",
+        &[],
+    ),
+    (
+        "tls key not a key",
+        "https://.:443 {\n    tls cert.pem cert.pem\n    whoami\n}\n",
+        "Corefile:1 - plugin/tls: could not load TLS cert: cert.pem:",
+        &[(
+            "cert.pem",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )],
+    ),
+    (
+        "dnstap queue",
+        ".:53 {\n    dnstap /tmp/dnstap.sock full 1 5000\n    whoami\n}\n",
+        "Corefile:2 - Error during parsing: dnstap: MultipleQueue must be between 1 and 4096 (x10k messages): 5000",
+        &[],
+    ),
+    (
+        "dnstap listen",
+        ".:53 {\n    dnstap listen tcp://127.0.0.1:6000\n    whoami\n}\n",
+        "Corefile:2 - Error during parsing: dnstap listen (sinks connecting to the server) is not built in clusterdns",
+        &[],
+    ),
+    (
+        "prometheus tls file missing",
+        ".:53 {\n    prometheus {\n        tls web.yml\n    }\n    whoami\n}\n",
+        "Corefile:1 - plugin/prometheus: TLS config file web.yml:",
+        &[],
+    ),
+    (
+        "prometheus tls without cert_file",
+        ".:53 {\n    prometheus {\n        tls web.yml\n    }\n    whoami\n}\n",
+        "Corefile:1 - plugin/prometheus: TLS config file web.yml: missing cert_file",
+        &[("web.yml", "tls_server_config:\n  key_file: server.key\n")],
+    ),
+    (
+        "tls client_auth",
+        "tls://.:853 {\n    tls cert.pem key.pem {\n        client_auth bogus\n    }\n}\n",
+        "Corefile:3 - Error during parsing: unknown authentication type 'bogus'",
         &[],
     ),
     (
@@ -221,8 +266,8 @@ const CASES: &[Case] = &[
     ),
     (
         "not built yet",
-        ".:53 {\n    errors\n    file db.example.org\n}\n",
-        "Corefile:3 - plugin/file: not built yet",
+        ".:53 {\n    errors\n    sign db.example.org\n}\n",
+        "Corefile:3 - plugin/sign: not built yet",
         &[],
     ),
     (
@@ -298,7 +343,7 @@ fn validate_collects_every_setup_problem() {
     let dir = tempfile::tempdir().unwrap();
     write_case(
         dir.path(),
-        ".:53 {\n    whoami x\n}\nexample.org {\n    health a b\n    file db.example.org\n}\n",
+        ".:53 {\n    whoami x\n}\nexample.org {\n    health a b\n    sign db.example.org\n}\n",
         &[],
     );
     let out = Command::new(BIN)
@@ -311,7 +356,7 @@ fn validate_collects_every_setup_problem() {
     assert_eq!(stderr.lines().count(), 3, "{stderr}");
     assert!(stderr.contains("Corefile:2 - plugin/whoami"));
     assert!(stderr.contains("Corefile:5 - plugin/health"));
-    assert!(stderr.contains("Corefile:6 - plugin/file: not built yet"));
+    assert!(stderr.contains("Corefile:6 - plugin/sign: not built yet"));
 }
 
 #[test]
@@ -352,6 +397,9 @@ fn command_line() {
     assert_eq!(
         order,
         [
+            "tls",
+            "https",
+            "timeouts",
             "reload",
             "bind",
             "ready",
@@ -359,6 +407,7 @@ fn command_line() {
             "prometheus",
             "errors",
             "log",
+            "dnstap",
             "dns64",
             "any",
             "loadbalance",
@@ -369,6 +418,8 @@ fn command_line() {
             "hosts",
             "k8s_external",
             "kubernetes",
+            "file",
+            "etcd",
             "loop",
             "forward",
             "whoami"

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::util::{query, start, stub_upstream, udp};
+use clusterdns::corefile::Transport;
+
+use crate::util::{doh_post, dot, fixture, query, start, stub_upstream, udp};
 
 fn examples() -> Vec<(String, String)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -53,9 +55,20 @@ async fn every_example_boots_and_answers() {
             .replace(":1053", ":0")
             .replace(":18080", ":0")
             .replace(":18181", ":0")
-            .replace(":19153", ":0");
+            .replace(":19153", ":0")
+            .replace(":1443", ":0")
+            // TLS examples name cert.pem, key.pem and ca.pem: the test fixtures.
+            .replace("cert.pem", &fixture("dot.crt"))
+            .replace("key.pem", &fixture("dot.key"))
+            .replace("ca.pem", &fixture("client-ca.crt"));
         let s = start(&text, vec![]).await;
-        let r = udp(s.dns(), &query("example.org.", RecordType::A, None)).await;
+        // The example's first listener, over its own transport.
+        let q = query("example.org.", RecordType::A, None);
+        let r = match s.running.addrs.first() {
+            Some((Transport::Tls, a)) => dot(*a, &q, None).await.unwrap(),
+            Some((Transport::Https, a)) => doh_post(*a, &q).await.unwrap(),
+            _ => udp(s.dns(), &q).await,
+        };
         assert_ne!(r.metadata.response_code, ResponseCode::ServFail, "{name}");
         s.running.shutdown().await;
     }

@@ -272,3 +272,103 @@ pub async fn bind_pair() -> (UdpSocket, tokio::net::TcpListener) {
     }
     panic!("no free UDP+TCP port pair");
 }
+
+/// A file of tests/fixtures.
+pub fn fixture(name: &str) -> String {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A client TLS connection to `addr` for `dns.test`, trusting the fixtures' CA; `client` is the
+/// client certificate and key (fixture names) to offer.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    client: Option<(&str, &str)>,
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(fixture("dot-ca.crt")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let cfg = match client {
+        Some((cert, key)) => {
+            let chain: Vec<_> = CertificateDer::pem_file_iter(fixture(cert))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            b.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(fixture(key)).unwrap())
+                .unwrap()
+        }
+        None => b.with_no_client_auth(),
+    };
+    let mut cfg = cfg;
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("dns.test").unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// One DNS-over-TLS exchange (see [`tls_connect`]).
+pub async fn dot(
+    addr: SocketAddr,
+    msg: &Message,
+    client: Option<(&str, &str)>,
+) -> Result<Message, String> {
+    let mut tls = tls_connect(addr, client, &[]).await?;
+    let bytes = msg.to_vec().unwrap();
+    let io = async {
+        tls.write_all(&(bytes.len() as u16).to_be_bytes()).await?;
+        tls.write_all(&bytes).await?;
+        let n = tls.read_u16().await?;
+        let mut buf = vec![0u8; usize::from(n)];
+        tls.read_exact(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(5), io)
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| e.to_string())?;
+    Message::from_vec(&buf).map_err(|e| e.to_string())
+}
+
+/// One DNS-over-HTTPS POST over HTTP/1.1 (see [`tls_connect`]).
+pub async fn doh_post(addr: SocketAddr, msg: &Message) -> Result<Message, String> {
+    let mut tls = tls_connect(addr, None, &[b"http/1.1"]).await?;
+    let wire = msg.to_vec().unwrap();
+    let head = format!(
+        "POST /dns-query HTTP/1.1\r\nHost: dns.test\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        wire.len()
+    );
+    let io = async {
+        tls.write_all(head.as_bytes()).await?;
+        tls.write_all(&wire).await?;
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out).await;
+        Ok::<_, std::io::Error>(out)
+    };
+    let out = tokio::time::timeout(Duration::from_secs(5), io)
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| e.to_string())?;
+    let at = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no HTTP reply")?;
+    if !out.starts_with(b"HTTP/1.1 200") {
+        return Err(String::from_utf8_lossy(&out[..at]).into_owned());
+    }
+    Message::from_vec(&out[at + 4..]).map_err(|e| e.to_string())
+}

@@ -14,6 +14,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::NAME;
 use super::setup::CacheConfig;
+use crate::plugins::response::{Kind, minimal_ttl, typify};
 use crate::plugins::{Handler, HandlerError, Next, Request, Response, is_subdomain};
 
 /// `coredns_cache_*`, registered once per process.
@@ -125,55 +126,6 @@ impl moka::Expiry<Key, Arc<Item>> for ItemExpiry {
     ) -> Option<Duration> {
         Some(v.keep)
     }
-}
-
-/// What kind of reply it is (CoreDNS's `response.Typify`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    NoError,
-    NoData,
-    NameError,
-    ServerError,
-    Delegation,
-    Other,
-}
-
-fn typify(m: &Message) -> Kind {
-    let rcode = m.metadata.response_code;
-    if !m.answers.is_empty() && rcode == ResponseCode::NoError {
-        return Kind::NoError;
-    }
-    let soa = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::SOA);
-    let ns = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::NS);
-    match rcode {
-        ResponseCode::NoError if soa => Kind::NoData,
-        ResponseCode::NXDomain if soa => Kind::NameError,
-        ResponseCode::ServFail | ResponseCode::NotImp => Kind::ServerError,
-        ResponseCode::NoError if ns => Kind::Delegation,
-        ResponseCode::NoError => Kind::NoError,
-        _ => Kind::Other,
-    }
-}
-
-/// CoreDNS's `dnsutil.MinimalTTL`: the smallest TTL in the reply, 5 s when there is none.
-fn minimal_ttl(m: &Message, kind: Kind) -> Duration {
-    const FAIL_SAFE: Duration = Duration::from_secs(5);
-    if !matches!(kind, Kind::NoError | Kind::NameError | Kind::NoData) {
-        return FAIL_SAFE;
-    }
-    m.answers
-        .iter()
-        .chain(&m.authorities)
-        .chain(&m.additionals)
-        .map(|r| r.ttl)
-        .min()
-        .map_or(FAIL_SAFE, |t| Duration::from_secs(u64::from(t.min(3600))))
 }
 
 /// The `cache` plugin.

@@ -13,6 +13,7 @@ use super::NAME;
 use super::metrics::ForwardMetrics;
 use super::proxy::{HealthCheck, Proxy, Transport, upstream_query};
 use super::setup::{ForwardConfig, Policy};
+use crate::plugins::dnstap::{self, Taps};
 use crate::plugins::log::rcode_name;
 use crate::plugins::{Handler, HandlerError, Next, Proto, Request, Response, is_subdomain};
 
@@ -84,7 +85,7 @@ impl Instance {
         }
     }
 
-    async fn serve(&self, req: &Request) -> Result<Response, HandlerError> {
+    async fn serve(&self, req: &Request, taps: Option<&Taps>) -> Result<Response, HandlerError> {
         let max = self.cfg.max_concurrent;
         let n = self.inflight.fetch_add(1, Ordering::Relaxed) + 1;
         let _guard = Inflight(&self.inflight);
@@ -132,10 +133,17 @@ impl Instance {
             }
             self.metrics.requests.with_label_values(&[&p.label]).inc();
             let t0 = Instant::now();
-            match p
-                .exchange(&msg, transport, self.cfg.read_timeout.min(left))
-                .await
-            {
+            let sent = std::time::SystemTime::now();
+            let mut local = None;
+            let result = p
+                .exchange_from(&msg, transport, self.cfg.read_timeout.min(left), &mut local)
+                .await;
+            if let Some(taps) = taps {
+                let tcp = transport == Transport::Tcp || p.is_tls();
+                let reply = result.as_ref().ok();
+                dnstap::forwarded(taps, req, &msg, reply, local, p.addr, tcp, sent);
+            }
+            match result {
                 Ok(mut reply) => {
                     if reply.metadata.truncation
                         && transport == Transport::Udp
@@ -183,6 +191,8 @@ impl Instance {
 pub struct Forward {
     /// The lines.
     pub instances: Vec<Arc<Instance>>,
+    /// The block's `dnstap` sinks (FORWARDER_QUERY/RESPONSE).
+    pub taps: Option<Taps>,
 }
 
 #[async_trait::async_trait]
@@ -198,7 +208,7 @@ impl Handler for Forward {
             if !inst.matches(lower) {
                 continue;
             }
-            let resp = inst.serve(req).await?;
+            let resp = inst.serve(req, self.taps.as_ref()).await?;
             if i < last && inst.cfg.next.contains(&resp.rcode()) {
                 continue;
             }

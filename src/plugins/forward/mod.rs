@@ -27,44 +27,11 @@ const FILE_POLL: Duration = Duration::from_secs(2);
 /// The rustls client configuration of a `forward` line: its CA file or the system's roots, and
 /// its client certificate if any.
 fn tls_config(c: &ForwardConfig) -> Result<Arc<rustls::ClientConfig>, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    match &c.tls.ca {
-        Some(ca) => {
-            for cert in
-                CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))?
-            {
-                roots
-                    .add(cert.map_err(|e| format!("{}: {e}", ca.display()))?)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
-    let cfg = match (&c.tls.cert, &c.tls.key) {
-        (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("{}: {e}", cert.display()))?;
-            let key =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| e.to_string())?
-        }
-        _ => builder.with_no_client_auth(),
+    let cert_key = match (&c.tls.cert, &c.tls.key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        _ => None,
     };
-    Ok(Arc::new(cfg))
+    crate::tls::client_config(c.tls.ca.as_deref(), cert_key)
 }
 
 fn proxies(c: &ForwardConfig) -> Result<Vec<Arc<Proxy>>, String> {
@@ -155,5 +122,8 @@ pub fn build(cfgs: &[ForwardConfig], ctx: &mut BuildCtx<'_>) -> Result<Arc<dyn H
             })
         }));
     }
-    Ok(Arc::new(Forward { instances }))
+    Ok(Arc::new(Forward {
+        instances,
+        taps: ctx.dnstap.clone(),
+    }))
 }

@@ -45,6 +45,9 @@ pub struct TlsSetup {
 trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
 
+/// A stream connection and its local address (for dnstap).
+type Pooled = (Box<dyn Conn>, Option<SocketAddr>);
+
 /// Idle connections kept per upstream at most.
 const POOL_MAX: usize = 16;
 
@@ -58,7 +61,7 @@ pub struct Proxy {
     checking: AtomicBool,
     tls: Option<Arc<TlsSetup>>,
     expire: Duration,
-    idle: std::sync::Mutex<Vec<(Box<dyn Conn>, std::time::Instant)>>,
+    idle: std::sync::Mutex<Vec<(Pooled, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -101,7 +104,7 @@ impl Proxy {
         self.tls.is_some()
     }
 
-    fn take_idle(&self) -> Option<Box<dyn Conn>> {
+    fn take_idle(&self) -> Option<Pooled> {
         let mut idle = self.idle.lock().expect("pool lock");
         while let Some((c, since)) = idle.pop() {
             if since.elapsed() < self.expire {
@@ -111,35 +114,45 @@ impl Proxy {
         None
     }
 
-    fn put_back(&self, c: Box<dyn Conn>) {
+    fn put_back(&self, c: Pooled) {
         let mut idle = self.idle.lock().expect("pool lock");
         if idle.len() < POOL_MAX {
             idle.push((c, std::time::Instant::now()));
         }
     }
 
-    async fn connect(&self) -> Result<Box<dyn Conn>, ExchangeError> {
+    async fn connect(&self) -> Result<Pooled, ExchangeError> {
         let tcp = TcpStream::connect(self.addr).await?;
         let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().ok();
         Ok(match &self.tls {
-            None => Box::new(tcp),
-            Some(t) => Box::new(t.connector.connect(t.name.clone(), tcp).await?),
+            None => (Box::new(tcp), local),
+            Some(t) => (
+                Box::new(t.connector.connect(t.name.clone(), tcp).await?),
+                local,
+            ),
         })
     }
 
     /// One query on a stream connection: a pooled one when there is one (a stale one is
     /// replaced by a fresh connection once), else a new one; kept for reuse after success.
-    async fn stream_exchange(&self, wire: &[u8], id: u16) -> Result<Message, ExchangeError> {
+    async fn stream_exchange(
+        &self,
+        wire: &[u8],
+        id: u16,
+        local: &mut Option<SocketAddr>,
+    ) -> Result<Message, ExchangeError> {
         let len = u16::try_from(wire.len())
             .map_err(|_| ExchangeError::Decode("query too large".into()))?;
         let mut framed = Vec::with_capacity(wire.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(wire);
         for attempt in 0..2 {
-            let (mut conn, reused) = match self.take_idle() {
+            let ((mut conn, from), reused) = match self.take_idle() {
                 Some(c) if attempt == 0 => (c, true),
                 _ => (self.connect().await?, false),
             };
+            *local = from;
             let result: Result<Message, ExchangeError> = async {
                 conn.write_all(&framed).await?;
                 conn.flush().await?;
@@ -158,7 +171,7 @@ impl Proxy {
             .await;
             match result {
                 Ok(reply) => {
-                    self.put_back(conn);
+                    self.put_back((conn, from));
                     return Ok(reply);
                 }
                 Err(_) if reused => continue,
@@ -181,6 +194,17 @@ impl Proxy {
         transport: Transport,
         timeout: Duration,
     ) -> Result<Message, ExchangeError> {
+        self.exchange_from(msg, transport, timeout, &mut None).await
+    }
+
+    /// [`Proxy::exchange`], also telling the local address the query went from (dnstap).
+    pub async fn exchange_from(
+        &self,
+        msg: &Message,
+        transport: Transport,
+        timeout: Duration,
+        local: &mut Option<SocketAddr>,
+    ) -> Result<Message, ExchangeError> {
         let wire = msg
             .to_vec()
             .map_err(|e| ExchangeError::Decode(e.to_string()))?;
@@ -200,6 +224,7 @@ impl Proxy {
                     };
                     let sock = UdpSocket::bind(bind).await?;
                     sock.connect(self.addr).await?;
+                    *local = sock.local_addr().ok();
                     sock.send(&wire).await?;
                     let mut buf = vec![0u8; 65_535];
                     loop {
@@ -215,7 +240,7 @@ impl Proxy {
                     }
                 }
                 Transport::Tcp => {
-                    let reply = self.stream_exchange(&wire, msg.metadata.id).await?;
+                    let reply = self.stream_exchange(&wire, msg.metadata.id, local).await?;
                     if query.as_ref().is_none_or(|q| matches(q, &reply)) {
                         Ok(reply)
                     } else {

@@ -143,7 +143,7 @@ impl Handler for Log {
 
 /// Fills a format's `{…}` placeholders (unknown ones become `-`), leaving the places of
 /// `{rsize}` to be filled in when the reply's size is known.
-fn render(
+pub(crate) fn render(
     format: &str,
     req: &Request,
     qname: &str,

@@ -3,6 +3,7 @@
 mod handler;
 mod setup;
 
+pub(crate) use handler::render;
 pub use handler::{Log, ResponseType, rcode_from_name, rcode_name};
 pub use setup::{COMBINED, COMMON, Classes, LogConfig, Rule, parse};
 

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub response_size: HistogramVec,
     /// `coredns_dns_do_requests_total{server,zone,view}`
     pub do_requests: IntCounterVec,
+    /// `coredns_dns_https_responses_total{server,status}` (DoH listeners)
+    pub https_responses: IntCounterVec,
     /// `coredns_plugin_enabled{server,zone,view,name}`
     pub plugin_enabled: IntGaugeVec,
     /// `coredns_panics_total`
@@ -93,6 +95,11 @@ impl Metrics {
             "coredns_dns_do_requests_total",
             "Counter of DNS requests with DO bit set per zone.",
             &["server", "zone", "view"],
+        )?;
+        let https_responses = counter(
+            "coredns_dns_https_responses_total",
+            "Counter of DoH responses per server and http status code.",
+            &["server", "status"],
         )?;
         let duration = histogram(
             "coredns_dns_request_duration_seconds",
@@ -188,6 +195,7 @@ impl Metrics {
             request_size,
             response_size,
             do_requests,
+            https_responses,
             plugin_enabled,
             panics,
             connections_open,

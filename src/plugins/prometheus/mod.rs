@@ -5,6 +5,7 @@
 
 mod metrics;
 mod setup;
+pub mod webconfig;
 
 pub use metrics::{Metrics, family_label, rcode_label, time_buckets, type_label};
 pub use setup::{PrometheusConfig, parse};
