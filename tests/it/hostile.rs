@@ -1290,3 +1290,33 @@ async fn the_timeouts_plugin_sets_the_tcp_limits() {
     );
     s.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_timeouts_plugin_applies_to_dot_and_doh_listeners() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    for scheme in ["tls", "https"] {
+        let s = start(
+            &format!(
+                "{scheme}://.:0 {{\n bind 127.0.0.1\n tls {fixtures}/dot.crt {fixtures}/dot.key\n timeouts {{\n  read 1s\n }}\n whoami\n}}\n"
+            ),
+            vec![],
+        )
+        .await;
+        // A client that connects and never starts the TLS handshake: cut after `read`.
+        let addr = s.running.addrs[0].1;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let read = closed_within(&mut c, Duration::from_secs(6)).await.unwrap();
+        assert!(
+            read >= Duration::from_millis(900) && read < Duration::from_millis(2500),
+            "{scheme}: {read:?}"
+        );
+        report(
+            &format!("{scheme}:// with timeouts {{ read 1s }}"),
+            &format!(
+                "a connection that never shakes hands closed after {:.1} s",
+                read.as_secs_f64()
+            ),
+        );
+        s.running.shutdown().await;
+    }
+}
