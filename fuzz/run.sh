@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
-targets=${TARGETS:-query corefile kube roundtrip}
+targets=${TARGETS:-query corefile kube roundtrip zonefile}
 export RUSTC_BOOTSTRAP=1
 limit=(-max_total_time="$secs")
 if [ -n "${RUNS:-}" ]; then

@@ -815,6 +815,9 @@ mod tests {
         ] {
             super::zonefile(z);
         }
+        for z in seeds("zonefile") {
+            super::zonefile(&z);
+        }
     }
 
     #[test]
