@@ -10,9 +10,19 @@
    nothing answers on; the API is the conformance kit's fake API server serving the demo
    cluster, reached through KUBECONFIG as kube-rs does outside a pod) answers DNS on :53,
    `/health` on :8080, `/ready` on :8181 and `/metrics` on :9153 — the probes' ports and paths —
-   and after SIGTERM answers `/ready` 503 while `/health` and DNS keep answering through lameduck.
+   and after SIGTERM answers `/ready` 503 while `/health` and DNS keep answering through lameduck;
+4. docs/migration.md, step by step: kubeadm's CoreDNS manifests (../shared/corefiles/manifests)
+   rendered, each `kubectl` command of the guide played against them, each `clusterdns` command
+   run, and what each step claims asserted (only the image changes; rollback restores kubeadm's
+   Deployment; the rest equals deploy/kubernetes);
+5. with `--image IMAGE` (after deploy/image.sh): the image's root filesystem, mounted read-only,
+   runs `/clusterdns` as uid 65532 with only CAP_NET_BIND_SERVICE (deploy/runas.py, as runc
+   starts the Deployment's container) in a private network namespace, with the ConfigMap, a
+   kubeconfig and resolv.conf mounted as the kubelet mounts volumes; it must answer :53,
+   `/health` :8080, `/ready` :8181 and `/metrics` :9153.
 
     python3 deploy/check.py [BINARY]
+    python3 deploy/check.py --image localhost/clusterdns:dev
 """
 import os
 import subprocess
@@ -105,7 +115,9 @@ trap 'kill $pid $api 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf http://127.0.0.1:8181/ready >/dev/null && break; sleep 0.1; done
 curl -sf http://127.0.0.1:8181/ready | grep -q OK
 curl -sf http://127.0.0.1:8080/health | grep -q OK
-curl -sf http://127.0.0.1:9153/metrics | grep -q 'coredns_dns_requests_total\|coredns_build_info'
+# (to a file: `curl | grep -q` fails under pipefail when grep stops reading first)
+curl -sf http://127.0.0.1:9153/metrics >"$work/metrics"
+grep -q 'coredns_dns_requests_total\|coredns_build_info' "$work/metrics"
 out=$(dig @127.0.0.1 -p 53 +time=2 +tries=2 +short kube-dns.kube-system.svc.cluster.local)
 [ "$out" = "10.96.0.10" ] || { echo "dig: $out"; cat "$work/server.log"; exit 1; }
 out=$(dig @127.0.0.1 -p 53 +tcp +time=2 +short -x 10.96.0.1)
@@ -132,7 +144,234 @@ def check_boot(corefile):
                        check=True)
 
 
+KUBEADM_VALUES = {
+    "{{ .DNSIP }}": "10.96.0.10",
+    "{{ .DeploymentName }}": "coredns",
+    "{{ .Replicas }}": "2",
+    "{{ .ControlPlaneTaintKey }}": "node-role.kubernetes.io/control-plane",
+    "{{ .Image }}": "registry.k8s.io/coredns/coredns:v1.11.3",
+    "{{ .DNSDomain }}": "cluster.local",
+}
+
+
+def kubeadm_objects():
+    """kubeadm's CoreDNS objects, its Go template filled as `kubeadm init` fills it."""
+    import re
+    path = os.path.join(ROOT, "..", "shared", "corefiles", "manifests", "kubeadm.manifests.yaml")
+    with open(path) as f:
+        text = f.read()
+    text = re.sub(r"\s*\{\{- if \.DNSDomain \}\}", "", text)
+    text = re.sub(r"\s*\{\{- end \}\}", "", text)
+    for k, v in KUBEADM_VALUES.items():
+        text = text.replace(k, v)
+    assert "{{" not in text, "unfilled placeholder in kubeadm's manifests"
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(text) if d}
+
+
+def ours():
+    objs = {}
+    for f in load("kustomization.yaml")[0]["resources"]:
+        for d in load(f):
+            objs[(d["kind"], d["metadata"]["name"])] = d
+    return objs
+
+
+def shell_steps(path):
+    """The commands of every ```sh block, in order (continued lines joined)."""
+    steps, block = [], None
+    with open(path) as f:
+        for line in f:
+            if line.startswith("```"):
+                block = [] if block is None and line.strip() == "```sh" else None
+                continue
+            if block is not None and line.strip() and not line.lstrip().startswith("#"):
+                steps.append(line.strip())
+    return steps
+
+
+def check_migration():
+    """Plays docs/migration.md against kubeadm's objects."""
+    import copy
+    import re
+    import tempfile
+    cluster = kubeadm_objects()
+    original = copy.deepcopy(cluster)
+    mine = ours()
+    history = []
+    files = {}
+    checked = []
+
+    def deployment():
+        return cluster[("Deployment", "coredns")]
+
+    def container(dep, name):
+        cs = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == name]
+        assert cs, f"no container {name!r} in deployment/coredns"
+        return cs[0]
+
+    def only_image_changed():
+        before = copy.deepcopy(original[("Deployment", "coredns")])
+        after = copy.deepcopy(deployment())
+        assert container(after, "coredns")["image"] != container(before, "coredns")["image"]
+        container(after, "coredns")["image"] = container(before, "coredns")["image"]
+        assert after == before, "set image changed more than the image"
+        # Everything else is what deploy/kubernetes ships.
+        for key in [("ConfigMap", "coredns"), ("ServiceAccount", "coredns"),
+                    ("ClusterRole", "system:coredns"), ("ClusterRoleBinding", "system:coredns"),
+                    ("Service", "kube-dns")]:
+            theirs, ours_ = cluster[key], mine[key]
+            for part in ("data", "rules", "roleRef", "subjects"):
+                assert theirs.get(part) == ours_.get(part), f"{key} {part} differs from deploy/kubernetes"
+            if key[0] == "Service":
+                assert theirs["spec"] == ours_["spec"], "Service spec differs from deploy/kubernetes"
+        # deploy/kubernetes's Deployment is kubeadm's with our image and a pod securityContext.
+        d = copy.deepcopy(mine[("Deployment", "coredns")])
+        d["spec"]["template"]["spec"].pop("securityContext")
+        k = copy.deepcopy(deployment())
+        container(d, "coredns")["image"] = container(k, "coredns")["image"] = "IMAGE"
+        assert d["spec"] == k["spec"], "deploy/kubernetes's Deployment differs from kubeadm's beyond the image"
+
+    with tempfile.TemporaryDirectory() as work:
+        for cmd in shell_steps(os.path.join(ROOT, "docs", "migration.md")):
+            m = None
+            if re.fullmatch(r"python3 deploy/check\.py \S+", cmd):
+                pass  # this check
+            elif cmd == "bash deploy/image.sh":
+                assert os.path.exists(os.path.join(ROOT, "deploy", "image.sh"))
+            elif re.fullmatch(r"buildah --storage-driver vfs push localhost/clusterdns:dev docker://\S+", cmd):
+                pass  # a registry push; the image itself is booted by `check.py --image` in CI
+            elif (m := re.fullmatch(r"kubectl -n kube-system get configmap (\S+) -o jsonpath='\{\.data\.Corefile\}' > (\S+)", cmd)):
+                files[m[2]] = cluster[("ConfigMap", m[1])]["data"]["Corefile"]
+            elif (m := re.fullmatch(r"target/release/clusterdns -validate -conf (\S+)", cmd)):
+                path = os.path.join(work, m[1])
+                with open(path, "w") as f:
+                    f.write(files[m[1]])
+                out = subprocess.run([BINARY, "-validate", "-conf", path], capture_output=True, text=True)
+                assert out.returncode == 0, f"-validate of the cluster's Corefile: {out.stdout}{out.stderr}"
+            elif (m := re.fullmatch(r"kubectl -n kube-system get deployment (\S+) -o yaml > (\S+)", cmd)):
+                files[m[2]] = copy.deepcopy(cluster[("Deployment", m[1])])
+            elif (m := re.fullmatch(r"kubectl -n kube-system set image deployment/(\S+) (\S+)=(\S+)", cmd)):
+                dep = cluster[("Deployment", m[1])]
+                history.append(copy.deepcopy(dep["spec"]["template"]))
+                container(dep, m[2])["image"] = m[3]
+                only_image_changed()
+                checked.append("set image: only the image differs; the rest equals deploy/kubernetes")
+            elif (m := re.fullmatch(r"kubectl -n kube-system rollout (status|undo) deployment/(\S+)", cmd)):
+                dep = cluster[("Deployment", m[2])]
+                if m[1] == "undo":
+                    assert history, "rollout undo with no previous revision"
+                    dep["spec"]["template"] = history.pop()
+                    assert dep == original[("Deployment", "coredns")], "rollback did not restore kubeadm's Deployment"
+                    assert files.get("coredns-deployment.yaml") == dep, "rollback differs from the saved copy"
+                    checked.append("rollout undo: kubeadm's Deployment again, equal to the saved copy")
+            elif re.fullmatch(r"kubectl run -it --rm dnstest --image=busybox:1\.36 --restart=Never -- nslookup kubernetes\.default", cmd):
+                pass  # answered by the boot check: kubernetes.default from the ConfigMap's Corefile
+            elif (m := re.fullmatch(r"kubectl -n kube-system logs deployment/(\S+)", cmd)):
+                assert ("Deployment", m[1]) in cluster
+            elif cmd == "kubectl apply -k deploy/kubernetes":
+                kust = load("kustomization.yaml")[0]
+                assert kust["namespace"] == "kube-system"
+                for key, obj in mine.items():
+                    cluster[key] = copy.deepcopy(obj)
+                checked.append("apply -k: kustomization lists every manifest")
+            else:
+                raise AssertionError(f"docs/migration.md has a step this check does not know: {cmd}")
+    assert len(checked) >= 3, checked
+    print("migration: " + "; ".join(checked))
+
+
+IMAGE_SCRIPT = r'''
+set -euo pipefail
+ip link set lo up
+work=$1; rootfs=$2; kit=$3; fixture=$4; here=$5
+# A volume as the kubelet lays it out: FILE -> ..data/FILE -> ..TIMESTAMP/FILE, read-only.
+volume() {  # DIR FILE CONTENT-FILE
+    mkdir -p "$1/..2026_01_01_00_00_00"
+    cp "$3" "$1/..2026_01_01_00_00_00/$2"
+    ln -s ..2026_01_01_00_00_00 "$1/..data"
+    ln -s "..data/$2" "$1/$2"
+}
+python3 "$kit/fakeapi.py" --fixture "$fixture" >"$work/api.out" 2>"$work/api.log" &
+api=$!
+for _ in $(seq 100); do grep -q listening "$work/api.out" 2>/dev/null && break; sleep 0.1; done
+addr=$(awk '/listening/ {print $NF}' "$work/api.out")
+cat >"$work/kubeconfig.src" <<EOK
+apiVersion: v1
+kind: Config
+clusters: [{name: fake, cluster: {server: "http://$addr"}}]
+users: [{name: fake, user: {}}]
+contexts: [{name: fake, context: {cluster: fake, user: fake}}]
+current-context: fake
+EOK
+volume "$work/etc-coredns" Corefile "$work/Corefile"
+volume "$work/kubeconfig" kubeconfig "$work/kubeconfig.src"
+printf 'nameserver 192.0.2.1\n' >"$work/resolv.conf"
+printf '127.0.0.1 localhost\n' >"$work/hosts"
+# The container's root: the image's filesystem, mount points made in its layer as the runtime
+# does, volumes mounted read-only, then the root itself remounted read-only
+# (readOnlyRootFilesystem).
+root=$work/root
+mkdir -p "$root"
+mount --bind "$rootfs" "$root"
+mkdir -p "$root/etc/coredns" "$root/var/run/kubeconfig" "$root/proc" "$root/dev"
+touch "$root/etc/resolv.conf" "$root/etc/hosts" "$root/dev/null"
+mount -t proc proc "$root/proc"
+mount --bind /dev/null "$root/dev/null"
+for m in "etc-coredns:etc/coredns" "kubeconfig:var/run/kubeconfig" "resolv.conf:etc/resolv.conf" "hosts:etc/hosts"; do
+    mount --bind "$work/${m%%:*}" "$root/${m#*:}"
+    mount -o remount,bind,ro "$root/${m#*:}"
+done
+mount -o remount,bind,ro "$root"
+if touch "$root/probe" 2>/dev/null; then echo "root filesystem is writable"; exit 1; fi
+python3 "$here/runas.py" "$root" 65532 65532 KUBECONFIG=/var/run/kubeconfig/kubeconfig \
+    -- /clusterdns -conf /etc/coredns/Corefile >"$work/server.log" 2>&1 &
+pid=$!
+trap 'kill $pid $api 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf http://127.0.0.1:8181/ready >/dev/null && break; sleep 0.1; done
+curl -sf http://127.0.0.1:8181/ready | grep -q OK || { echo "/ready"; cat "$work/server.log"; exit 1; }
+curl -sf http://127.0.0.1:8080/health | grep -q OK
+curl -sf http://127.0.0.1:9153/metrics >"$work/metrics"
+for m in coredns_build_info process_resident_memory_bytes process_cpu_seconds_total process_open_fds; do
+    grep -q "^$m" "$work/metrics" || { echo "/metrics lacks $m"; exit 1; }
+done
+out=$(dig @127.0.0.1 -p 53 +time=2 +tries=2 +short kube-dns.kube-system.svc.cluster.local)
+[ "$out" = "10.96.0.10" ] || { echo "dig: $out"; cat "$work/server.log"; exit 1; }
+out=$(dig @127.0.0.1 -p 53 +tcp +time=2 +short -x 10.96.0.1)
+[ "$out" = "kubernetes.default.svc.cluster.local." ] || { echo "dig -x: $out"; exit 1; }
+# What it runs as: uid/gid 65532, effective and permitted capabilities NET_BIND_SERVICE only.
+grep -E "^(Uid|Gid):" /proc/$pid/status | awk '{ if ($2 != 65532 || $3 != 65532) { print; exit 1 } }'
+grep -qx "CapEff:	0000000000000400" /proc/$pid/status || { grep ^Cap /proc/$pid/status; exit 1; }
+grep -qx "CapBnd:	0000000000000400" /proc/$pid/status || { grep ^Cap /proc/$pid/status; exit 1; }
+grep -qx "NoNewPrivs:	1" /proc/$pid/status
+kill -TERM $pid
+wait $pid
+echo "image: /clusterdns from a read-only root as 65532 with only NET_BIND_SERVICE serves :53, /health, /ready, /metrics"
+'''
+
+
+def check_image(image, corefile):
+    import tempfile
+    bud = ["buildah", "--storage-driver", "vfs"]
+    ctr = subprocess.run(bud + ["from", image], check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        rootfs = subprocess.run(bud + ["mount", ctr], check=True, capture_output=True, text=True).stdout.strip()
+        with tempfile.TemporaryDirectory() as work:
+            with open(os.path.join(work, "Corefile"), "w") as f:
+                f.write(corefile)
+            kit = os.path.join(ROOT, "..", "shared", "conformance")
+            fixture = os.path.join(ROOT, "deploy", "demo", "cluster.yaml")
+            here = os.path.join(ROOT, "deploy")
+            subprocess.run(["unshare", "-n", "-m", "bash", "-c", IMAGE_SCRIPT, "image", work, rootfs, kit,
+                            fixture, here], check=True)
+    finally:
+        subprocess.run(bud + ["rm", ctr], check=False, capture_output=True)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--image":
+        check_image(sys.argv[2], check_consistency())
+        sys.exit(0)
     check_schemas()
     cf = check_consistency()
+    check_migration()
     check_boot(cf)

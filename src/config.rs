@@ -143,30 +143,68 @@ pub fn load(file: &str, text: &str, default_port: u16) -> Result<Config, Vec<Err
         check_overlap(&blocks, &mut errors);
     }
     if errors.is_empty() {
+        let digest = digest(&parsed);
+        let mut warnings = parsed.warnings;
+        warnings.extend(shadowed_views(&blocks));
         Ok(Config {
             blocks,
-            digest: digest(&parsed),
-            warnings: parsed.warnings,
+            digest,
+            warnings,
         })
     } else {
         Err(errors)
     }
 }
 
-/// CoreDNS's listener validation: one zone per (port, host) and no wildcard/bound mix for a zone.
+impl BlockConfig {
+    /// Whether the block has a `view` (it then shares its zones with other blocks).
+    pub fn has_view(&self) -> bool {
+        self.plugins
+            .iter()
+            .any(|p| matches!(p, PluginConfig::View(_)))
+    }
+}
+
+/// Blocks with a `view` that come after a block without one for the same zone, port and host:
+/// the unfiltered block takes every query first, so the view block never answers.
+fn shadowed_views(blocks: &[BlockConfig]) -> Vec<String> {
+    let mut plain: HashMap<(corefile::Transport, String, u16, Host), &Loc> = HashMap::new();
+    let mut out = Vec::new();
+    for b in blocks {
+        for k in &b.keys {
+            for h in b.hosts() {
+                let key = (k.transport, k.zone.clone(), k.port, h);
+                if !b.has_view() {
+                    plain.entry(key).or_insert(&b.loc);
+                } else if let Some(first) = plain.get(&key) {
+                    out.push(format!(
+                        "{}:{} - the view block for {k} follows a block without a view for the same zone ({}:{}), which takes every query first: list view blocks first",
+                        b.loc.file, b.loc.line, first.file, first.line
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// CoreDNS's listener validation: one zone per (port, host) and no wildcard/bound mix for a
+/// zone. Blocks with a `view` may share a zone (they are only checked for the mix).
 fn check_overlap(blocks: &[BlockConfig], errors: &mut Vec<Error>) {
     let mut seen: HashMap<(Transport, String, u16, Host), ()> = HashMap::new();
     for b in blocks {
         let hosts = b.hosts();
+        let view = b.has_view();
         for k in &b.keys {
             for h in &hosts {
                 let shown = match h {
                     Host::Any => format!("{k}"),
                     Host::Ip(_) => format!("{k} on {h}"),
                 };
-                if seen
-                    .insert((k.transport, k.zone.clone(), k.port, *h), ())
-                    .is_some()
+                if !view
+                    && seen
+                        .insert((k.transport, k.zone.clone(), k.port, *h), ())
+                        .is_some()
                 {
                     errors.push(Error::plain(
                         Some(b.loc.clone()),

@@ -485,6 +485,8 @@ fn names_of(obj: &Obj) -> (Vec<String>, Vec<IpAddr>) {
                 ips.push(ip);
             }
         }
+        // Multicluster objects (`multicluster` only) are not among the kinds this target makes.
+        Obj::Import(..) | Obj::McSlice(..) => {}
     }
     (names, ips)
 }
@@ -557,7 +559,15 @@ pub fn kube(data: &[u8]) {
             .map(|s| Obj::Service(key(&s.namespace, &s.name), Arc::new(s))),
         1 => serde_json::from_slice::<discovery::EndpointSlice>(json)
             .ok()
-            .and_then(|e| model::endpoint_slice(&e, true))
+            .and_then(|e| {
+                model::endpoint_slice(
+                    &e,
+                    model::SliceOpts {
+                        pod_names: true,
+                        zones: true,
+                    },
+                )
+            })
             .map(|e| Obj::Slice(key(&e.namespace, &e.name), Arc::new(e))),
         2 => serde_json::from_slice::<core::Namespace>(json)
             .ok()

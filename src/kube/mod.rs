@@ -2,7 +2,8 @@
 //! turns the published [`Objects`] into its index.
 //!
 //! A source ([`start`]) is either the API (kube-rs watchers for Services, EndpointSlices,
-//! Namespaces and, when asked, Pods) or a snapshot file. Either way one task owns a [`Store`]
+//! Namespaces and, when asked, Pods, ServiceImports and multicluster EndpointSlices) or a
+//! snapshot file. Either way one task owns a [`Store`]
 //! and publishes an immutable [`Objects`] after each batch of changes on a watch channel.
 
 mod backoff;
@@ -88,6 +89,10 @@ pub struct WatchSpec {
     pub pods: bool,
     /// Keep endpoints' pod names (only `endpoint_pod_names` answers with them).
     pub pod_names: bool,
+    /// Keep endpoints' topology zones (only `zonal` answers with them).
+    pub zones: bool,
+    /// Watch ServiceImports and multicluster EndpointSlices (`multicluster`).
+    pub multicluster: bool,
 }
 
 impl WatchSpec {
@@ -100,7 +105,19 @@ impl WatchSpec {
         if self.pods {
             k.push(Kind::Pod);
         }
+        if self.multicluster {
+            k.push(Kind::ServiceImport);
+            k.push(Kind::McSlice);
+        }
         k
+    }
+
+    /// What to keep of each EndpointSlice.
+    pub fn slice_opts(&self) -> model::SliceOpts {
+        model::SliceOpts {
+            pod_names: self.pod_names,
+            zones: self.zones,
+        }
     }
 }
 
@@ -122,8 +139,8 @@ pub async fn start(
     match &spec.source {
         Source::Snapshot(path) => snapshot::spawn(path.clone(), spec, metrics, tx, stop).await?,
         Source::Api(connect) => {
-            let client = watch::client(connect, metrics.clone()).await?;
-            start_api(client, spec, metrics, tx, stop);
+            let (client, api) = watch::client(connect, metrics.clone()).await?;
+            start_api(client, api, spec, metrics, tx, stop);
         }
     }
     Ok(rx)
@@ -132,6 +149,7 @@ pub async fn start(
 /// The API source's store task, kept running: see [`supervise`].
 fn start_api(
     client: kube::Client,
+    api: String,
     spec: &WatchSpec,
     metrics: Arc<KubeMetrics>,
     tx: tokio::sync::watch::Sender<Arc<Objects>>,
@@ -143,6 +161,7 @@ fn start_api(
         move || {
             watch::spawn(
                 client.clone(),
+                &api,
                 &spec,
                 metrics.clone(),
                 tx.clone(),
@@ -363,10 +382,19 @@ mod tests {
             endpoints: false,
             pods: false,
             pod_names: false,
+            zones: false,
+            multicluster: false,
         };
         let (tx, mut rx) = tokio::sync::watch::channel(Arc::new(Objects::default()));
         let stop = tokio_util::sync::CancellationToken::new();
-        start_api(client, &spec, metrics, tx, stop.clone());
+        start_api(
+            client,
+            "http://fake".into(),
+            &spec,
+            metrics,
+            tx,
+            stop.clone(),
+        );
         let first = tokio::time::timeout(
             Duration::from_secs(10),
             rx.wait_for(|o| o.synced && has(o, "a")),
@@ -419,6 +447,7 @@ mod tests {
                         port: 80,
                     }],
                     external_ips: vec![],
+                    external_hostnames: Box::default(),
                 }),
             )
         };

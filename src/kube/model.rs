@@ -57,6 +57,8 @@ pub struct Service {
     pub ports: Vec<Port>,
     /// `spec.externalIPs` plus load-balancer ingress IPs (for `k8s_external`).
     pub external_ips: Vec<IpAddr>,
+    /// Load-balancer ingress hostnames of entries without an IP (for `k8s_external`).
+    pub external_hostnames: Box<[Arc<str>]>,
 }
 
 /// One ready address of an EndpointSlice.
@@ -77,14 +79,42 @@ pub struct EndpointSlice {
     pub namespace: Arc<str>,
     /// Name.
     pub name: Arc<str>,
-    /// The Service it belongs to (label `kubernetes.io/service-name`).
+    /// The Service it belongs to (label `kubernetes.io/service-name`), or for a multicluster
+    /// slice its ServiceImport (label `multicluster.kubernetes.io/service-name`).
     pub service: Arc<str>,
     /// Ports (one sentinel port when the slice has none).
     pub ports: Vec<Port>,
     /// Addresses whose `conditions.ready` is not false.
-    pub endpoints: Vec<Endpoint>,
+    pub endpoints: Box<[Endpoint]>,
     /// Annotation `endpoints.kubernetes.io/last-change-trigger-time`.
     pub trigger_time: Option<Timestamp>,
+    /// What only `multicluster` and `zonal` need; `None` (8 bytes, no allocation) otherwise.
+    pub extra: Option<Box<SliceExtra>>,
+}
+
+/// The parts of an EndpointSlice kept only when an option asks for them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SliceExtra {
+    /// Multicluster slices: label `multicluster.kubernetes.io/source-cluster` (may be empty).
+    pub cluster: Option<Arc<str>>,
+    /// `zonal`: the topology zone of each endpoint (same order as `endpoints`); empty when no
+    /// endpoint names one.
+    pub zones: Box<[Option<Arc<str>>]>,
+}
+
+impl EndpointSlice {
+    /// The source cluster of a multicluster slice (empty for other slices).
+    pub fn cluster(&self) -> &str {
+        self.extra
+            .as_ref()
+            .and_then(|x| x.cluster.as_deref())
+            .unwrap_or("")
+    }
+
+    /// The topology zone of endpoint `i` (kept only with `zonal`).
+    pub fn zone(&self, i: usize) -> Option<&str> {
+        self.extra.as_ref()?.zones.get(i)?.as_deref()
+    }
 }
 
 /// A v1 Pod, trimmed (only kept for `pods verified`).
@@ -100,6 +130,10 @@ pub struct Pod {
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The label that ties a multicluster EndpointSlice to its ServiceImport (MCS API).
+pub const MC_SERVICE_NAME_LABEL: &str = "multicluster.kubernetes.io/service-name";
+/// The label naming the cluster a multicluster EndpointSlice comes from (MCS API).
+pub const MC_SOURCE_CLUSTER_LABEL: &str = "multicluster.kubernetes.io/source-cluster";
 /// The EndpointSlice annotation behind `coredns_kubernetes_dns_programming_duration_seconds`.
 pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
@@ -160,17 +194,23 @@ pub fn service(svc: &core::Service) -> Option<Service> {
         .iter()
         .filter_map(|ip| ip.parse().ok())
         .collect();
+    let mut external_hostnames = Vec::new();
     if let Some(ingress) = svc
         .status
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
     {
-        external_ips.extend(
-            ingress
-                .iter()
-                .filter_map(|i| i.ip.as_deref()?.parse::<IpAddr>().ok()),
-        );
+        for i in ingress {
+            match (
+                i.ip.as_deref().filter(|ip| !ip.is_empty()),
+                i.hostname.as_deref(),
+            ) {
+                (Some(ip), _) => external_ips.extend(ip.parse::<IpAddr>().ok()),
+                (None, Some(h)) if !h.is_empty() => external_hostnames.push(Arc::from(h)),
+                _ => {}
+            }
+        }
     }
     Some(Service {
         namespace,
@@ -183,15 +223,47 @@ pub fn service(svc: &core::Service) -> Option<Service> {
                 .map(|p| (p.name, p.protocol, Some(p.port))),
         ),
         external_ips,
+        external_hostnames: external_hostnames.into(),
     })
 }
 
-/// Trims an EndpointSlice; `None` if it has no name or no service-name label. Pod names are kept
-/// only with `pod_names` (a name per endpoint is a fifth of a large cluster's index).
-pub fn endpoint_slice(es: &discovery::EndpointSlice, pod_names: bool) -> Option<EndpointSlice> {
+/// What to keep of an EndpointSlice's optional parts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SliceOpts {
+    /// Endpoints' pod names (`endpoint_pod_names`).
+    pub pod_names: bool,
+    /// Endpoints' topology zones (`zonal`).
+    pub zones: bool,
+}
+
+/// Trims an EndpointSlice; `None` if it has no name or no service-name label. Pod names and
+/// zones are kept only when asked (a name per endpoint is a fifth of a large cluster's index).
+pub fn endpoint_slice(es: &discovery::EndpointSlice, opts: SliceOpts) -> Option<EndpointSlice> {
+    trim_slice(es, SERVICE_NAME_LABEL, None, opts)
+}
+
+/// Trims a multicluster EndpointSlice (label `multicluster.kubernetes.io/service-name`, cluster
+/// from `multicluster.kubernetes.io/source-cluster`); `None` without the label.
+pub fn mc_endpoint_slice(es: &discovery::EndpointSlice, opts: SliceOpts) -> Option<EndpointSlice> {
+    let cluster = es
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MC_SOURCE_CLUSTER_LABEL))
+        .map_or_else(|| Arc::from(""), |c| Arc::from(c.as_str()));
+    trim_slice(es, MC_SERVICE_NAME_LABEL, Some(cluster), opts)
+}
+
+fn trim_slice(
+    es: &discovery::EndpointSlice,
+    label: &str,
+    cluster: Option<Arc<str>>,
+    opts: SliceOpts,
+) -> Option<EndpointSlice> {
     let (namespace, name) = name_of(&es.metadata)?;
-    let service = es.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    let service = es.metadata.labels.as_ref()?.get(label)?;
     let mut endpoints = Vec::new();
+    let mut zones = Vec::new();
     for ep in &es.endpoints {
         if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
             continue;
@@ -199,11 +271,12 @@ pub fn endpoint_slice(es: &discovery::EndpointSlice, pod_names: bool) -> Option<
         let pod_name = ep
             .target_ref
             .as_ref()
-            .filter(|_| pod_names)
+            .filter(|_| opts.pod_names)
             .and_then(|t| t.name.as_deref())
             .filter(|n| n.len() < 64)
             .map(Arc::from);
         let hostname = ep.hostname.as_deref().map(Arc::from);
+        let zone: Option<Arc<str>> = ep.zone.as_deref().filter(|_| opts.zones).map(Arc::from);
         for addr in &ep.addresses {
             if let Ok(ip) = addr.parse() {
                 endpoints.push(Endpoint {
@@ -211,16 +284,25 @@ pub fn endpoint_slice(es: &discovery::EndpointSlice, pod_names: bool) -> Option<
                     hostname: hostname.clone(),
                     pod_name: pod_name.clone(),
                 });
+                zones.push(zone.clone());
             }
         }
     }
-    endpoints.shrink_to_fit();
     let trigger_time = es
         .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(TRIGGER_TIME_ANNOTATION))
         .and_then(|t| t.parse().ok());
+    if zones.iter().all(Option::is_none) {
+        zones.clear();
+    }
+    let extra = (cluster.is_some() || !zones.is_empty()).then(|| {
+        Box::new(SliceExtra {
+            cluster,
+            zones: zones.into_boxed_slice(),
+        })
+    });
     Some(EndpointSlice {
         namespace,
         name,
@@ -231,8 +313,52 @@ pub fn endpoint_slice(es: &discovery::EndpointSlice, pod_names: bool) -> Option<
                 .flatten()
                 .map(|p| (p.name.clone(), p.protocol.clone(), p.port)),
         ),
-        endpoints,
+        endpoints: endpoints.into_boxed_slice(),
         trigger_time,
+        extra,
+    })
+}
+
+/// Trims a multicluster.x-k8s.io/v1alpha1 ServiceImport to the Service shape the answers use:
+/// type `Headless` is headless, anything else (`ClusterSetIP`) has `spec.ips` as its cluster
+/// IPs. `None` if it has no name.
+pub fn service_import(obj: &kube::api::DynamicObject) -> Option<Service> {
+    let (namespace, name) = name_of(&obj.metadata)?;
+    let spec = obj.data.get("spec");
+    let field = |k: &str| spec.and_then(|s| s.get(k));
+    let kind = if field("type").and_then(|t| t.as_str()) == Some("Headless") {
+        ServiceKind::Headless
+    } else {
+        let mut ips: Vec<IpAddr> = field("ips")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|ip| ip.as_str()?.parse().ok())
+            .collect();
+        ips.dedup();
+        ServiceKind::ClusterIp(ips)
+    };
+    let text = |p: &serde_json::Value, k: &str| p.get(k).and_then(|v| v.as_str()).map(String::from);
+    let ports = ports(
+        field("ports")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                let port = p
+                    .get("port")
+                    .and_then(serde_json::Value::as_i64)
+                    .and_then(|n| i32::try_from(n).ok());
+                (text(p, "name"), text(p, "protocol"), port)
+            }),
+    );
+    Some(Service {
+        namespace,
+        name,
+        kind,
+        ports,
+        external_ips: Vec::new(),
+        external_hostnames: Box::default(),
     })
 }
 
@@ -295,6 +421,15 @@ mod tests {
             service(&ext).unwrap().kind,
             ServiceKind::ExternalName(Arc::from("www.example.com"))
         );
+        // Load-balancer ingress: IPs join the external IPs, hostnames are kept apart.
+        let lb: core::Service = from_yaml(
+            "metadata: {name: lb, namespace: ns1}\nspec: {type: LoadBalancer, externalIPs: [192.0.2.1]}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.2}, {hostname: lb.example.net}, {ip: '', hostname: x.example.net}]}}\n",
+        );
+        let s = service(&lb).unwrap();
+        let ips: Vec<String> = s.external_ips.iter().map(ToString::to_string).collect();
+        assert_eq!(ips, ["192.0.2.1", "192.0.2.2"]);
+        let hosts: Vec<&str> = s.external_hostnames.iter().map(|h| &**h).collect();
+        assert_eq!(hosts, ["lb.example.net", "x.example.net"]);
     }
 
     #[test]
@@ -317,11 +452,16 @@ endpoints:
 ports: [{name: http, port: 8080, protocol: TCP}]
 "#,
         );
-        let s = endpoint_slice(&es, true).unwrap();
+        let names = SliceOpts {
+            pod_names: true,
+            zones: false,
+        };
+        let s = endpoint_slice(&es, names).unwrap();
         assert_eq!(
-            endpoint_slice(&es, false).unwrap().endpoints[1].pod_name,
+            endpoint_slice(&es, SliceOpts::default()).unwrap().endpoints[1].pod_name,
             None
         );
+        assert!(s.extra.is_none(), "nothing optional kept");
         assert_eq!(&*s.service, "web");
         let ips: Vec<String> = s.endpoints.iter().map(|e| e.ip.to_string()).collect();
         assert_eq!(ips, ["10.1.0.1", "10.1.0.3"]);
@@ -330,7 +470,61 @@ ports: [{name: http, port: 8080, protocol: TCP}]
         assert_eq!(s.ports[0].port, 8080);
         let unlabelled: discovery::EndpointSlice =
             from_yaml("metadata: {name: x, namespace: ns1}\naddressType: IPv4\nendpoints: []\n");
-        assert!(endpoint_slice(&unlabelled, true).is_none());
+        assert!(endpoint_slice(&unlabelled, names).is_none());
+    }
+
+    #[test]
+    fn multicluster_slices_and_zones() {
+        let es: discovery::EndpointSlice = from_yaml(
+            r#"
+metadata:
+  name: web-mc
+  namespace: ns1
+  labels:
+    multicluster.kubernetes.io/service-name: web
+    multicluster.kubernetes.io/source-cluster: cluster1
+addressType: IPv4
+endpoints:
+- addresses: [10.1.0.1]
+  zone: us-west-2a
+- addresses: [10.1.0.2]
+"#,
+        );
+        assert!(
+            endpoint_slice(&es, SliceOpts::default()).is_none(),
+            "no service label"
+        );
+        let mc = mc_endpoint_slice(&es, SliceOpts::default()).unwrap();
+        assert_eq!((&*mc.service, mc.cluster()), ("web", "cluster1"));
+        assert_eq!(mc.zone(0), None, "zones only with zonal");
+        let zonal = SliceOpts {
+            pod_names: false,
+            zones: true,
+        };
+        let mc = mc_endpoint_slice(&es, zonal).unwrap();
+        assert_eq!((mc.zone(0), mc.zone(1)), (Some("us-west-2a"), None));
+    }
+
+    #[test]
+    fn service_imports_take_the_service_shape() {
+        let imp: kube::api::DynamicObject = from_yaml(
+            "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceImport\nmetadata: {name: web, namespace: ns1}\nspec: {type: ClusterSetIP, ips: [10.0.0.1, 'fd00::1', bogus], ports: [{name: http, protocol: TCP, port: 80}]}\n",
+        );
+        let s = service_import(&imp).unwrap();
+        assert_eq!(
+            s.kind,
+            ServiceKind::ClusterIp(vec![
+                "10.0.0.1".parse().unwrap(),
+                "fd00::1".parse().unwrap()
+            ])
+        );
+        assert_eq!((&*s.ports[0].name, s.ports[0].port), ("http", 80));
+        let headless: kube::api::DynamicObject = from_yaml(
+            "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceImport\nmetadata: {name: h, namespace: ns1}\nspec: {type: Headless, ports: []}\n",
+        );
+        let h = service_import(&headless).unwrap();
+        assert_eq!(h.kind, ServiceKind::Headless);
+        assert_eq!(h.ports, vec![Port::sentinel()]);
     }
 
     #[test]

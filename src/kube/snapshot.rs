@@ -1,5 +1,6 @@
 //! The offline source: a YAML or JSON dump of objects (`kubectl get svc,endpointslices,
-//! namespaces,pods -A -o yaml`: a `List`, or several documents), re-read when it changes.
+//! namespaces,pods -A -o yaml`, plus `serviceimports` for `multicluster`: a `List`, or several
+//! documents), re-read when it changes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -96,11 +97,28 @@ pub fn read(path: &Path, spec: &WatchSpec, kinds: &[Kind]) -> Result<Vec<Change>
                 model::service(&s)
                     .map(|s| Obj::Service((s.namespace.clone(), s.name.clone()), Arc::new(s)))
             }
-            "EndpointSlice" if spec.endpoints && selected(&spec.labels) => {
+            "EndpointSlice" if (spec.endpoints || spec.multicluster) && selected(&spec.labels) => {
                 let s: discovery::EndpointSlice =
                     serde_json::from_value(o).map_err(|e| bad("EndpointSlice", e))?;
-                model::endpoint_slice(&s, spec.pod_names)
+                // A slice may carry both service labels: it is then in both maps, as the
+                // two watches of the API source each see it.
+                if spec.multicluster {
+                    changes.extend(model::mc_endpoint_slice(&s, spec.slice_opts()).map(|s| {
+                        Change::InitApply(Obj::McSlice(
+                            (s.namespace.clone(), s.name.clone()),
+                            Arc::new(s),
+                        ))
+                    }));
+                }
+                model::endpoint_slice(&s, spec.slice_opts())
+                    .filter(|_| spec.endpoints)
                     .map(|s| Obj::Slice((s.namespace.clone(), s.name.clone()), Arc::new(s)))
+            }
+            "ServiceImport" if spec.multicluster && selected(&spec.labels) => {
+                let i: kube::api::DynamicObject =
+                    serde_json::from_value(o).map_err(|e| bad("ServiceImport", e))?;
+                model::service_import(&i)
+                    .map(|s| Obj::Import((s.namespace.clone(), s.name.clone()), Arc::new(s)))
             }
             "Namespace" if selected(&spec.namespace_labels) => {
                 let n: core::Namespace =

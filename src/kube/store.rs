@@ -25,10 +25,18 @@ pub struct Objects {
     pub namespaces: Map<()>,
     /// Pods by (namespace, name); empty unless pods are watched.
     pub pods: Map<Pod>,
+    /// ServiceImports by (namespace, name), trimmed to the Service shape; empty unless
+    /// `multicluster`.
+    pub imports: Map<Service>,
+    /// Multicluster EndpointSlices by (namespace, name); empty unless `multicluster`.
+    pub mc_slices: Map<EndpointSlice>,
     /// Whether every watched kind has completed its first list.
     pub synced: bool,
-    /// Unix time (seconds) of the last change that can alter an answer (the SOA serial).
+    /// The SOA serial of the cluster zones: Unix time (seconds) of the last change that can
+    /// alter an answer, and always greater than the previous serial.
     pub serial: u32,
+    /// The SOA serial of the multicluster zones (ServiceImports, their slices, namespaces).
+    pub mc_serial: u32,
 }
 
 /// Which kinds a source watches.
@@ -42,6 +50,10 @@ pub enum Kind {
     Namespace,
     /// v1 Pod.
     Pod,
+    /// multicluster.x-k8s.io/v1alpha1 ServiceImport.
+    ServiceImport,
+    /// discovery.k8s.io/v1 EndpointSlice of a ServiceImport.
+    McSlice,
 }
 
 impl Kind {
@@ -52,6 +64,17 @@ impl Kind {
             Self::EndpointSlice => "endpointslice",
             Self::Namespace => "namespace",
             Self::Pod => "pod",
+            Self::ServiceImport => "serviceimport",
+            Self::McSlice => "mcendpointslice",
+        }
+    }
+
+    /// Whether a change of this kind alters the cluster zones, the multicluster zones.
+    fn zones(self) -> (bool, bool) {
+        match self {
+            Self::Service | Self::EndpointSlice | Self::Pod => (true, false),
+            Self::Namespace => (true, true),
+            Self::ServiceImport | Self::McSlice => (false, true),
         }
     }
 }
@@ -67,6 +90,10 @@ pub enum Obj {
     Namespace(Key),
     /// A Pod.
     Pod(Key, Arc<Pod>),
+    /// A ServiceImport (in the Service shape).
+    Import(Key, Arc<Service>),
+    /// A multicluster EndpointSlice.
+    McSlice(Key, Arc<EndpointSlice>),
 }
 
 impl Obj {
@@ -76,6 +103,8 @@ impl Obj {
             Self::Slice(..) => Kind::EndpointSlice,
             Self::Namespace(_) => Kind::Namespace,
             Self::Pod(..) => Kind::Pod,
+            Self::Import(..) => Kind::ServiceImport,
+            Self::McSlice(..) => Kind::McSlice,
         }
     }
 }
@@ -101,6 +130,8 @@ struct Pending {
     slices: HashMap<Key, Arc<EndpointSlice>>,
     namespaces: HashMap<Key, Arc<()>>,
     pods: HashMap<Key, Arc<Pod>>,
+    imports: HashMap<Key, Arc<Service>>,
+    mc_slices: HashMap<Key, Arc<EndpointSlice>>,
 }
 
 /// The mutable store one source task owns.
@@ -118,6 +149,18 @@ fn now_serial() -> u32 {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
+/// The serial after `prev`: the time of the change, or `prev + 1` when that is not later (two
+/// changes in one second, a clock set back), so a secondary sees every change as newer
+/// (RFC 1982 arithmetic: `now` counts as later when it is ahead by less than 2^31).
+fn next_serial(prev: u32, now: u32) -> u32 {
+    let ahead = now.wrapping_sub(prev);
+    if ahead != 0 && ahead < 1 << 31 {
+        now
+    } else {
+        prev.wrapping_add(1)
+    }
 }
 
 trait InsertKept<T> {
@@ -163,6 +206,7 @@ impl Store {
         Self {
             objects: Objects {
                 serial: now_serial(),
+                mc_serial: now_serial(),
                 ..Objects::default()
             },
             pending: HashMap::new(),
@@ -194,7 +238,7 @@ impl Store {
         let changed = match change {
             Change::Init(kind) => {
                 self.pending.insert(kind, Pending::default());
-                false
+                None
             }
             Change::InitApply(obj) => {
                 // An object equal to the live one keeps the live allocation (key and value), so
@@ -208,8 +252,10 @@ impl Store {
                         drop(p.namespaces.insert_kept(&o.namespaces, k, Arc::new(())))
                     }
                     Obj::Pod(k, v) => drop(p.pods.insert_kept(&o.pods, k, v)),
+                    Obj::Import(k, v) => drop(p.imports.insert_kept(&o.imports, k, v)),
+                    Obj::McSlice(k, v) => drop(p.mc_slices.insert_kept(&o.mc_slices, k, v)),
                 }
-                false
+                None
             }
             Change::InitDone(kind) => {
                 let p = self.pending.remove(&kind).unwrap_or_default();
@@ -219,6 +265,8 @@ impl Store {
                     Kind::EndpointSlice => replace(&mut o.slices, p.slices),
                     Kind::Namespace => replace(&mut o.namespaces, p.namespaces),
                     Kind::Pod => replace(&mut o.pods, p.pods),
+                    Kind::ServiceImport => replace(&mut o.imports, p.imports),
+                    Kind::McSlice => replace(&mut o.mc_slices, p.mc_slices),
                 };
                 let was_synced = self.objects.synced;
                 self.synced.insert(kind, true);
@@ -228,45 +276,66 @@ impl Store {
                         m.sync_seconds.set(self.started.elapsed().as_secs_f64());
                     }
                 }
-                changed || self.objects.synced != was_synced
+                (changed || self.objects.synced != was_synced).then_some(kind)
             }
             Change::Apply(obj) => {
                 self.observe_programming(&obj);
+                let kind = obj.kind();
                 let o = &mut self.objects;
-                match obj {
+                let changed = match obj {
                     Obj::Service(k, v) => upsert(&mut o.services, k, v),
                     Obj::Slice(k, v) => upsert(&mut o.slices, k, v),
                     Obj::Namespace(k) => upsert(&mut o.namespaces, k, Arc::new(())),
                     Obj::Pod(k, v) => upsert(&mut o.pods, k, v),
-                }
+                    Obj::Import(k, v) => upsert(&mut o.imports, k, v),
+                    Obj::McSlice(k, v) => upsert(&mut o.mc_slices, k, v),
+                };
+                changed.then_some(kind)
             }
             Change::Delete(obj) => {
                 let o = &mut self.objects;
-                match &obj {
+                let changed = match &obj {
                     Obj::Service(k, _) => remove(&mut o.services, k),
                     Obj::Slice(k, _) => remove(&mut o.slices, k),
                     Obj::Namespace(k) => remove(&mut o.namespaces, k),
                     Obj::Pod(k, _) => remove(&mut o.pods, k),
-                }
+                    Obj::Import(k, _) => remove(&mut o.imports, k),
+                    Obj::McSlice(k, _) => remove(&mut o.mc_slices, k),
+                };
+                changed.then_some(obj.kind())
             }
         };
-        if changed {
-            self.objects.serial = now_serial();
-            if let Some(m) = &self.metrics {
-                let o = &self.objects;
-                for (kind, n) in [
-                    (Kind::Service, o.services.len()),
-                    (Kind::EndpointSlice, o.slices.len()),
-                    (Kind::Namespace, o.namespaces.len()),
-                    (Kind::Pod, o.pods.len()),
-                ] {
-                    m.objects
-                        .with_label_values(&[kind.as_str()])
-                        .set(i64::try_from(n).unwrap_or(i64::MAX));
-                }
+        let Some(kind) = changed else {
+            return false;
+        };
+        let now = now_serial();
+        let (cluster, mc) = kind.zones();
+        if cluster {
+            self.objects.serial = next_serial(self.objects.serial, now);
+        }
+        if mc {
+            self.objects.mc_serial = next_serial(self.objects.mc_serial, now);
+        }
+        if let Some(m) = &self.metrics {
+            let o = &self.objects;
+            let mut counts = vec![
+                (Kind::Service, o.services.len()),
+                (Kind::EndpointSlice, o.slices.len()),
+                (Kind::Namespace, o.namespaces.len()),
+                (Kind::Pod, o.pods.len()),
+            ];
+            // The multicluster kinds only where they are watched.
+            if self.synced.contains_key(&Kind::ServiceImport) {
+                counts.push((Kind::ServiceImport, o.imports.len()));
+                counts.push((Kind::McSlice, o.mc_slices.len()));
+            }
+            for (kind, n) in counts {
+                m.objects
+                    .with_label_values(&[kind.as_str()])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
-        changed
+        true
     }
 
     /// `coredns_kubernetes_dns_programming_duration_seconds`: from the slice's trigger time to
@@ -314,6 +383,7 @@ mod tests {
                     port: -1,
                 }],
                 external_ips: vec![],
+                external_hostnames: Box::default(),
             }),
         )
     }
@@ -348,5 +418,35 @@ mod tests {
         assert!(s.apply(Change::Apply(svc("b", "10.0.0.3"))));
         assert!(s.apply(Change::Delete(svc("b", "0.0.0.0"))));
         assert!(!s.apply(Change::Delete(svc("b", "0.0.0.0"))));
+    }
+
+    #[test]
+    fn every_change_makes_a_newer_serial_of_its_zones() {
+        let mut s = Store::new(&[Kind::Service, Kind::ServiceImport], None);
+        let (serial, mc) = (s.objects().serial, s.objects().mc_serial);
+        // Three changes within one second: each serial is newer than the one before.
+        assert!(s.apply(Change::Apply(svc("a", "10.0.0.1"))));
+        assert!(s.apply(Change::Apply(svc("a", "10.0.0.2"))));
+        assert!(s.apply(Change::Apply(svc("a", "10.0.0.3"))));
+        assert!(s.objects().serial.wrapping_sub(serial) >= 3);
+        assert_eq!(
+            s.objects().mc_serial,
+            mc,
+            "a Service is not in the multicluster zones"
+        );
+        let imp = match svc("a", "10.0.0.1") {
+            Obj::Service(k, v) => Obj::Import(k, v),
+            _ => unreachable!(),
+        };
+        let before = s.objects().serial;
+        assert!(s.apply(Change::Apply(imp)));
+        assert_eq!(s.objects().serial, before);
+        assert_ne!(s.objects().mc_serial, mc);
+        // Serial arithmetic (RFC 1982): a clock far behind, or a wrap, still moves forward.
+        assert_eq!(next_serial(100, 50), 101);
+        assert_eq!(next_serial(100, 100), 101);
+        assert_eq!(next_serial(100, 200), 200);
+        assert_eq!(next_serial(u32::MAX, 5), 5);
+        assert_eq!(next_serial(u32::MAX, u32::MAX), 0);
     }
 }

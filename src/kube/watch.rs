@@ -13,9 +13,11 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Config};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::backoff::{self, Revive};
 use super::metrics::KubeMetrics;
@@ -39,6 +41,7 @@ async fn config(connect: &Connect) -> Result<Config, KubeError> {
             if let Some(t) = tls {
                 c.auth_info.client_certificate = Some(t.cert.display().to_string());
                 c.auth_info.client_key = Some(t.key.display().to_string());
+                c.root_cert = Some(pem_certs(&t.ca)?);
                 c.root_cert_file = Some(t.ca.clone());
             }
             Ok(c)
@@ -57,14 +60,39 @@ async fn config(connect: &Connect) -> Result<Config, KubeError> {
     }
 }
 
-/// Connects (no request is made yet) with the request metrics layer.
-pub async fn client(connect: &Connect, metrics: Arc<KubeMetrics>) -> Result<Client, KubeError> {
+/// The DER certificates of a PEM CA bundle.
+fn pem_certs(path: &std::path::Path) -> Result<Vec<Vec<u8>>, KubeError> {
+    use rustls_pki_types::pem::PemObject;
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| KubeError::Config(format!("CA {}: {e}", path.display())))?;
+    Ok(certs.into_iter().map(|c| c.to_vec()).collect())
+}
+
+/// Connects (no request is made yet) with the request metrics layer; also returns the API's URL.
+pub async fn client(
+    connect: &Connect,
+    metrics: Arc<KubeMetrics>,
+) -> Result<(Client, String), KubeError> {
     let mut cfg = config(connect).await?;
+    // The API's CA comes from the kubeconfig, the service account or `tls`; with none (a plain
+    // HTTP API, or a kubeconfig that skips verification) kube-client would load the system's
+    // roots for TLS it never does, and fail in an image without a CA bundle ("No CA
+    // certificates were loaded from the system"). An empty root store builds without them.
+    if cfg.root_cert.is_none()
+        && (cfg.accept_invalid_certs || cfg.cluster_url.scheme_str() == Some("http"))
+    {
+        cfg.root_cert = Some(Vec::new());
+    }
+    let url = cfg.cluster_url.to_string();
     let host: Arc<str> = Arc::from(cfg.cluster_url.authority().map_or("", |a| a.as_str()));
     cfg.read_timeout = None; // watches are long-lived; the server ends them (timeoutSeconds)
     let builder =
         kube::client::ClientBuilder::try_from(cfg).map_err(|e| KubeError::Config(e.to_string()))?;
-    Ok(builder.with_layer(&MetricsLayer { metrics, host }).build())
+    Ok((
+        builder.with_layer(&MetricsLayer { metrics, host }).build(),
+        url.trim_end_matches('/').to_string(),
+    ))
 }
 
 type ChangeStream = Pin<Box<dyn Stream<Item = Option<Change>> + Send>>;
@@ -85,10 +113,42 @@ where
         Ok(Event::Apply(o)) => trim(&o).map(Change::Apply),
         Ok(Event::Delete(o)) => trim(&o).map(Change::Delete),
         Err(e) => {
-            tracing::warn!(target: "plugin/kubernetes", "watch {}: {e}", kind.as_str());
+            report(kind, &e);
             None
         }
     }))
+}
+
+/// multicluster.x-k8s.io/v1alpha1 ServiceImport (MCS API).
+pub fn service_import_resource() -> ApiResource {
+    ApiResource {
+        group: "multicluster.x-k8s.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "multicluster.x-k8s.io/v1alpha1".into(),
+        kind: "ServiceImport".into(),
+        plural: "serviceimports".into(),
+    }
+}
+
+/// Logs a failed list or watch as client-go's reflector words it (CoreDNS's lines), with the
+/// whole cause chain; the span the source runs in adds the API's URL, and the log formatter
+/// holds back repeats faster than the back-off.
+fn report(kind: Kind, e: &watcher::Error) {
+    let what = match kind {
+        Kind::Service => "*v1.Service",
+        Kind::EndpointSlice => "*v1.EndpointSlice",
+        Kind::Namespace => "*v1.Namespace",
+        Kind::Pod => "*v1.Pod",
+        Kind::ServiceImport => "*v1alpha1.ServiceImport",
+        Kind::McSlice => "*v1.EndpointSlice",
+    };
+    let cause = crate::logging::chain(e);
+    match e {
+        watcher::Error::WatchError(_) | watcher::Error::WatchFailed(_) => {
+            tracing::warn!(target: "plugin/kubernetes", "watch of {what} ended with: {cause}")
+        }
+        _ => tracing::error!(target: "plugin/kubernetes", "Failed to watch {what}: {cause}"),
+    }
 }
 
 fn key(ns: &Arc<str>, name: &Arc<str>) -> model::Key {
@@ -97,9 +157,12 @@ fn key(ns: &Arc<str>, name: &Arc<str>) -> model::Key {
 
 /// Starts the watches and the store task; the receiver gets every new view. The store starts
 /// from the view `tx` holds, so a task started again after a panic keeps answering from the last
-/// view while its new watchers relist.
+/// view while its new watchers relist. The task runs in a `plugin/kubernetes` span naming the
+/// API (`api`): every line it logs, ours or kube's, hyper's and rustls's while it polls their
+/// requests, is the kubernetes plugin's and names the API.
 pub fn spawn(
     client: Client,
+    api: &str,
     spec: &WatchSpec,
     metrics: Arc<KubeMetrics>,
     tx: watch::Sender<Arc<Objects>>,
@@ -133,8 +196,8 @@ pub fn spawn(
         ),
         |n| model::namespace(n).map(|n| Obj::Namespace((Arc::from(""), n))),
     ));
+    let opts = spec.slice_opts();
     if spec.endpoints {
-        let pod_names = spec.pod_names;
         kinds.push(Kind::EndpointSlice);
         streams.push(lift(
             Kind::EndpointSlice,
@@ -146,8 +209,41 @@ pub fn spawn(
                 &revive,
             ),
             move |e| {
-                model::endpoint_slice(e, pod_names)
+                model::endpoint_slice(e, opts)
                     .map(|e| Obj::Slice(key(&e.namespace, &e.name), Arc::new(e)))
+            },
+        ));
+    }
+    if spec.multicluster {
+        // Only started with `multicluster`: the ServiceImports (a CRD of the MCS API, read as
+        // dynamic objects) and the EndpointSlices that carry the multicluster service label.
+        kinds.push(Kind::ServiceImport);
+        kinds.push(Kind::McSlice);
+        let imports = Api::<DynamicObject>::all_with(client.clone(), &service_import_resource());
+        streams.push(lift(
+            Kind::ServiceImport,
+            backoff::bounded(watcher::watcher(imports, cfg.clone()), &revive),
+            |o| {
+                model::service_import(o)
+                    .map(|s| Obj::Import(key(&s.namespace, &s.name), Arc::new(s)))
+            },
+        ));
+        let mc_label = match &spec.labels {
+            Some(l) => format!("{},{}", l.as_str(), model::MC_SERVICE_NAME_LABEL),
+            None => model::MC_SERVICE_NAME_LABEL.to_string(),
+        };
+        streams.push(lift(
+            Kind::McSlice,
+            backoff::bounded(
+                watcher::watcher(
+                    Api::<discovery::EndpointSlice>::all(client.clone()),
+                    watcher::Config::default().labels(&mc_label),
+                ),
+                &revive,
+            ),
+            move |e| {
+                model::mc_endpoint_slice(e, opts)
+                    .map(|e| Obj::McSlice(key(&e.namespace, &e.name), Arc::new(e)))
             },
         ));
     }
@@ -181,7 +277,7 @@ pub fn spawn(
         ));
     }
     let mut store = Store::resume(&kinds, Some(metrics), &tx.borrow());
-    tokio::spawn(async move {
+    spawn_in(api, async move {
         let mut merged = stream::select_all(streams);
         loop {
             let first = tokio::select! {
@@ -201,6 +297,19 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// `tokio::spawn` in a `plugin/kubernetes` span naming the API.
+fn spawn_in<F>(api: &str, task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(task.instrument(tracing::error_span!(
+        target: "plugin/kubernetes",
+        "plugin/kubernetes",
+        api = %api
+    )))
 }
 
 fn apply(store: &mut Store, change: Option<Change>) -> bool {

@@ -22,6 +22,9 @@ pub enum HandlerError {
     /// Anything else: answered SERVFAIL.
     #[error("{0}")]
     Internal(String),
+    /// The query gets no reply at all (`acl … drop`).
+    #[error("plugin/{0}: query dropped")]
+    Dropped(&'static str),
 }
 
 impl HandlerError {
@@ -29,7 +32,8 @@ impl HandlerError {
     pub fn rcode(&self) -> ResponseCode {
         match self {
             Self::Refused(_) => ResponseCode::Refused,
-            Self::NoNextPlugin(_) | Self::Internal(_) => ResponseCode::ServFail,
+            // A dropped query has no rcode; an internal lookup that hits one fails.
+            Self::NoNextPlugin(_) | Self::Internal(_) | Self::Dropped(_) => ResponseCode::ServFail,
         }
     }
 }
@@ -42,6 +46,10 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Answers `req`, or passes it on with `next.run(req)`.
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError>;
+
+    /// Adds the metadata this plugin knows about `req` (CoreDNS's `metadata.Provider`). Called
+    /// by the `metadata` plugin, for every handler after it, before the query goes on.
+    fn metadata(&self, _req: &Request, _meta: &mut super::metadata::Meta) {}
 }
 
 /// The rest of the chain after the current handler. Owned (an `Arc` of the chain and a
@@ -69,6 +77,11 @@ impl Next<'_> {
             }
             None => Err(HandlerError::NoNextPlugin(self.caller)),
         }
+    }
+
+    /// The handlers that follow, in order.
+    pub fn handlers(&self) -> &[Arc<dyn Handler>] {
+        self.chain.get(self.pos..).unwrap_or(&[])
     }
 
     /// Whether any handler follows.

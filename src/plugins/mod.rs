@@ -4,11 +4,13 @@
 //! [`PluginConfig`] (pure), [`build`] turns a config into a handler plus the process-wide
 //! services it needs (HTTP routes, readiness probes), and the server starts those services.
 
+pub mod acl;
 pub mod any;
 pub mod autopath;
 pub mod bind;
 pub mod cache;
 pub mod chain;
+pub mod chaos;
 pub mod dns64;
 pub mod dnstap;
 pub mod errors;
@@ -16,14 +18,19 @@ pub mod etcd;
 pub mod fall;
 pub mod file;
 pub mod forward;
+pub mod header;
 pub mod health;
 pub mod hosts;
 pub mod https;
 pub mod k8s_external;
 pub mod kubernetes;
 pub mod loadbalance;
+pub mod local;
 pub mod log;
 pub mod loop_detect;
+pub mod metadata;
+pub mod minimal;
+pub mod nsid;
 pub mod prometheus;
 pub mod ready;
 pub mod reload;
@@ -33,7 +40,10 @@ pub mod rewrite;
 pub mod template;
 pub mod timeouts;
 pub mod tls;
+pub mod transfer;
+pub mod view;
 pub mod whoami;
+pub mod zone_source;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -66,7 +76,7 @@ const fn e(name: &'static str, built: bool, once: bool) -> Entry {
 /// has them; they add no handler.
 pub const ORDER: &[Entry] = &[
     e("root", false, true),
-    e("metadata", false, true),
+    e("metadata", true, true),
     e("geoip", false, true),
     e("cancel", false, true),
     e("tls", true, true),
@@ -78,7 +88,7 @@ pub const ORDER: &[Entry] = &[
     e("timeouts", true, true),
     e("multisocket", false, true),
     e("reload", true, true),
-    e("nsid", false, true),
+    e("nsid", true, true),
     e("bufsize", false, true),
     e("bind", true, false),
     e("debug", false, true),
@@ -91,21 +101,21 @@ pub const ORDER: &[Entry] = &[
     e("errors", true, true),
     e("log", true, false),
     e("dnstap", true, false),
-    e("local", false, true),
+    e("local", true, true),
     e("dns64", true, true),
-    e("acl", false, false),
+    e("acl", true, false),
     e("any", true, true),
-    e("chaos", false, true),
+    e("chaos", true, true),
     e("loadbalance", true, true),
     e("tsig", false, true),
     e("cache", true, true),
     e("rewrite", true, false),
-    e("header", false, false),
+    e("header", true, false),
     e("dnssec", false, true),
     e("autopath", true, true),
-    e("minimal", false, true),
+    e("minimal", true, true),
     e("template", true, false),
-    e("transfer", false, false),
+    e("transfer", true, false),
     e("hosts", true, true),
     e("route53", false, false),
     e("azure", false, false),
@@ -123,7 +133,7 @@ pub const ORDER: &[Entry] = &[
     e("whoami", true, true),
     e("on", false, false),
     e("sign", false, false),
-    e("view", false, true),
+    e("view", true, true),
     e("nomad", false, true),
 ];
 
@@ -162,7 +172,7 @@ pub enum PluginConfig {
     /// `any`
     Any,
     /// `loadbalance`
-    LoadBalance,
+    LoadBalance(loadbalance::LoadBalanceConfig),
     /// `reload`
     Reload(reload::ReloadConfig),
     /// `loop`
@@ -187,6 +197,22 @@ pub enum PluginConfig {
     Whoami,
     /// `timeouts`
     Timeouts(timeouts::TimeoutsConfig),
+    /// `acl` (every line of the block)
+    Acl(acl::AclConfig),
+    /// `header`
+    Header(header::HeaderConfig),
+    /// `local`
+    Local(local::LocalConfig),
+    /// `minimal`
+    Minimal,
+    /// `nsid`
+    Nsid(nsid::NsidConfig),
+    /// `chaos`
+    Chaos(chaos::ChaosConfig),
+    /// `metadata`
+    Metadata(metadata::MetadataConfig),
+    /// `view`
+    View(view::ViewConfig),
     /// `tls`
     Tls(tls::TlsConfig),
     /// `dnstap` (every line of the block)
@@ -197,6 +223,8 @@ pub enum PluginConfig {
     File(file::FileConfig),
     /// `etcd`
     Etcd(Box<etcd::EtcdConfig>),
+    /// `transfer` (every directive of the block)
+    Transfer(Vec<transfer::XfrConfig>),
 }
 
 impl PluginConfig {
@@ -217,18 +245,27 @@ impl PluginConfig {
             Self::Rewrite(_) => rewrite::NAME,
             Self::Forward(_) => forward::NAME,
             Self::Cache(_) => cache::NAME,
-            Self::LoadBalance => loadbalance::NAME,
+            Self::LoadBalance(_) => loadbalance::NAME,
             Self::Any => any::NAME,
             Self::Dns64(_) => dns64::NAME,
             Self::Reload(_) => reload::NAME,
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
             Self::Timeouts(_) => timeouts::NAME,
+            Self::Acl(_) => acl::NAME,
+            Self::Header(_) => header::NAME,
+            Self::Local(_) => local::NAME,
+            Self::Minimal => minimal::NAME,
+            Self::Nsid(_) => nsid::NAME,
+            Self::Chaos(_) => chaos::NAME,
+            Self::Metadata(_) => metadata::NAME,
+            Self::View(_) => view::NAME,
             Self::Tls(_) => tls::NAME,
             Self::Dnstap(_) => dnstap::NAME,
             Self::Https(_) => https::NAME,
             Self::File(_) => file::NAME,
             Self::Etcd(_) => etcd::NAME,
+            Self::Transfer(_) => transfer::NAME,
         }
     }
 
@@ -287,10 +324,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             any::parse(&mut d).map_err(wrap)?;
             PluginConfig::Any
         }
-        loadbalance::NAME => {
-            loadbalance::parse(&mut d).map_err(wrap)?;
-            PluginConfig::LoadBalance
-        }
+        loadbalance::NAME => PluginConfig::LoadBalance(loadbalance::parse(&mut d).map_err(wrap)?),
         loop_detect::NAME => {
             loop_detect::parse(&mut d).map_err(wrap)?;
             PluginConfig::Loop
@@ -312,11 +346,23 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             PluginConfig::Whoami
         }
         timeouts::NAME => PluginConfig::Timeouts(timeouts::parse(&mut d).map_err(wrap)?),
+        acl::NAME => PluginConfig::Acl(acl::parse(&mut d, zones).map_err(wrap)?),
+        header::NAME => PluginConfig::Header(header::parse(&mut d).map_err(wrap)?),
+        local::NAME => PluginConfig::Local(local::parse(&mut d).map_err(wrap)?),
+        minimal::NAME => {
+            minimal::parse(&mut d).map_err(wrap)?;
+            PluginConfig::Minimal
+        }
+        nsid::NAME => PluginConfig::Nsid(nsid::parse(&mut d).map_err(wrap)?),
+        chaos::NAME => PluginConfig::Chaos(chaos::parse(&mut d).map_err(wrap)?),
+        metadata::NAME => PluginConfig::Metadata(metadata::parse(&mut d, zones).map_err(wrap)?),
+        view::NAME => PluginConfig::View(view::parse(&mut d).map_err(wrap)?),
         tls::NAME => PluginConfig::Tls(tls::parse(&mut d).map_err(wrap)?),
         dnstap::NAME => PluginConfig::Dnstap(dnstap::parse(&mut d).map_err(wrap)?),
         https::NAME => PluginConfig::Https(https::parse(&mut d).map_err(wrap)?),
         file::NAME => PluginConfig::File(file::parse(&mut d, zones).map_err(wrap)?),
         etcd::NAME => PluginConfig::Etcd(Box::new(etcd::parse(&mut d, zones).map_err(wrap)?)),
+        transfer::NAME => PluginConfig::Transfer(transfer::parse(&mut d, zones).map_err(wrap)?),
         other => unreachable!("built plugin {other} has no parse arm"),
     };
     Ok(cfg)
@@ -434,6 +480,8 @@ pub struct BuildCtx<'a> {
     pub metrics: &'a Arc<prometheus::Metrics>,
     /// The block's `dnstap` sinks, once built (`forward` taps its exchanges to them).
     pub dnstap: &'a mut Option<dnstap::Taps>,
+    /// The block's transferable zones: plugins holding zone data add theirs, `transfer` reads.
+    pub zone_sources: zone_source::ZoneSources,
 }
 
 /// Turns a config into its handler (`None` for plugins outside the query path).
@@ -478,7 +526,7 @@ pub fn build(
         PluginConfig::Reload(_) => None,
         PluginConfig::Dns64(c) => Some(dns64::Dns64::handler(*c)),
         PluginConfig::Any => Some(Arc::new(any::Any)),
-        PluginConfig::LoadBalance => Some(Arc::new(loadbalance::LoadBalance)),
+        PluginConfig::LoadBalance(c) => Some(loadbalance::build(c, ctx)?),
         PluginConfig::Loop => {
             let zone = ctx.zones.first().cloned().unwrap_or_else(|| ".".into());
             let l = Arc::new(loop_detect::Loop::new(&zone));
@@ -499,6 +547,14 @@ pub fn build(
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
         // Applied by the server to the listener's connection limits.
         PluginConfig::Timeouts(_) => None,
+        PluginConfig::Acl(c) => Some(Arc::new(acl::Acl::new(c, ctx.metrics.acl.clone()))),
+        PluginConfig::Header(c) => Some(Arc::new(header::Header::new(c.clone()))),
+        PluginConfig::Local(c) => Some(Arc::new(local::Local::new(*c, ctx.metrics.local.clone()))),
+        PluginConfig::Minimal => Some(Arc::new(minimal::Minimal)),
+        PluginConfig::Nsid(c) => Some(Arc::new(nsid::Nsid::new(c))),
+        PluginConfig::Chaos(c) => Some(Arc::new(chaos::Chaos::new(c.clone()))),
+        PluginConfig::Metadata(c) => Some(Arc::new(metadata::Metadata::new(c))),
+        PluginConfig::View(c) => Some(Arc::new(view::View::new(c))),
         // The server reads it when it opens the block's tls:// and https:// listeners.
         PluginConfig::Tls(_) | PluginConfig::Https(_) => None,
         PluginConfig::Dnstap(c) => {
@@ -508,6 +564,7 @@ pub fn build(
         }
         PluginConfig::File(c) => Some(file::build(c, ctx)?),
         PluginConfig::Etcd(c) => Some(etcd::build(c, ctx)?),
+        PluginConfig::Transfer(c) => Some(transfer::build(c, ctx)),
     })
 }
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, RecordType};
+use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 
 /// `name` as lower-case text with a trailing dot.
 pub fn lower_fqdn(name: &Name) -> String {
@@ -71,6 +71,12 @@ pub struct Request {
     pub resolver: Option<Resolver>,
     /// How many internal lookups led to this request (loop guard).
     pub depth: u8,
+    /// The name of the `view` whose block took the query (metrics' `view` label).
+    pub view: Option<Arc<str>>,
+    /// Metadata the `metadata` plugin collected for this request (`None` without it).
+    pub meta: Option<Arc<super::metadata::Meta>>,
+    /// The request's authority section (an IXFR's SOA); empty for ordinary queries.
+    pub authorities: Vec<Record>,
 }
 
 /// Runs a request through a server's zones and chains, as if a client had sent it.
@@ -147,6 +153,9 @@ impl Request {
             server: DEFAULT_SERVER.clone(),
             resolver: None,
             depth: 0,
+            view: None,
+            meta: None,
+            authorities: Vec::new(),
         }
     }
 
@@ -231,6 +240,11 @@ impl Request {
         self.query.query_class()
     }
 
+    /// The value of metadata `label` (`plugin/NAME`), when the `metadata` plugin collected it.
+    pub fn meta(&self, label: &str) -> Option<&str> {
+        self.meta.as_deref().and_then(|m| m.get(label))
+    }
+
     /// The DO bit of the client's OPT record.
     pub fn do_bit(&self) -> bool {
         self.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok)
@@ -271,6 +285,30 @@ pub struct Response {
     pub plugin: &'static str,
     /// A `log` line that waits for the size of the reply as written.
     pub log: Option<PendingLine>,
+    /// The messages that follow `msg` in a multi-message TCP reply (a zone transfer).
+    pub more: Option<More>,
+}
+
+/// The rest of a multi-message reply, in order; the producer stops when this is dropped.
+#[derive(Clone)]
+pub struct More(Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Message>>>>);
+
+impl More {
+    /// The messages `rx` delivers.
+    pub fn new(rx: tokio::sync::mpsc::Receiver<Message>) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(rx))))
+    }
+
+    /// The receiver (once: clones share it).
+    pub fn take(&self) -> Option<tokio::sync::mpsc::Receiver<Message>> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+impl std::fmt::Debug for More {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("More")
+    }
 }
 
 /// A `log` line with the places where `{rsize}` goes, filled in by whoever writes the reply.
@@ -300,6 +338,7 @@ impl Response {
             msg,
             plugin,
             log: None,
+            more: None,
         }
     }
 

@@ -7,23 +7,45 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
+use hickory_proto::ProtoError;
 use hickory_proto::op::{Edns, Message, Metadata, OpCode, Query, ResponseCode, emit_message_parts};
-use hickory_proto::rr::{DNSClass, RecordType};
-use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request as HRequest;
 use tokio::time::Instant;
 
 use crate::plugins::prometheus::{Metrics, family_label, rcode_label, type_label};
 use crate::plugins::request::{Resolve, Resolver};
+use crate::plugins::view::ViewFilter;
 use crate::plugins::{Chain, HandlerError, Proto, Request, Response};
 
 /// One server block as a listener sees it.
+#[derive(Clone)]
 pub(crate) struct Block {
     /// The compiled chain.
     pub(crate) chain: Chain,
     /// Whether the block has `prometheus`.
     pub(crate) metrics: bool,
+    /// `view`: the block takes only the queries its expressions accept.
+    pub(crate) view: Option<Arc<ViewFilter>>,
+    /// The next block for the same zone (Corefile order), tried when this one's view refuses.
+    pub(crate) or_else: Option<Arc<Block>>,
+}
+
+impl Block {
+    /// The first block of this zone's list that takes `req`: one without a view, or one whose
+    /// view accepts it. A zone without views costs one branch.
+    fn take(self: &Arc<Self>, req: &Request) -> Option<&Arc<Self>> {
+        let mut b = self;
+        loop {
+            match &b.view {
+                None => return Some(b),
+                Some(v) if v.matches(req) => return Some(b),
+                Some(_) => b = b.or_else.as_ref()?,
+            }
+        }
+    }
 }
 
 /// A listener's zones: which block answers which name. Shared with the requests it makes, so
@@ -40,15 +62,19 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    /// Longest zone that contains `qname` (lower-case); DS goes to the parent-most match.
-    fn find(&self, qname: &str, qtype: RecordType) -> Option<(&Arc<str>, &Arc<Block>)> {
+    /// The block for `req`: the longest zone that contains its name and has a block that takes
+    /// it (views); DS goes to the parent-most match.
+    fn find(&self, req: &Request) -> Option<(&Arc<str>, &Arc<Block>)> {
+        let qtype = req.qtype();
         let mut found = None;
-        let mut name = qname;
+        let mut name = req.qname_lower();
         loop {
             if let Some((z, b)) = self.zones.get_key_value(name) {
-                found = Some((z, b));
-                if qtype != RecordType::DS {
-                    return found;
+                if let Some(b) = b.take(req) {
+                    found = Some((z, b));
+                    if qtype != RecordType::DS {
+                        return found;
+                    }
                 }
             }
             if name == "." {
@@ -65,11 +91,12 @@ impl Router {
 #[async_trait::async_trait]
 impl Resolve for Router {
     async fn resolve(&self, req: &Request) -> Result<Message, HandlerError> {
-        let Some((zone, block)) = self.find(req.qname_lower(), req.qtype()) else {
+        let Some((zone, block)) = self.find(req) else {
             return Ok(req.error_reply(ResponseCode::Refused));
         };
         let mut req = req.clone();
         req.zone = zone.clone();
+        req.view = block.view.as_ref().map(|v| v.name().clone());
         Ok(match block.chain.run(&req).await {
             Ok(resp) => {
                 if let Some(line) = resp.log {
@@ -103,6 +130,62 @@ fn reply_edns(req_edns: Option<&Edns>) -> Option<Edns> {
         out.set_version(0);
         out
     })
+}
+
+/// A record as it is encoded in a reply that does not fit the client's buffer otherwise: an
+/// SRV target is compressed like any other name (RFC 2782 says not to, but RFC 3597 §4 asks
+/// receivers to decompress SRV, which RFC 2052 required), so fewer records have to be dropped.
+struct SrvCompressed<'a>(&'a Record);
+
+impl BinEncodable for SrvCompressed<'_> {
+    fn emit(&self, encoder: &mut BinEncoder<'_>) -> Result<(), ProtoError> {
+        let r = self.0;
+        let RData::SRV(srv) = &r.data else {
+            return r.emit(encoder);
+        };
+        r.name.emit(encoder)?;
+        RecordType::SRV.emit(encoder)?;
+        r.dns_class.emit(encoder)?;
+        encoder.emit_u32(r.ttl)?;
+        let place = encoder.place::<u16>()?;
+        encoder.emit_u16(srv.priority)?;
+        encoder.emit_u16(srv.weight)?;
+        encoder.emit_u16(srv.port)?;
+        srv.target.emit(encoder)?;
+        let len = encoder.len_since_place(&place);
+        place.replace(encoder, u16::try_from(len).unwrap_or(u16::MAX))
+    }
+}
+
+/// [`encode`] with SRV targets compressed too: only for replies that do not fit otherwise.
+fn encode_packed(
+    question: Option<&Query>,
+    md: &Metadata,
+    msg: Option<&Message>,
+    edns: Option<&Edns>,
+) -> Vec<u8> {
+    let Some(m) = msg else {
+        return encode(question, md, msg, edns);
+    };
+    fn wrap(rs: &[Record]) -> Vec<SrvCompressed<'_>> {
+        rs.iter().map(SrvCompressed).collect()
+    }
+    let (a, n, d) = (wrap(&m.answers), wrap(&m.authorities), wrap(&m.additionals));
+    let mut buf = Vec::with_capacity(512);
+    let ok = emit_message_parts(
+        md,
+        &mut question.into_iter(),
+        &mut a.iter(),
+        &mut n.iter(),
+        &mut d.iter(),
+        edns,
+        None,
+        &mut BinEncoder::new(&mut buf),
+    );
+    match ok {
+        Ok(_) => buf,
+        Err(_) => encode(question, md, msg, edns),
+    }
 }
 
 /// Encodes a reply: header `md`, the question, the sections of `msg`, our OPT record. Names
@@ -148,15 +231,16 @@ fn encode(
     buf
 }
 
-/// The size of `msg` on the wire with `question` and our OPT record. The header is always 12
-/// bytes, so `msg`'s own flags stand in for the reply's.
+/// The size of `msg` on the wire with `question` and our OPT record, SRV targets compressed.
+/// The header is always 12 bytes, so `msg`'s own flags stand in for the reply's.
 fn wire_len(question: &Query, msg: &Message, edns: Option<&Edns>) -> usize {
-    encode(Some(question), &msg.metadata, Some(msg), edns).len()
+    encode_packed(Some(question), &msg.metadata, Some(msg), edns).len()
 }
 
-/// Fits `msg` into `max` bytes *with* our OPT record (hickory's encoder would drop the OPT):
-/// keeps as many answer, then authority, then additional records as fit, in order, and sets TC
-/// when an answer or authority record had to go (CoreDNS's `Truncate`).
+/// Fits `msg` into `max` bytes *with* our OPT record (hickory's encoder would drop the OPT),
+/// as encoded with SRV targets compressed: keeps as many answer, then authority, then
+/// additional records as fit, in order, and sets TC when an answer or authority record had to
+/// go (CoreDNS's `Truncate`).
 fn fit(question: &Query, msg: &mut Message, edns: Option<&Edns>, max: u16) {
     let max = usize::from(max);
     if wire_len(question, msg, edns) <= max {
@@ -198,6 +282,9 @@ fn reply_header(request: &HRequest, rcode: ResponseCode, msg: Option<&Message>) 
     let mut md = Metadata::response_from_request(&request.metadata);
     md.response_code = rcode;
     if let Some(m) = msg {
+        // A plugin may change RD (`header`); every reply is built from the request, so RD
+        // otherwise is the client's.
+        md.recursion_desired = m.metadata.recursion_desired;
         md.authoritative = m.metadata.authoritative;
         md.recursion_available = m.metadata.recursion_available;
         md.authentic_data = m.metadata.authentic_data;
@@ -262,6 +349,31 @@ pub(crate) fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
     header_reply(raw, 1)
 }
 
+/// The messages after the first of a multi-message TCP reply (a zone transfer), encoded as
+/// they come with the first one's header and question.
+pub(crate) struct Follow {
+    rx: tokio::sync::mpsc::Receiver<Message>,
+    header: Metadata,
+    question: Query,
+    edns: Option<Edns>,
+}
+
+impl Follow {
+    /// The next message, encoded; `None` after the last.
+    pub(crate) async fn next(&mut self) -> Option<Vec<u8>> {
+        let m = self.rx.recv().await?;
+        let mut md = self.header;
+        md.response_code = m.metadata.response_code;
+        md.authoritative = m.metadata.authoritative;
+        Some(encode(
+            Some(&self.question),
+            &md,
+            Some(&m),
+            self.edns.as_ref(),
+        ))
+    }
+}
+
 impl Dispatcher {
     /// Logs a panic caught while answering, as CoreDNS does, and counts it in
     /// `coredns_panics_total`.
@@ -275,15 +387,27 @@ impl Dispatcher {
         self.metrics.panics.inc();
     }
 
-    /// Answers one request with the encoded reply.
-    pub(crate) async fn answer(&self, request: &HRequest) -> Vec<u8> {
+    /// Answers one request with the encoded reply (one message: UDP, DoH); `None` when the
+    /// query gets no reply at all (`acl … drop`). A reply of several messages (a zone transfer)
+    /// cannot be given this way: REFUSED.
+    pub(crate) async fn answer(&self, request: &HRequest) -> Option<Vec<u8>> {
+        self.answer_all(request, false).await.map(|(out, _)| out)
+    }
+
+    /// Answers one request: the encoded reply and, with `stream` (TCP, TLS), the messages that
+    /// follow it (zone transfers); `None` for no reply at all.
+    pub(crate) async fn answer_all(
+        &self,
+        request: &HRequest,
+        stream: bool,
+    ) -> Option<(Vec<u8>, Option<Box<Follow>>)> {
         let start = Instant::now();
         let proto = match request.protocol() {
             Protocol::Tcp => Proto::Tcp,
             _ => Proto::Udp,
         };
         let edns = request.edns.clone();
-        let resp_edns = reply_edns(edns.as_ref());
+        let mut resp_edns = reply_edns(edns.as_ref());
         // Requests the chain never sees.
         let early = if request.metadata.op_code != OpCode::Query {
             Some(ResponseCode::NotImp)
@@ -297,16 +421,26 @@ impl Dispatcher {
         let question = request.queries.queries().first().map(|q| q.original());
         if let Some(rcode) = early {
             let md = reply_header(request, rcode, None);
-            return encode(question, &md, None, resp_edns.as_ref());
+            return Some((encode(question, &md, None, resp_edns.as_ref()), None));
         }
 
         let lq = &request.queries.queries()[0];
         let src = request.src();
         let mut req = Request::with_query(lq.original().clone(), src, proto);
         let qtype = req.qtype();
+        // Everything a view's expression may look at is filled in before the block is chosen.
+        req.id = request.metadata.id;
+        req.op_code = request.metadata.op_code;
+        req.recursion_desired = request.metadata.recursion_desired;
+        req.checking_disabled = request.metadata.checking_disabled;
+        req.authentic_data = request.metadata.authentic_data;
+        req.edns = edns;
+        req.local = self.local;
+        req.size = request.as_slice().len();
+        req.server = self.label.clone();
         let router = self.router.load_full();
         let found = if req.qclass() == DNSClass::IN || router.any_class {
-            router.find(req.qname_lower(), qtype)
+            router.find(&req)
         } else {
             None
         };
@@ -328,28 +462,57 @@ impl Dispatcher {
                     .inc();
             }
             let md = reply_header(request, ResponseCode::Refused, None);
-            return encode(question, &md, None, resp_edns.as_ref());
+            return Some((encode(question, &md, None, resp_edns.as_ref()), None));
         };
 
-        req.id = request.metadata.id;
-        req.op_code = request.metadata.op_code;
-        req.recursion_desired = request.metadata.recursion_desired;
-        req.checking_disabled = request.metadata.checking_disabled;
-        req.authentic_data = request.metadata.authentic_data;
-        req.edns = edns;
-        req.local = self.local;
-        req.size = request.as_slice().len();
         req.zone = zone.clone();
-        req.server = self.label.clone();
+        req.view = block.view.as_ref().map(|v| v.name().clone());
         req.resolver = Some(Resolver(router.clone()));
+        if !request.authorities.is_empty() {
+            req.authorities = request.authorities.clone();
+        }
         let req = req;
 
         let result = AssertUnwindSafe(block.chain.run(&req)).catch_unwind().await;
         let mut log_line = None;
+        let mut more = None;
         let (rcode, mut msg, plugin): (ResponseCode, Option<Message>, &'static str) = match result {
-            Ok(Ok(Response { msg, plugin, log })) => {
+            // Several messages where only one can go (UDP, DoH): a zone transfer needs a stream.
+            Ok(Ok(Response {
+                plugin,
+                log,
+                more: Some(_),
+                ..
+            })) if !stream => {
                 log_line = log;
+                (ResponseCode::Refused, None, plugin)
+            }
+            Ok(Ok(Response {
+                msg,
+                plugin,
+                log,
+                more: m,
+            })) => {
+                log_line = log;
+                more = m;
                 (msg.metadata.response_code, Some(msg), plugin)
+            }
+            Ok(Err(HandlerError::Dropped(_))) => {
+                // No reply at all; the query is counted, not its (missing) response.
+                if block.metrics {
+                    self.metrics
+                        .requests
+                        .with_label_values(&[
+                            &*self.label,
+                            zone,
+                            req.view.as_deref().unwrap_or(""),
+                            proto.as_str(),
+                            family_label(src.ip()),
+                            type_label(qtype),
+                        ])
+                        .inc();
+                }
+                return None;
             }
             Ok(Err(e)) => (e.rcode(), None, ""),
             Err(panic) => {
@@ -360,6 +523,20 @@ impl Dispatcher {
             }
         };
 
+        // Options a plugin put in the reply (NSID, Extended DNS Errors, an upstream's) go in
+        // our OPT record — to clients that sent one.
+        if let (Some(out), Some(opts)) = (
+            resp_edns.as_mut(),
+            msg.as_ref()
+                .and_then(|m| m.edns.as_ref())
+                .map(|e| e.options()),
+        ) {
+            for (code, option) in opts.as_ref() {
+                out.options_mut().remove(*code);
+                out.options_mut().insert(option.clone());
+            }
+        }
+
         // Encode once; only a reply too big for the client is fitted and encoded again.
         let md = reply_header(request, rcode, msg.as_ref());
         let mut out = encode(Some(req.query()), &md, msg.as_ref(), resp_edns.as_ref());
@@ -367,7 +544,7 @@ impl Dispatcher {
             if let Some(m) = msg.as_mut() {
                 fit(req.query(), m, resp_edns.as_ref(), req.max_size());
                 let md = reply_header(request, rcode, msg.as_ref());
-                out = encode(Some(req.query()), &md, msg.as_ref(), resp_edns.as_ref());
+                out = encode_packed(Some(req.query()), &md, msg.as_ref(), resp_edns.as_ref());
             }
         }
 
@@ -376,12 +553,13 @@ impl Dispatcher {
         }
         if block.metrics {
             let m = &self.metrics;
-            let labels3 = [&*self.label, zone, ""];
+            let view = req.view.as_deref().unwrap_or("");
+            let labels3 = [&*self.label, zone, view];
             m.requests
                 .with_label_values(&[
                     &*self.label,
                     zone,
-                    "",
+                    view,
                     proto.as_str(),
                     family_label(src.ip()),
                     type_label(qtype),
@@ -391,20 +569,28 @@ impl Dispatcher {
                 m.do_requests.with_label_values(&labels3).inc();
             }
             m.request_size
-                .with_label_values(&[&*self.label, zone, "", proto.as_str()])
+                .with_label_values(&[&*self.label, zone, view, proto.as_str()])
                 .observe(req.size as f64);
             let size = out.len();
             m.response_size
-                .with_label_values(&[&*self.label, zone, "", proto.as_str()])
+                .with_label_values(&[&*self.label, zone, view, proto.as_str()])
                 .observe(size as f64);
             m.responses
-                .with_label_values(&[&*self.label, zone, "", &rcode_label(rcode), plugin])
+                .with_label_values(&[&*self.label, zone, view, &rcode_label(rcode), plugin])
                 .inc();
             m.duration
                 .with_label_values(&labels3)
                 .observe(start.elapsed().as_secs_f64());
         }
-        out
+        let follow = more.and_then(|m| m.take()).map(|rx| {
+            Box::new(Follow {
+                rx,
+                header: Metadata::response_from_request(&request.metadata),
+                question: req.query().clone(),
+                edns: resp_edns,
+            })
+        });
+        Some((out, follow))
     }
 }
 
@@ -440,5 +626,52 @@ mod tests {
         fit(&q, &mut small, Some(&edns), 512);
         assert!(!small.metadata.truncation);
         assert_eq!(small.answers.len(), 1);
+    }
+
+    /// A reply that does not fit compresses its SRV targets before it drops records, and
+    /// decodes to the same records.
+    #[test]
+    fn srv_targets_compress_before_records_are_dropped() {
+        use hickory_proto::rr::rdata::SRV;
+        let qname = Name::from_ascii("_http._tcp.hdls1.testns.svc.cluster.local.").unwrap();
+        let q = Query::query(qname.clone(), RecordType::SRV);
+        let mut msg = Message::new(1, MessageType::Response, OpCode::Query);
+        for host in [
+            "172-0-0-2",
+            "172-0-0-3",
+            "172-0-0-4",
+            "5678-abcd--1",
+            "5678-abcd--2",
+            "dup-name",
+        ] {
+            let target =
+                Name::from_ascii(format!("{host}.cluster1.hdls1.testns.svc.cluster.local."))
+                    .unwrap();
+            msg.add_answer(Record::from_rdata(
+                qname.clone(),
+                5,
+                RData::SRV(SRV::new(0, 16, 80, target.clone())),
+            ));
+            msg.add_additional(Record::from_rdata(
+                target,
+                5,
+                RData::A(A::new(172, 0, 0, 2)),
+            ));
+        }
+        let md = msg.metadata;
+        let plain = encode(Some(&q), &md, Some(&msg), None);
+        let packed = encode_packed(Some(&q), &md, Some(&msg), None);
+        assert!(
+            plain.len() > 512 && packed.len() <= 512,
+            "{} {}",
+            plain.len(),
+            packed.len()
+        );
+        let mut fitted = msg.clone();
+        fit(&q, &mut fitted, None, 512);
+        assert_eq!(fitted.additionals.len(), 6, "nothing dropped");
+        let back = Message::from_vec(&packed).unwrap();
+        assert_eq!(back.answers, msg.answers);
+        assert_eq!(back.additionals, msg.additionals);
     }
 }

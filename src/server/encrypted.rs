@@ -327,7 +327,11 @@ async fn doh(req: Request<Incoming>, src: SocketAddr, d: &Dispatcher) -> Respons
             return http_error(StatusCode::BAD_REQUEST, "invalid request");
         }
     };
-    let out = d.answer(&request).await;
+    let Some(out) = d.answer(&request).await else {
+        // The chain gave no reply (`acl … drop`): CoreDNS's DoH server answers 500 then.
+        count(StatusCode::INTERNAL_SERVER_ERROR);
+        return http_error(StatusCode::INTERNAL_SERVER_ERROR, "No response");
+    };
     let age = hickory_proto::op::Message::from_vec(&out).map_or(5, |m| {
         use crate::plugins::response::{minimal_ttl, typify};
         minimal_ttl(&m, typify(&m)).as_secs()

@@ -61,7 +61,8 @@ pub struct Built {
 type ListenKey = (Transport, Host, u16);
 
 struct ListenerPlan {
-    zones: HashMap<Arc<str>, Arc<Block>>,
+    /// Zone → its blocks in Corefile order (several only with `view`).
+    zones: HashMap<Arc<str>, Vec<Arc<Block>>>,
     any_class: bool,
     any_metrics: bool,
     /// TCP limits: CoreDNS's defaults, then each block's `timeouts` in file order (a later
@@ -101,6 +102,7 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
         });
         let mut handlers = Vec::new();
         let mut dnstap = None;
+        let zone_sources = plugins::zone_source::ZoneSources::default();
         for p in &b.plugins {
             if let PluginConfig::Ready(r) = p {
                 monitor = r.monitor;
@@ -117,6 +119,7 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
                 services: &mut services,
                 metrics,
                 dnstap: &mut dnstap,
+                zone_sources: zone_sources.clone(),
             };
             if let Some(h) = plugins::build(p, &mut ctx)? {
                 handlers.push(h);
@@ -131,9 +134,15 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
             PluginConfig::Timeouts(t) => Some(t),
             _ => None,
         });
+        let view = b.plugins.iter().find_map(|p| match p {
+            PluginConfig::View(v) => Some(Arc::new(plugins::view::ViewFilter::new(v))),
+            _ => None,
+        });
         let block = Arc::new(Block {
             chain: chain.clone(),
             metrics: has_metrics,
+            view,
+            or_else: None,
         });
         for host in b.hosts() {
             for k in &b.keys {
@@ -156,7 +165,10 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
                 if let Some(cfg) = &tls {
                     plan.tls = listener_tls(k.transport, cfg);
                 }
-                plan.zones.insert(Arc::from(k.zone.as_str()), block.clone());
+                plan.zones
+                    .entry(Arc::from(k.zone.as_str()))
+                    .or_default()
+                    .push(block.clone());
                 plan.any_metrics |= has_metrics;
                 plan.any_class |= chain
                     .names()
@@ -201,10 +213,10 @@ impl Built {
     /// Replaces the chain that answers `zone` on every listener (for embedding and tests).
     pub fn set_chain(&mut self, zone: &str, chain: Chain) {
         for plan in self.listeners.values_mut() {
-            if let Some(b) = plan.zones.get_mut(zone) {
+            for b in plan.zones.get_mut(zone).into_iter().flatten() {
                 *b = Arc::new(Block {
                     chain: chain.clone(),
-                    metrics: b.metrics,
+                    ..(**b).clone()
                 });
             }
         }
@@ -343,8 +355,26 @@ pub async fn start(
 }
 
 fn router(plan: ListenerPlan) -> Arc<Router> {
+    // A zone's blocks become a list the dispatcher walks: each block with a view points to the
+    // next one for the zone.
+    let zones = plan
+        .zones
+        .into_iter()
+        .filter_map(|(zone, blocks)| {
+            let first = blocks.into_iter().rev().fold(None, |rest, b| {
+                Some(match rest {
+                    None => b,
+                    rest => Arc::new(Block {
+                        or_else: rest,
+                        ..(*b).clone()
+                    }),
+                })
+            })?;
+            Some((zone, first))
+        })
+        .collect();
     Arc::new(Router {
-        zones: plan.zones,
+        zones,
         any_class: plan.any_class,
         any_metrics: plan.any_metrics,
         limits: plan.limits,

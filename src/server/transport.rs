@@ -26,22 +26,47 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::dispatch::{Accept, Dispatcher, accept, formerr, header_reply};
+use super::dispatch::{Accept, Dispatcher, Follow, accept, formerr, header_reply};
 use super::limits::Admission;
 
-/// Answers one message: the header checks CoreDNS makes before decoding, the decode, the
-/// dispatcher. A panic anywhere in it — the dispatcher recovers the chain's own; this catches
-/// what escapes that (decoding, encoding, a panic payload whose destructor panics) — is logged,
-/// counted in `coredns_panics_total` and answered SERVFAIL (header only): the UDP reader or TCP
-/// connection that called it carries on.
+/// What one message gets.
+pub(crate) enum Answer {
+    /// A reply and, over a stream, the messages that follow it (a zone transfer).
+    Reply(Vec<u8>, Option<Box<Follow>>),
+    /// Nothing, and a stream reads on: a response or a runt (miekg/dns's `MsgIgnore`).
+    Ignore,
+    /// Nothing, and a stream is closed: the chain dropped the query (`acl … drop`).
+    Dropped,
+}
+
+/// [`reply_all`] for one-message transports (UDP): the reply, or `None` for none.
 pub(crate) async fn reply(
     d: &Dispatcher,
     raw: Vec<u8>,
     src: SocketAddr,
     proto: Protocol,
 ) -> Option<Vec<u8>> {
+    match reply_all(d, raw, src, proto, false).await {
+        Answer::Reply(out, _) => Some(out),
+        Answer::Ignore | Answer::Dropped => None,
+    }
+}
+
+/// Answers one message: the header checks CoreDNS makes before decoding, the decode, the
+/// dispatcher; with `stream` (TCP, TLS) a reply may be followed by more messages. A panic
+/// anywhere in it — the dispatcher recovers the chain's own; this catches what escapes that
+/// (decoding, encoding, a panic payload whose destructor panics) — is logged, counted in
+/// `coredns_panics_total` and answered SERVFAIL (header only): the UDP reader or TCP
+/// connection that called it carries on.
+pub(crate) async fn reply_all(
+    d: &Dispatcher,
+    raw: Vec<u8>,
+    src: SocketAddr,
+    proto: Protocol,
+    stream: bool,
+) -> Answer {
     let head: Option<[u8; 12]> = raw.get(..12).and_then(|h| h.try_into().ok());
-    match AssertUnwindSafe(answer(d, raw, src, proto))
+    match AssertUnwindSafe(answer(d, raw, src, proto, stream))
         .catch_unwind()
         .await
     {
@@ -50,24 +75,56 @@ pub(crate) async fn reply(
             d.recovered(&*panic);
             // Leaked, not dropped: nothing may unwind past this guard.
             std::mem::forget(panic);
-            head.and_then(|h| header_reply(&h, 2))
+            header(head.and_then(|h| header_reply(&h, 2)))
         }
     }
 }
 
-async fn answer(d: &Dispatcher, raw: Vec<u8>, src: SocketAddr, proto: Protocol) -> Option<Vec<u8>> {
+/// A header-only reply, or nothing for a message without a query header.
+fn header(out: Option<Vec<u8>>) -> Answer {
+    out.map_or(Answer::Ignore, |out| Answer::Reply(out, None))
+}
+
+async fn answer(
+    d: &Dispatcher,
+    raw: Vec<u8>,
+    src: SocketAddr,
+    proto: Protocol,
+    stream: bool,
+) -> Answer {
     match accept(&raw) {
         Accept::Yes => {}
-        Accept::Drop => return None,
-        Accept::FormErr => return formerr(&raw),
-        Accept::NotImp => return header_reply(&raw, 4),
+        Accept::Drop => return Answer::Ignore,
+        Accept::FormErr => return header(formerr(&raw)),
+        Accept::NotImp => return header(header_reply(&raw, 4)),
     }
     // Keep only the header for a FORMERR, rather than a copy of every datagram.
     let head: Option<[u8; 12]> = raw.get(..12).and_then(|h| h.try_into().ok());
     match HRequest::from_bytes(raw, src, proto) {
-        Ok(req) => Some(d.answer(&req).await),
-        Err(_) => head.and_then(|h| formerr(&h)),
+        Ok(req) => match d.answer_all(&req, stream).await {
+            Some((out, follow)) => Answer::Reply(out, follow),
+            None => Answer::Dropped,
+        },
+        Err(_) => header(head.and_then(|h| formerr(&h))),
     }
+}
+
+/// Writes one DNS message with its TCP length prefix within `write`; a message over 64 KiB is
+/// not written (`false`).
+async fn write_framed<S>(conn: &mut S, out: &[u8], write: Duration) -> std::io::Result<bool>
+where
+    S: tokio::io::AsyncWrite + Unpin,
+{
+    let Ok(n) = u16::try_from(out.len()) else {
+        return Ok(false);
+    };
+    let mut framed = Vec::with_capacity(out.len() + 2);
+    framed.extend_from_slice(&n.to_be_bytes());
+    framed.extend_from_slice(out);
+    tokio::time::timeout(write, conn.write_all(&framed))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    Ok(true)
 }
 
 /// How long a UDP reader blocks before it looks at its stop token.
@@ -326,7 +383,9 @@ pub(crate) fn serve_tcp(
 /// Serves one connection as miekg/dns's `serveTCPConn` does: the first message (length and
 /// body) must arrive within `read` of the connection opening, each later one within `idle` of
 /// the previous reply; a reply must be written within `write`; after `max_queries` the
-/// connection is closed. Messages that get no reply (a response, a runt) are skipped.
+/// connection is closed. Messages that get no reply (a response, a runt) are skipped; a query
+/// the chain drops (`acl … drop`) closes the connection without a reply. A zone transfer's
+/// messages follow its reply, each written within `write`.
 /// Any byte stream works: a TCP connection, a TLS session over one, a test's in-memory pipe.
 pub(crate) async fn connection<S>(
     mut conn: S,
@@ -351,16 +410,22 @@ where
             Ok(Err(e)) => return Err(e),
         };
         served = served.saturating_add(1);
-        if let Some(out) = reply(d, raw, src, Protocol::Tcp).await {
-            let Ok(n) = u16::try_from(out.len()) else {
-                return Ok(());
-            };
-            let mut framed = Vec::with_capacity(out.len() + 2);
-            framed.extend_from_slice(&n.to_be_bytes());
-            framed.extend_from_slice(&out);
-            tokio::time::timeout(limits.write, conn.write_all(&framed))
-                .await
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        match reply_all(d, raw, src, Protocol::Tcp, true).await {
+            Answer::Reply(out, follow) => {
+                if !write_framed(&mut conn, &out, limits.write).await? {
+                    return Ok(());
+                }
+                // A zone transfer: the rest of its messages, as the producer makes them.
+                if let Some(mut follow) = follow {
+                    while let Some(out) = follow.next().await {
+                        if !write_framed(&mut conn, &out, limits.write).await? {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            Answer::Ignore => {}
+            Answer::Dropped => return Ok(()),
         }
         if limits.max_queries.is_some_and(|max| served >= max) {
             return Ok(());

@@ -397,10 +397,12 @@ fn command_line() {
     assert_eq!(
         order,
         [
+            "metadata",
             "tls",
             "https",
             "timeouts",
             "reload",
+            "nsid",
             "bind",
             "ready",
             "health",
@@ -408,13 +410,19 @@ fn command_line() {
             "errors",
             "log",
             "dnstap",
+            "local",
             "dns64",
+            "acl",
             "any",
+            "chaos",
             "loadbalance",
             "cache",
             "rewrite",
+            "header",
             "autopath",
+            "minimal",
             "template",
+            "transfer",
             "hosts",
             "k8s_external",
             "kubernetes",
@@ -422,7 +430,8 @@ fn command_line() {
             "etcd",
             "loop",
             "forward",
-            "whoami"
+            "whoami",
+            "view"
         ]
     );
     let out = Command::new(BIN).arg("-version").output().unwrap();

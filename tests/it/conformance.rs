@@ -1,9 +1,9 @@
 //! The black-box conformance kit (../shared/conformance) against this build: the shared cases
 //! (the Kubernetes DNS spec and CoreDNS's own test tables) and ours in tests/conformance (the
-//! watch paths). Needs `pip install dnspython PyYAML`.
+//! watch paths). The kit needs dnspython and PyYAML: `util::python3` installs them under
+//! target/ when python3 lacks them.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_clusterdns");
 
@@ -12,15 +12,7 @@ fn kit() -> PathBuf {
 }
 
 fn run(args: &[&str]) {
-    let deps = Command::new("python3")
-        .args(["-c", "import dns.message, yaml"])
-        .status()
-        .expect("python3 is needed for the conformance kit");
-    assert!(
-        deps.success(),
-        "the conformance kit needs dnspython and PyYAML: pip install dnspython PyYAML"
-    );
-    let out = Command::new("python3")
+    let out = crate::util::python3()
         .arg(kit().join("run.py"))
         .args(["--server", BIN, "--keep-going"])
         .args(args)
@@ -36,10 +28,10 @@ fn run(args: &[&str]) {
     );
 }
 
-/// Every shared case outside the features not built yet (multicluster, zonal, zone transfers).
+/// Every shared case, no tag skipped (multicluster, zonal and zone transfers included).
 #[test]
 fn shared_cases_kubernetes_dns_spec_and_coredns_tables() {
-    run(&["--skip-tags", "multicluster,zonal,transfer"]);
+    run(&[]);
 }
 
 /// Watch paths: add/update/delete of every kind, bookmarks, cut watches, 410 relists, API

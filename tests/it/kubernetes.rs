@@ -64,9 +64,9 @@ async fn snapshot_is_reread_and_a_broken_one_keeps_the_last_good() {
     s.running.shutdown().await;
 }
 
-struct FakeApi {
+pub(crate) struct FakeApi {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for FakeApi {
@@ -76,9 +76,9 @@ impl Drop for FakeApi {
     }
 }
 
-fn fake_api(fixture: &str) -> FakeApi {
+pub(crate) fn fake_api(fixture: &str) -> FakeApi {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = Command::new("python3")
+    let mut child = crate::util::python3()
         .arg(format!("{root}/../shared/conformance/fakeapi.py"))
         .args(["--fixture", &format!("{root}/{fixture}")])
         .stdout(Stdio::piped())
@@ -96,7 +96,7 @@ fn fake_api(fixture: &str) -> FakeApi {
     }
 }
 
-fn post(api: &FakeApi, path: &str, body: &str) {
+pub(crate) fn post(api: &FakeApi, path: &str, body: &str) {
     let url = format!("{}{path}", api.url);
     let out = Command::new("curl")
         .args(["-sf", "-X", "POST", "--data-binary", body, &url])
@@ -284,7 +284,7 @@ async fn autopath_walks_the_pods_search_path() {
 /// The fake API on a given 127.0.0.1 port (to restart it at the same address), with extra flags.
 fn fake_api_on(port: u16, args: &[&str]) -> FakeApi {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = Command::new("python3")
+    let mut child = crate::util::python3()
         .arg(format!("{root}/../shared/conformance/fakeapi.py"))
         .args(["--port", &port.to_string()])
         .args(args)
@@ -382,4 +382,156 @@ async fn after_an_api_outage_changes_are_answered_within_5s() {
         ResponseCode::NoError
     );
     s.running.shutdown().await;
+}
+
+fn api_watches(api: &FakeApi) -> String {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{}/_control/state", api.url)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let i = text.find("\"watches\"").expect("watches in state");
+    text[i..].split(']').next().unwrap_or_default().to_string()
+}
+
+async fn addrs(addr: std::net::SocketAddr, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = udp(addr, &query(name, RecordType::A, None))
+        .await
+        .answers
+        .iter()
+        .map(|r| r.data.to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let t = Instant::now();
+    while !check().await {
+        assert!(t.elapsed() < Duration::from_secs(5), "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `multicluster`: ServiceImports and multicluster EndpointSlices are watched through the API
+/// (and only then), answered under clusterset.local, and their changes are served.
+#[tokio::test]
+async fn multicluster_watches_service_imports_only_when_asked() {
+    let api = fake_api("deploy/demo/cluster.yaml");
+    let plain = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n kubernetes cluster.local clusterset.local {{\n  endpoint {}\n }}\n}}\n",
+            api.url
+        ),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        rcode(plain.dns(), "api.shop.svc.clusterset.local.").await,
+        ResponseCode::NXDomain
+    );
+    let watches = api_watches(&api);
+    assert!(
+        watches.contains("endpointslices") && !watches.contains("serviceimports"),
+        "{watches}"
+    );
+    assert!(!watches.contains("multicluster"), "{watches}");
+    plain.running.shutdown().await;
+
+    let s = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n kubernetes cluster.local clusterset.local {{\n  endpoint {}\n  multicluster clusterset.local\n }}\n}}\n",
+            api.url
+        ),
+        vec![],
+    )
+    .await;
+    let dns = s.dns();
+    until("ServiceImport watch", async || {
+        api_watches(&api).contains("serviceimports")
+    })
+    .await;
+    assert_eq!(
+        addrs(dns, "api.shop.svc.clusterset.local.").await,
+        ["10.96.200.20"]
+    );
+    assert_eq!(
+        addrs(dns, "db-0.west.db.shop.svc.clusterset.local.").await,
+        ["10.245.1.10"]
+    );
+    assert_eq!(
+        rcode(dns, "db-0.db.shop.svc.clusterset.local.").await,
+        ResponseCode::NXDomain,
+        "a multicluster endpoint name needs its cluster"
+    );
+    // cluster.local is still answered from Services.
+    assert_eq!(
+        addrs(dns, "web.shop.svc.cluster.local.").await,
+        ["10.96.100.10"]
+    );
+    post(
+        &api,
+        "/_control/apply",
+        "{\"apiVersion\":\"multicluster.x-k8s.io/v1alpha1\",\"kind\":\"ServiceImport\",\"metadata\":{\"name\":\"cart\",\"namespace\":\"shop\"},\"spec\":{\"type\":\"ClusterSetIP\",\"ips\":[\"10.96.200.30\"],\"ports\":[{\"name\":\"http\",\"protocol\":\"TCP\",\"port\":80}]}}",
+    );
+    until("new ServiceImport served", async || {
+        addrs(dns, "cart.shop.svc.clusterset.local.").await == ["10.96.200.30"]
+    })
+    .await;
+    post(
+        &api,
+        "/_control/delete",
+        "{\"kind\":\"EndpointSlice\",\"namespace\":\"shop\",\"name\":\"db-west\"}",
+    );
+    until("deleted multicluster slice gone", async || {
+        rcode(dns, "db-0.west.db.shop.svc.clusterset.local.").await == ResponseCode::NXDomain
+    })
+    .await;
+    assert_eq!(
+        addrs(dns, "db.shop.svc.clusterset.local.").await,
+        ["10.244.1.10"]
+    );
+    s.running.shutdown().await;
+}
+
+/// deploy/multicluster grants what `multicluster` adds to the watches and nothing more (list and
+/// watch of ServiceImports, to the coredns ServiceAccount), apart from deploy/kubernetes's role,
+/// which stays kubeadm's; it validates against the Kubernetes 1.33 schemas.
+#[test]
+fn multicluster_rbac_grants_only_service_imports() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let file = format!("{root}/deploy/multicluster/rbac.yaml");
+    let validate = Command::new(crate::daemons::require(
+        "kubernetes-validate",
+        "pip: kubernetes-validate",
+    ))
+    .args(["--strict", "--quiet", "-k", "1.33.0", &file])
+    .status()
+    .unwrap();
+    assert!(validate.success(), "{file} does not validate");
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{
+            "apiGroups": ["multicluster.x-k8s.io"],
+            "resources": ["serviceimports"],
+            "verbs": ["list", "watch"]
+        }])
+    );
+    let binding = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRoleBinding")
+        .unwrap();
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": "coredns", "namespace": "kube-system"}])
+    );
+    let main = std::fs::read_to_string(format!("{root}/deploy/kubernetes/rbac.yaml")).unwrap();
+    assert!(
+        !main.contains("serviceimports"),
+        "the main role stays kubeadm's"
+    );
 }

@@ -1,7 +1,9 @@
 //! Integration tests: one binary, one module per area.
 
+mod api_outage;
 mod bad_corefiles;
 mod conformance;
+mod coredns_readmes;
 mod corefile_examples;
 mod daemons;
 mod dns;
@@ -12,6 +14,9 @@ mod forward;
 mod hostile;
 mod kubernetes;
 mod lifecycle;
+mod monitoring;
+mod policy;
 mod real_corefiles;
+mod transfer;
 mod transports;
 mod util;

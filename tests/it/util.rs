@@ -372,3 +372,63 @@ pub async fn doh_post(addr: SocketAddr, msg: &Message) -> Result<Message, String
     }
     Message::from_vec(&out[at + 4..]).map_err(|e| e.to_string())
 }
+
+/// `python3` able to import dnspython and PyYAML, which the conformance kit and its fake API
+/// server need. When the system's python3 lacks them, the first call installs them with
+/// `python3 -m pip install --target` into `target/tmp/pydeps` (once per checkout; needs PyPI
+/// that one time) and every command gets `PYTHONPATH` pointing there, so `cargo test` needs
+/// no set-up by hand.
+pub fn python3() -> std::process::Command {
+    let mut c = std::process::Command::new("python3");
+    if let Some(dir) = python_deps() {
+        c.env("PYTHONPATH", dir);
+    }
+    c
+}
+
+fn python_deps() -> Option<&'static std::path::Path> {
+    use std::process::Command;
+    static DEPS: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    const PROBE: &str = "import dns.message, yaml";
+    let imports = |path: Option<&std::path::Path>| {
+        let mut c = Command::new("python3");
+        c.args(["-c", PROBE]);
+        if let Some(p) = path {
+            c.env("PYTHONPATH", p);
+        }
+        c.output()
+            .expect("python3 is needed (the conformance kit and its fake API server)")
+            .status
+            .success()
+    };
+    DEPS.get_or_init(|| {
+        if imports(None) {
+            return None;
+        }
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pydeps");
+        if !imports(Some(&dir)) {
+            let out = Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .arg("--target")
+                .arg(&dir)
+                .args(["dnspython", "PyYAML"])
+                .output()
+                .expect("python3 -m pip");
+            assert!(
+                out.status.success() && imports(Some(&dir)),
+                "installing dnspython and PyYAML into {} failed (python3 needs pip: \
+                 apt-get install python3-pip):\n{}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Some(dir)
+    })
+    .as_deref()
+}

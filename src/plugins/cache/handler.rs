@@ -14,7 +14,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::NAME;
 use super::setup::CacheConfig;
-use crate::plugins::response::{Kind, minimal_ttl, typify};
+use crate::plugins::response::{Kind, answers_question, minimal_ttl, typify};
 use crate::plugins::{Handler, HandlerError, Next, Request, Response, is_subdomain};
 
 /// `coredns_cache_*`, registered once per process.
@@ -113,6 +113,27 @@ struct Item {
     window_start_ms: AtomicU64,
     /// A refresh is running (at most one per entry).
     refreshing: AtomicBool,
+    /// The reply answers the question (`serve_stale_policy prefer_positive`).
+    answering: bool,
+    /// `prefer_positive`: the answer this entry replaced when it does not answer itself.
+    last_known_good: Option<Arc<Item>>,
+}
+
+impl Item {
+    /// This entry if it answers its question, else the answer it replaced, if any.
+    fn answering_item(self: &Arc<Self>) -> Option<Arc<Item>> {
+        if self.answering {
+            return Some(self.clone());
+        }
+        self.last_known_good.clone()
+    }
+}
+
+/// Whether `msg` is a complete positive answer to `req`'s question.
+fn usable(msg: &Message, req: &Request) -> bool {
+    !msg.metadata.truncation
+        && typify(msg) == Kind::NoError
+        && answers_question(msg, req.qname(), req.qtype(), req.qclass())
 }
 
 struct ItemExpiry;
@@ -211,7 +232,9 @@ impl Inner {
             .queries
             .first()
             .is_none_or(|q| q.name() == req.qname() && q.query_type() == req.qtype());
-        let storable = !msg.metadata.truncation && kind != Kind::Other && !duration.is_zero();
+        let storable = !msg.metadata.truncation
+            && !matches!(kind, Kind::Other | Kind::Meta)
+            && !duration.is_zero();
         if storable && !matches {
             self.metrics.drops.with_label_values(&[server, z, ""]).inc();
         }
@@ -235,6 +258,30 @@ impl Inner {
             return;
         }
         let stale = self.cfg.serve_stale.map_or(Duration::ZERO, |s| s.duration);
+        let answering = usable(msg, req);
+        let mut keep = duration + stale;
+        let mut last_known_good = None;
+        // Keep at most one entry per name where the other can never be served again: a new
+        // answer outdates a denial, a new denial (not a SERVFAIL, which never hides an answer)
+        // outdates an answer — except that prefer_positive keeps answers. So a fresh success
+        // entry is served without looking at the denial cache.
+        if label == "success" && (answering || !self.cfg.prefer_positive) {
+            self.denial.invalidate(&key);
+        } else if label == "denial"
+            && !self.cfg.prefer_positive
+            && msg.metadata.response_code != ResponseCode::ServFail
+        {
+            self.success.invalidate(&key);
+        }
+        if self.cfg.prefer_positive && label == "success" && !answering {
+            if let Some(prev) = self.success.get(&key).and_then(|p| p.answering_item()) {
+                // A non-answer must not destroy the last known good answer: keep it behind
+                // this entry for as long as it could be served.
+                let left = (prev.stored + prev.keep).saturating_duration_since(now);
+                keep = keep.max(left);
+                last_known_good = Some(prev);
+            }
+        }
         cache.insert(
             key,
             Arc::new(Item {
@@ -246,16 +293,59 @@ impl Inner {
                 additionals: msg.additionals.clone(),
                 stored: now,
                 ttl: duration,
-                keep: duration + stale,
+                keep,
                 hits: AtomicU32::new(0),
                 window_start_ms: AtomicU64::new(0),
                 refreshing: AtomicBool::new(false),
+                answering,
+                last_known_good,
             }),
         );
         self.metrics
             .entries
             .with_label_values(&[server, label, z, ""])
             .set(i64::try_from(cache.entry_count()).unwrap_or(i64::MAX));
+    }
+
+    /// A reply from a fresh entry: counts the hit and starts a prefetch when the entry is
+    /// popular and about to expire.
+    #[allow(clippy::too_many_arguments)]
+    fn hit(
+        self: &Arc<Self>,
+        req: &Request,
+        name: &str,
+        key: Key,
+        item: &Arc<Item>,
+        age: Duration,
+        kind: &str,
+        next: &Next<'_>,
+    ) -> Response {
+        let (server, z) = (&*req.server, self.zones_label.as_str());
+        self.metrics
+            .hits
+            .with_label_values(&[server, kind, z, ""])
+            .inc();
+        if let Some(p) = self.cfg.prefetch {
+            let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+            let window = item.window_start_ms.load(Ordering::Relaxed);
+            if age_ms.saturating_sub(window) > p.duration.as_millis() as u64 {
+                // A gap longer than the window: popularity starts over.
+                item.window_start_ms.store(age_ms, Ordering::Relaxed);
+                item.hits.store(0, Ordering::Relaxed);
+            }
+            let hits = item.hits.fetch_add(1, Ordering::Relaxed) + 1;
+            let left = item.ttl - age;
+            let threshold = item.ttl.mul_f64(f64::from(p.percentage) / 100.0);
+            if hits >= p.amount && left <= threshold.max(Duration::from_secs(1)) {
+                self.metrics
+                    .prefetch
+                    .with_label_values(&[server, z, ""])
+                    .inc();
+                self.refresh(req, name, key, item, next);
+            }
+        }
+        let ttl = (!self.cfg.keepttl).then(|| secs(item.ttl - age));
+        Response::new(self.reply_from(req, item, ttl), NAME)
     }
 
     /// Refreshes `key` in the background through the rest of the chain (prefetch, and
@@ -265,19 +355,26 @@ impl Inner {
         req: &Request,
         name: &str,
         key: Key,
-        item: &Item,
+        item: &Arc<Item>,
         next: &Next<'_>,
     ) {
         if item.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
         let (me, req, name, next) = (self.clone(), req.clone(), name.to_string(), next.detach());
+        let item = item.clone();
         tokio::spawn(async move {
             if let Ok(mut resp) = next.run(&req).await {
-                if !matches!(typify(&resp.msg), Kind::ServerError | Kind::Other) {
+                if !matches!(
+                    typify(&resp.msg),
+                    Kind::ServerError | Kind::Other | Kind::Meta
+                ) {
                     me.store(&req, &name, key, &mut resp.msg, Instant::now());
                 }
             }
+            // An entry that stays in use (a failed refresh, a last known good answer) may be
+            // refreshed again.
+            item.refreshing.store(false, Ordering::Release);
         });
     }
 }
@@ -311,41 +408,64 @@ impl Handler for Cache {
             checking_disabled: req.checking_disabled,
         };
         let now = Instant::now();
+        let window = c.cfg.serve_stale.map_or(Duration::ZERO, |s| s.duration);
         let mut stale: Option<Arc<Item>> = None;
-        for (cache, kind) in [(&c.success, "success"), (&c.denial, "denial")] {
-            let Some(item) = cache.get(&key) else {
-                continue;
-            };
-            let age = now.duration_since(item.stored);
-            if age < item.ttl {
-                c.metrics
-                    .hits
-                    .with_label_values(&[server, kind, z, ""])
-                    .inc();
-                if let Some(p) = c.cfg.prefetch {
-                    let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
-                    let window = item.window_start_ms.load(Ordering::Relaxed);
-                    if age_ms.saturating_sub(window) > p.duration.as_millis() as u64 {
-                        // A gap longer than the window: popularity starts over.
-                        item.window_start_ms.store(age_ms, Ordering::Relaxed);
-                        item.hits.store(0, Ordering::Relaxed);
-                    }
-                    let hits = item.hits.fetch_add(1, Ordering::Relaxed) + 1;
-                    let left = item.ttl - age;
-                    let threshold = item.ttl.mul_f64(f64::from(p.percentage) / 100.0);
-                    if hits >= p.amount && left <= threshold.max(Duration::from_secs(1)) {
-                        c.metrics.prefetch.with_label_values(&[server, z, ""]).inc();
-                        c.refresh(req, name, key.clone(), &item, &next);
-                    }
+        if c.cfg.prefer_positive {
+            // An answer (or the last known good one behind a later non-answer) that is fresh or
+            // within the stale window wins over whatever the denial cache holds.
+            if let Some(item) = c.success.get(&key).and_then(|i| i.answering_item()) {
+                let age = now.duration_since(item.stored);
+                if age < item.ttl {
+                    return Ok(c.hit(req, name, key, &item, age, "success", &next));
                 }
-                let ttl = (!c.cfg.keepttl).then(|| secs(item.ttl - age));
-                return Ok(Response::new(c.reply_from(req, &item, ttl), NAME));
+                if age < item.ttl + window {
+                    stale = Some(item);
+                }
             }
-            if stale.is_none()
-                && c.cfg
-                    .serve_stale
-                    .is_some_and(|s| age < item.ttl + s.duration)
+        }
+        let mut looked_up = None;
+        if stale.is_none() && !c.cfg.prefer_positive {
+            // The hot path: a fresh answer (no newer denial can exist, see `store`).
+            let found = c.success.get(&key);
+            if let Some(item) = &found {
+                let age = now.duration_since(item.stored);
+                if age < item.ttl {
+                    return Ok(c.hit(req, name, key, item, age, "success", &next));
+                }
+            }
+            looked_up = Some(found);
+        }
+        if stale.is_none() {
+            // Entries that are fresh, or within the stale window.
+            let usable =
+                |i: Option<Arc<Item>>| i.filter(|i| now.duration_since(i.stored) < i.ttl + window);
+            let success = usable(looked_up.unwrap_or_else(|| c.success.get(&key)));
+            let mut denial = usable(c.denial.get(&key));
+            // A cached SERVFAIL does not shadow an answer (CoreDNS does the same).
+            if success.is_some()
+                && denial
+                    .as_ref()
+                    .is_some_and(|d| d.rcode == ResponseCode::ServFail)
             {
+                denial = None;
+            }
+            // A fresh entry before a stale one; then the newer one (the name changed since the
+            // other was stored); a tie goes to the denial (CoreDNS looks at it first).
+            let rank = |i: &Arc<Item>, denial: bool| {
+                let fresh = now.duration_since(i.stored) < i.ttl;
+                (fresh, i.stored, denial)
+            };
+            let pick = match (success, denial) {
+                (Some(s), Some(d)) if rank(&s, false) > rank(&d, true) => Some((s, "success")),
+                (_, Some(d)) => Some((d, "denial")),
+                (Some(s), None) => Some((s, "success")),
+                (None, None) => None,
+            };
+            if let Some((item, kind)) = pick {
+                let age = now.duration_since(item.stored);
+                if age < item.ttl {
+                    return Ok(c.hit(req, name, key, &item, age, kind, &next));
+                }
                 stale = Some(item);
             }
         }
@@ -362,12 +482,18 @@ impl Handler for Cache {
         c.metrics.misses.with_label_values(&[server, z, ""]).inc();
         let result = next.clone().run(req).await;
         if let Some(item) = &stale {
-            // `verify`: the upstream answer wins unless it failed.
+            // `verify`: the upstream answer wins unless it failed — with `prefer_positive` and
+            // a stale answer, unless it is not an answer.
             let failed = match &result {
                 Err(_) => true,
+                Ok(r) if c.cfg.prefer_positive && item.answering => !usable(&r.msg, req),
                 Ok(r) => r.rcode() == ResponseCode::ServFail,
             };
             if failed {
+                if let (Ok(mut r), true) = (result, c.cfg.prefer_positive) {
+                    // Cached (a later query may want it), but not sent.
+                    c.store(req, name, key, &mut r.msg, now);
+                }
                 c.metrics
                     .served_stale
                     .with_label_values(&[server, z, ""])
@@ -539,5 +665,221 @@ mod tests {
         ask(&chain).await;
         ask(&chain).await;
         assert_eq!(up.seen.load(Ordering::SeqCst), 2);
+    }
+
+    /// An upstream whose reply kind can be switched (CoreDNS's test backends).
+    struct Switch {
+        mode: std::sync::atomic::AtomicU8,
+        seen: AtomicUsize,
+    }
+
+    const ANSWER: u8 = 0;
+    const NXDOMAIN: u8 = 1;
+    const NODATA: u8 = 2;
+    const SERVFAIL: u8 = 3;
+    const NOTIMP: u8 = 4;
+    const EMPTY: u8 = 5;
+    const REFERRAL: u8 = 6;
+    const GLUE: u8 = 7;
+    const EXTRA_ONLY: u8 = 8;
+
+    #[async_trait::async_trait]
+    impl Handler for Switch {
+        fn name(&self) -> &'static str {
+            "switch"
+        }
+        async fn serve(&self, req: &Request, _: Next<'_>) -> Result<Response, HandlerError> {
+            use hickory_proto::rr::rdata::{NS, SOA};
+            self.seen.fetch_add(1, Ordering::SeqCst);
+            let n = |s: &str| Name::from_ascii(s).unwrap();
+            let soa = Record::from_rdata(
+                n("example.org."),
+                300,
+                RData::SOA(SOA::new(
+                    n("ns.example.org."),
+                    n("hostmaster.example.org."),
+                    1,
+                    7200,
+                    3600,
+                    1209600,
+                    300,
+                )),
+            );
+            let ns = Record::from_rdata(n("example.org."), 60, RData::NS(NS(n("ns.example.org."))));
+            let mut m = req.reply();
+            match self.mode.load(Ordering::SeqCst) {
+                ANSWER => {
+                    m.add_answer(Record::from_rdata(
+                        req.qname().clone(),
+                        60,
+                        RData::A(A::new(192, 0, 2, 10)),
+                    ));
+                }
+                NXDOMAIN => {
+                    m.metadata.response_code = ResponseCode::NXDomain;
+                    m.add_authority(soa);
+                }
+                NODATA => {
+                    m.add_authority(soa);
+                }
+                SERVFAIL => m.metadata.response_code = ResponseCode::ServFail,
+                NOTIMP => m.metadata.response_code = ResponseCode::NotImp,
+                EMPTY => {}
+                REFERRAL => {
+                    m.add_authority(ns);
+                }
+                GLUE => {
+                    m.add_authority(ns);
+                    m.add_additional(Record::from_rdata(
+                        n("ns.example.org."),
+                        60,
+                        RData::A(A::new(192, 0, 2, 53)),
+                    ));
+                }
+                _ => {
+                    m.add_additional(Record::from_rdata(
+                        req.qname().clone(),
+                        60,
+                        RData::A(A::new(192, 0, 2, 54)),
+                    ));
+                }
+            }
+            Ok(Response::new(m, "switch"))
+        }
+    }
+
+    fn switch(corefile: &str) -> (Chain, Arc<Switch>) {
+        let toks = lex(&Arc::from("Corefile"), corefile);
+        let cfg = super::super::parse(&mut Dispenser::new(&toks), &[".".to_string()]).unwrap();
+        let metrics = Arc::new(CacheMetrics::new(&prometheus::Registry::new()).unwrap());
+        let up = Arc::new(Switch {
+            mode: std::sync::atomic::AtomicU8::new(ANSWER),
+            seen: AtomicUsize::new(0),
+        });
+        (
+            Chain::new(vec![Arc::new(Cache::new(cfg, metrics)), up.clone()]),
+            up,
+        )
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefer_positive_keeps_an_answer_over_a_later_denial() {
+        // CoreDNS's TestPreferPositiveCachePolicy, through the handler: an answer goes stale,
+        // the background refresh caches NXDOMAIN; the default policy then answers NXDOMAIN,
+        // prefer_positive the stale answer (until the stale window ends).
+        for (policy, want_after) in [
+            ("", ResponseCode::NXDomain),
+            ("serve_stale_policy prefer_positive", ResponseCode::NoError),
+        ] {
+            let (chain, up) = switch(&format!("cache {{\n serve_stale 1h\n {policy}\n}}"));
+            assert_eq!(ask(&chain).await.answers.len(), 1);
+            tokio::time::advance(Duration::from_secs(120)).await;
+            up.mode.store(NXDOMAIN, Ordering::SeqCst);
+            let r = ask(&chain).await;
+            assert_eq!(
+                (r.metadata.response_code, r.answers[0].ttl),
+                (ResponseCode::NoError, 0),
+                "stale answer first"
+            );
+            settle().await;
+            let r = ask(&chain).await;
+            assert_eq!(r.metadata.response_code, want_after, "{policy:?}");
+            if !policy.is_empty() {
+                tokio::time::advance(Duration::from_secs(3600)).await;
+                assert_eq!(
+                    ask(&chain).await.metadata.response_code,
+                    ResponseCode::NXDomain,
+                    "after the stale window"
+                );
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefer_positive_retains_the_last_known_good_answer() {
+        // CoreDNS's TestPreferPositiveRetainsLKGAcrossNonAnswerSuccessRefreshes: an empty
+        // NOERROR, a referral, a referral with glue, an additional-only reply.
+        let (chain, up) =
+            switch("cache {\n serve_stale 1h\n serve_stale_policy prefer_positive\n}");
+        ask(&chain).await;
+        tokio::time::advance(Duration::from_secs(120)).await;
+        for mode in [EMPTY, REFERRAL, GLUE, EXTRA_ONLY] {
+            up.mode.store(mode, Ordering::SeqCst);
+            let r = ask(&chain).await;
+            assert_eq!(r.answers[0].data.to_string(), "192.0.2.10", "mode {mode}");
+            settle().await;
+            let r = ask(&chain).await;
+            assert_eq!(
+                r.answers[0].data.to_string(),
+                "192.0.2.10",
+                "after a refresh with mode {mode}"
+            );
+            tokio::time::advance(Duration::from_secs(10)).await;
+        }
+        // A new answer replaces it.
+        up.mode.store(ANSWER, Ordering::SeqCst);
+        ask(&chain).await;
+        settle().await;
+        assert_eq!(ask(&chain).await.answers[0].ttl, 60, "fresh again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefer_positive_verify_keeps_stale_on_non_answers() {
+        // CoreDNS's TestPreferPositiveVerifyKeepsStaleOnNonAnswers.
+        for mode in [NXDOMAIN, NODATA, SERVFAIL, NOTIMP] {
+            let (chain, up) =
+                switch("cache {\n serve_stale 1h verify\n serve_stale_policy prefer_positive\n}");
+            ask(&chain).await;
+            tokio::time::advance(Duration::from_secs(120)).await;
+            up.mode.store(mode, Ordering::SeqCst);
+            let r = ask(&chain).await;
+            assert_eq!(up.seen.load(Ordering::SeqCst), 2, "verified upstream first");
+            assert_eq!(
+                (r.metadata.response_code, r.answers.len(), r.answers[0].ttl),
+                (ResponseCode::NoError, 1, 0),
+                "mode {mode}"
+            );
+        }
+        // Without the policy a verified NXDOMAIN is the answer.
+        let (chain, up) = switch("cache {\n serve_stale 1h verify\n}");
+        ask(&chain).await;
+        tokio::time::advance(Duration::from_secs(120)).await;
+        up.mode.store(NXDOMAIN, Ordering::SeqCst);
+        assert_eq!(
+            ask(&chain).await.metadata.response_code,
+            ResponseCode::NXDomain
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn servfail_does_not_shadow_an_answer_and_newest_wins() {
+        // CoreDNS's TestServfailDoesNotShadowPositiveCache.
+        let (chain, up) = switch("cache {\n serve_stale 1h\n}");
+        ask(&chain).await;
+        tokio::time::advance(Duration::from_secs(30)).await;
+        up.mode.store(SERVFAIL, Ordering::SeqCst);
+        // Force a SERVFAIL into the cache: a different key would not do, so ask past the TTL.
+        tokio::time::advance(Duration::from_secs(40)).await;
+        let r = ask(&chain).await; // stale answer served, refresh caches the SERVFAIL
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        settle().await;
+        assert_eq!(
+            ask(&chain).await.metadata.response_code,
+            ResponseCode::NoError,
+            "SERVFAIL shadowed nothing"
+        );
+        // A later NXDOMAIN (newer than the answer) wins without the policy.
+        let (chain, up) = switch("cache {\n serve_stale 1h\n}");
+        up.mode.store(NXDOMAIN, Ordering::SeqCst);
+        assert_eq!(
+            ask(&chain).await.metadata.response_code,
+            ResponseCode::NXDomain
+        );
     }
 }

@@ -59,6 +59,9 @@ pub struct CacheConfig {
     pub prefetch: Option<Prefetch>,
     /// `serve_stale`.
     pub serve_stale: Option<ServeStale>,
+    /// `serve_stale_policy prefer_positive`: with `serve_stale`, an answer that is fresh or
+    /// within the stale window wins over cached denials, and survives later non-answers.
+    pub prefer_positive: bool,
 }
 
 fn secs(n: i64) -> Duration {
@@ -121,7 +124,9 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<CacheConfi
         keepttl: false,
         prefetch: None,
         serve_stale: None,
+        prefer_positive: false,
     };
+    let mut policy_seen = false;
     if let Some(first) = args.first() {
         if let Ok(t) = first.parse::<i64>() {
             if t <= 0 {
@@ -231,10 +236,21 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<CacheConfi
                 c.serve_stale = Some(st);
             }
             "serve_stale_policy" => {
-                return Err(d.err("serve_stale_policy is not built yet in clusterdns"));
+                if policy_seen {
+                    return Err(d.err("serve_stale_policy can only be specified once"));
+                }
+                policy_seen = true;
+                let v = d.single_arg()?;
+                if !v.eq_ignore_ascii_case("prefer_positive") {
+                    return Err(d.err(format!("invalid serve_stale_policy: {v}")));
+                }
+                c.prefer_positive = true;
             }
             _ => return Err(d.arg_err()),
         }
+    }
+    if c.prefer_positive && c.serve_stale.is_none() {
+        return Err(d.err("serve_stale_policy requires serve_stale"));
     }
     Ok(c)
 }
@@ -289,6 +305,15 @@ mod tests {
                 verify: true
             })
         );
+        let c = run("cache {\n serve_stale\n serve_stale_policy prefer_positive\n}").unwrap();
+        assert!(c.prefer_positive);
+        // CoreDNS's TestServeStalePolicy (the failing cases are in `bad`).
+        assert!(
+            run("cache {\n serve_stale_policy PREFER_POSITIVE\n serve_stale\n}")
+                .unwrap()
+                .prefer_positive
+        );
+        assert!(!run("cache {\n serve_stale\n}").unwrap().prefer_positive);
         let c = run("cache {\n prefetch 1\n serve_stale\n}").unwrap();
         assert_eq!(c.prefetch.unwrap().percentage, 10);
         assert!(!c.serve_stale.unwrap().verify);
@@ -321,6 +346,27 @@ mod tests {
             (
                 "cache {\n serve_stale 1h later\n}",
                 "invalid value for serve_stale refresh mode",
+            ),
+            // CoreDNS's setup_test.go cases for the policy.
+            (
+                "cache {\n serve_stale_policy prefer_positive\n}",
+                "serve_stale_policy requires serve_stale",
+            ),
+            (
+                "cache {\n serve_stale\n serve_stale_policy invalid\n}",
+                "invalid serve_stale_policy: invalid",
+            ),
+            (
+                "cache {\n serve_stale\n serve_stale_policy\n}",
+                "Wrong argument count",
+            ),
+            (
+                "cache {\n serve_stale\n serve_stale_policy prefer_positive extra\n}",
+                "Wrong argument count",
+            ),
+            (
+                "cache {\n serve_stale\n serve_stale_policy prefer_positive\n serve_stale_policy prefer_positive\n}",
+                "serve_stale_policy can only be specified once",
             ),
         ] {
             let err = run(input).expect_err(input).to_string();

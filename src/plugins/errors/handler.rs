@@ -92,6 +92,8 @@ impl Handler for Errors {
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
         match next.run(req).await {
             Ok(r) => Ok(r),
+            // `acl … drop` is not an error (CoreDNS's acl returns none).
+            Err(e @ HandlerError::Dropped(_)) => Err(e),
             Err(e) => {
                 let text = e.to_string();
                 let line = format!(

@@ -320,7 +320,8 @@ impl HealthCheck {
 }
 
 /// The message sent upstream for a client request: a fresh id, the question as asked, RD/CD
-/// as the client set them, and the client's EDNS buffer and DO bit.
+/// as the client set them, and the client's EDNS buffer, DO bit and options (as CoreDNS sends
+/// the request it got, so `rewrite edns0` reaches the upstream).
 pub fn upstream_query(query: &Query, rd: bool, cd: bool, edns: Option<&Edns>) -> Message {
     let mut m = Message::new(rand::random(), MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = rd;
@@ -330,6 +331,7 @@ pub fn upstream_query(query: &Query, rd: bool, cd: bool, edns: Option<&Edns>) ->
         let mut out = Edns::new();
         out.set_max_payload(e.max_payload().max(512));
         out.set_dnssec_ok(e.flags().dnssec_ok);
+        *out.options_mut() = e.options().clone();
         m.set_edns(out);
     }
     m

@@ -1,17 +1,19 @@
-//! `k8s_external`: Services' external IPs (externalIPs, load-balancer ingress) under a public
-//! zone, from the kubernetes plugin's index (plugin/k8s_external).
+//! `k8s_external`: Services' external addresses (externalIPs, load-balancer ingress IPs and
+//! hostnames) under a public zone, and PTR records for external IPs, from the kubernetes
+//! plugin's index (plugin/k8s_external).
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::SOA;
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::rdata::{CNAME, PTR, SOA, SRV};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::corefile::{Dispenser, Error};
 use crate::kube::model::ServiceKind;
 use crate::plugins::kubernetes::KubeHandle;
+use crate::plugins::kubernetes::address_from_reverse;
 use crate::plugins::kubernetes::handler::{
     addr_record, endpoint_hostname, exposed, join, match_port, name, record, srv_records,
 };
@@ -96,8 +98,15 @@ pub fn build(cfg: &ExternalConfig, ctx: &mut BuildCtx<'_>) -> Result<Arc<dyn Han
     }))
 }
 
+/// Where a found item points: an address, or a load-balancer hostname (answered as a CNAME).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Target {
+    Ip(IpAddr),
+    Host(Arc<str>),
+}
+
 struct Found {
-    ip: IpAddr,
+    target: Target,
     port: i32,
     owner: String,
 }
@@ -162,7 +171,16 @@ impl External {
         let base = join(&format!("{}.{}", svc.name, svc.namespace), zone_q);
         let mut out = Vec::new();
         let mut found = false;
-        if self.cfg.headless && svc.external_ips.is_empty() && svc.kind == ServiceKind::Headless {
+        let targets = svc.external_ips.iter().map(|ip| Target::Ip(*ip)).chain(
+            svc.external_hostnames
+                .iter()
+                .map(|h| Target::Host(h.clone())),
+        );
+        if self.cfg.headless
+            && svc.external_ips.is_empty()
+            && svc.external_hostnames.is_empty()
+            && svc.kind == ServiceKind::Headless
+        {
             for (ep, ports) in entry.endpoints() {
                 let host = endpoint_hostname(ep, self.kube.cfg.endpoint_pod_names);
                 if !endpoint.is_empty() && !endpoint.eq_ignore_ascii_case(&host) {
@@ -174,21 +192,21 @@ impl External {
                     }
                     found = true;
                     out.push(Found {
-                        ip: ep.ip,
+                        target: Target::Ip(ep.ip),
                         port: p.port,
                         owner: format!("{host}.{base}"),
                     });
                 }
             }
         } else {
-            for ip in &svc.external_ips {
+            for target in targets {
                 for p in &svc.ports {
                     if !match_port(port, &p.name, proto, &p.protocol) {
                         continue;
                     }
                     found = true;
                     out.push(Found {
-                        ip: *ip,
+                        target: target.clone(),
                         port: p.port,
                         owner: base.clone(),
                     });
@@ -196,6 +214,54 @@ impl External {
             }
         }
         if found { Ok(out) } else { Err(()) }
+    }
+}
+
+impl External {
+    /// SRV records when some targets are load-balancer hostnames: the hostname is the SRV
+    /// target and its addresses (looked up through this server) the additional records.
+    async fn srv_with_hostnames(
+        &self,
+        req: &Request,
+        items: &[Found],
+    ) -> (Vec<Record>, Vec<Record>) {
+        let ttl = self.cfg.ttl;
+        let items: Vec<&Found> = items.iter().filter(|f| f.port != -1).collect();
+        let weight = ((100.0 / (100.0 * items.len() as f64) * 100.0).floor() as u16).max(1);
+        let (mut answer, mut extra) = (Vec::new(), Vec::new());
+        let mut srv_seen = HashSet::new();
+        let mut extra_seen = HashSet::new();
+        for f in items {
+            let target = match &f.target {
+                Target::Ip(_) => name(&f.owner),
+                Target::Host(h) => match Name::from_ascii(crate::corefile::address::fqdn(h)) {
+                    Ok(n) => n,
+                    Err(_) => continue,
+                },
+            };
+            let port = u16::try_from(f.port).unwrap_or(0);
+            if srv_seen.insert((target.to_ascii().to_ascii_lowercase(), port)) {
+                answer.push(record(
+                    req.qname().clone(),
+                    ttl,
+                    RData::SRV(SRV::new(0, weight, port, target.clone())),
+                ));
+            }
+            if !extra_seen.insert((target.to_ascii().to_ascii_lowercase(), f.target.clone())) {
+                continue;
+            }
+            match &f.target {
+                Target::Ip(ip) => extra.push(addr_record(target, ttl, *ip)),
+                Target::Host(_) => {
+                    for t in [RecordType::A, RecordType::AAAA] {
+                        if let Ok(up) = req.lookup(target.clone(), t).await {
+                            extra.extend(up.answers);
+                        }
+                    }
+                }
+            }
+        }
+        (answer, extra)
     }
 }
 
@@ -244,6 +310,38 @@ impl Handler for External {
             }
             return Ok(Response::new(msg, NAME));
         }
+        if qtype == RecordType::PTR {
+            if let Some(ip) = address_from_reverse(&lower) {
+                // CoreDNS's ExternalReverse: the services with this external IP.
+                let idx = self.kube.index.load();
+                let ns = &self.kube.cfg.namespaces;
+                let mut seen = HashSet::new();
+                for svc in idx.services_with_external_ip(&ip) {
+                    if !ns.is_empty() && !exposed(&self.kube.cfg, &idx, &svc.namespace) {
+                        continue;
+                    }
+                    let target = join(
+                        &format!("{}.{}", svc.name, svc.namespace),
+                        &self.cfg.zones[0],
+                    );
+                    if seen.insert(target.clone()) {
+                        msg.add_answer(record(
+                            req.qname().clone(),
+                            ttl,
+                            RData::PTR(PTR(name(&target))),
+                        ));
+                    }
+                }
+                if msg.answers.is_empty() {
+                    if self.cfg.fall.through(&lower) {
+                        return next.run(req).await;
+                    }
+                    msg.metadata.response_code = ResponseCode::NXDomain;
+                    msg.add_authority(self.soa(zone_q, serial));
+                }
+                return Ok(Response::new(msg, NAME));
+            }
+        }
         let Ok(items) = self.lookup(base, zone_q) else {
             if self.cfg.fall.through(&lower) {
                 return next.run(req).await;
@@ -256,17 +354,51 @@ impl Handler for External {
             RecordType::A | RecordType::AAAA => {
                 let mut seen = HashSet::new();
                 for f in &items {
-                    if (qtype == RecordType::A) == f.ip.is_ipv4() && seen.insert(f.ip) {
-                        msg.add_answer(addr_record(req.qname().clone(), ttl, f.ip));
+                    match &f.target {
+                        Target::Ip(ip) => {
+                            if (qtype == RecordType::A) == ip.is_ipv4()
+                                && seen.insert(f.target.clone())
+                            {
+                                msg.add_answer(addr_record(req.qname().clone(), ttl, *ip));
+                            }
+                        }
+                        Target::Host(h) => {
+                            // A load-balancer hostname: a CNAME to it, and its addresses
+                            // looked up through this server (once per hostname).
+                            if !seen.insert(f.target.clone()) {
+                                continue;
+                            }
+                            let Ok(target) = Name::from_ascii(crate::corefile::address::fqdn(h))
+                            else {
+                                continue;
+                            };
+                            msg.add_answer(record(
+                                req.qname().clone(),
+                                self.kube.cfg.ttl,
+                                RData::CNAME(CNAME(target.clone())),
+                            ));
+                            if let Ok(up) = req.lookup(target, qtype).await {
+                                msg.metadata.truncation |= up.metadata.truncation;
+                                msg.add_answers(up.answers);
+                            }
+                        }
                     }
                 }
             }
-            RecordType::SRV => {
+            RecordType::SRV if items.iter().all(|f| matches!(f.target, Target::Ip(_))) => {
                 let candidates: Vec<(&str, IpAddr, i32)> = items
                     .iter()
-                    .map(|f| (f.owner.as_str(), f.ip, f.port))
+                    .filter_map(|f| match f.target {
+                        Target::Ip(ip) => Some((f.owner.as_str(), ip, f.port)),
+                        Target::Host(_) => None,
+                    })
                     .collect();
                 let (answer, extra) = srv_records(req.qname(), ttl, &candidates);
+                msg.add_answers(answer);
+                msg.add_additionals(extra);
+            }
+            RecordType::SRV => {
+                let (answer, extra) = self.srv_with_hostnames(req, &items).await;
                 msg.add_answers(answer);
                 msg.add_additionals(extra);
             }

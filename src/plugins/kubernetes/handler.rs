@@ -71,6 +71,12 @@ struct Parsed<'a> {
     port: &'a str,
     protocol: &'a str,
     endpoint: &'a str,
+    /// Multicluster zones: the cluster of `ENDPOINT.CLUSTER.SVC.NS.svc`.
+    cluster: &'a str,
+    /// `zonal`: the topology zone of `ZONE.pin|prefer._zone.SVC.NS.svc` (may span labels).
+    zone: &'a str,
+    /// `prefer` (an empty zone falls back to every endpoint) rather than `pin` (NODATA).
+    zone_prefer: bool,
     service: &'a str,
     namespace: &'a str,
     pod_or_svc: &'a str,
@@ -91,46 +97,94 @@ fn trim_zone<'a>(name: &'a str, zone: &str) -> &'a str {
     &name[..name.len() - zone.len() - 1]
 }
 
-fn parse_request<'a>(name: &'a str, zone: &str) -> Result<Parsed<'a>, NotFound> {
+/// The position of the last dot of `s` (a plain loop: labels are short, a search call costs
+/// more than it saves).
+fn last_dot(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = b.len();
+    while i > 0 {
+        i -= 1;
+        if b[i] == b'.' {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// Takes the last label of `rest`, leaving the labels before it (`None` once all are taken).
+fn pop_label<'a>(rest: &mut Option<&'a str>) -> Option<&'a str> {
+    let s = (*rest)?;
+    match last_dot(s) {
+        Some(i) => {
+            *rest = Some(&s[..i]);
+            Some(&s[i + 1..])
+        }
+        None => {
+            *rest = None;
+            Some(s)
+        }
+    }
+}
+
+/// The label of zone-scoped names (`ZONE.pin._zone.SVC.NS.svc`, CoreDNS after 1.14.7).
+const ZONE_LABEL: &str = "_zone";
+
+/// parse.go's `parseRequest`: the labels left of `zone`, read from the right. Inlined into
+/// the answer path (the metadata provider is its second caller).
+#[inline(always)]
+fn parse_request<'a>(
+    name: &'a str,
+    zone: &str,
+    multicluster: bool,
+    zonal: bool,
+) -> Result<Parsed<'a>, NotFound> {
     let base = trim_zone(name, zone);
     let mut r = Parsed::default();
     if base.is_empty() || base == "svc" || base == "pod" {
         return Ok(r);
     }
-    // At most port.protocol.service.namespace.svc (or endpoint.service.namespace.svc).
-    let mut segs = [""; 5];
-    let mut n = 0;
-    for label in base.split('.') {
-        if n == segs.len() {
-            return Err(NotFound);
-        }
-        segs[n] = label;
-        n += 1;
-    }
-    let mut last = n - 1;
-    r.pod_or_svc = segs[last];
+    let mut rest = Some(base);
+    r.pod_or_svc = pop_label(&mut rest).unwrap_or_default();
     if r.pod_or_svc != "svc" && r.pod_or_svc != "pod" {
         return Err(NotFound);
     }
-    let Some(l) = last.checked_sub(1) else {
+    let Some(namespace) = pop_label(&mut rest) else {
         return Ok(r);
     };
-    last = l;
-    r.namespace = segs[last];
-    let Some(l) = last.checked_sub(1) else {
+    r.namespace = namespace;
+    let Some(service) = pop_label(&mut rest) else {
         return Ok(r);
     };
-    last = l;
-    r.service = segs[last];
-    match last {
-        0 => {}
-        1 => r.endpoint = segs[0],
-        2 => {
-            r.protocol = strip_underscore(segs[1]);
-            r.port = strip_underscore(segs[0]);
+    r.service = service;
+    // What is left of the service: an endpoint; a port and protocol (or, in a multicluster
+    // zone, an endpoint and its cluster); with `zonal`, a zone-scoped name; else too long.
+    let Some(left) = rest else {
+        return Ok(r);
+    };
+    let Some(i) = last_dot(left) else {
+        r.endpoint = left;
+        return Ok(r);
+    };
+    let (front, next) = (&left[..i], &left[i + 1..]);
+    let Some(j) = last_dot(front) else {
+        if !multicluster || next.starts_with('_') || front.starts_with('_') {
+            r.protocol = strip_underscore(next);
+            r.port = strip_underscore(front);
+        } else {
+            r.cluster = next;
+            r.endpoint = front;
         }
+        return Ok(r);
+    };
+    if !zonal || multicluster || next != ZONE_LABEL || r.pod_or_svc != "svc" {
+        return Err(NotFound);
+    }
+    match &front[j + 1..] {
+        "pin" => {}
+        "prefer" => r.zone_prefer = true,
         _ => return Err(NotFound),
     }
+    r.zone = &front[..j];
     Ok(r)
 }
 
@@ -265,6 +319,64 @@ pub(crate) fn srv_records(
     (answer, extra)
 }
 
+/// The apex NS names and their addresses (`nsAddrs`): this server's own Service (the one
+/// whose endpoints hold `local_ips`), else `ns.dns.ZONE` with `local_ips`.
+pub(crate) fn ns_addrs(
+    cfg: &KubernetesConfig,
+    idx: &Index,
+    local_ips: &[IpAddr],
+    zone_q: &str,
+) -> Vec<(String, IpAddr)> {
+    let mut out = Vec::new();
+    let mut found = false;
+    for ip in local_ips {
+        for e in idx.endpoints_at(ip) {
+            found = true;
+            let Some(entry) = idx.service(e.namespace(), e.service()) else {
+                continue;
+            };
+            let svc = entry.svc;
+            let base = join(&format!("{}.{}.svc", svc.name, svc.namespace), zone_q);
+            match &svc.kind {
+                ServiceKind::Headless => {
+                    for (ep, _) in entry.endpoints() {
+                        let host = endpoint_hostname(ep, cfg.endpoint_pod_names);
+                        out.push((format!("{host}.{base}"), ep.ip));
+                    }
+                }
+                ServiceKind::ClusterIp(ips) => {
+                    out.extend(ips.iter().map(|ip| (base.clone(), *ip)));
+                }
+                ServiceKind::ExternalName(_) => {}
+            }
+        }
+    }
+    if !found {
+        let ns = join("ns.dns", zone_q);
+        out.extend(local_ips.iter().map(|ip| (ns.clone(), *ip)));
+    }
+    out
+}
+
+/// The zone's SOA: `ZONE min(ttl,300) SOA ns.dns.ZONE hostmaster.ZONE SERIAL 7200 1800 86400
+/// ttl`, the serial of the cluster or (`mc`) the multicluster objects.
+pub(crate) fn soa(cfg: &KubernetesConfig, idx: &Index, zone_q: &str, mc: bool) -> Record {
+    let ttl = cfg.ttl;
+    record(
+        name(zone_q),
+        ttl.min(300),
+        RData::SOA(SOA::new(
+            name(&join("ns.dns", zone_q)),
+            name(&join("hostmaster", zone_q)),
+            if mc { idx.mc_serial } else { idx.serial },
+            7200,
+            1800,
+            86400,
+            ttl,
+        )),
+    )
+}
+
 /// Namespace exposure: in `namespaces` (when set) and present (namespace_labels filter them).
 pub(crate) fn exposed(cfg: &KubernetesConfig, idx: &Index, ns: &str) -> bool {
     (cfg.namespaces.is_empty() || cfg.namespaces.iter().any(|n| n == ns)) && idx.has_namespace(ns)
@@ -276,6 +388,8 @@ struct Query<'a> {
     idx: &'a Index,
     zone: &'a str,
     zone_q: &'a str,
+    /// Whether the zone is answered from ServiceImports (`multicluster`).
+    mc: bool,
     /// Whether items need their owner names (SRV targets, NS names); A and AAAA answers are
     /// owned by the question, so the hot path builds no names.
     owners: bool,
@@ -291,8 +405,12 @@ impl Query<'_> {
     }
 
     /// `kubernetes.Records`: the items of a cluster name.
+    fn parse<'n>(&self, name: &'n str) -> Result<Parsed<'n>, NotFound> {
+        parse_request(name, self.zone, self.mc, self.k.cfg.zonal)
+    }
+
     fn records(&self, name: &str) -> Found {
-        let r = parse_request(name, self.zone)?;
+        let r = self.parse(name)?;
         if r.pod_or_svc.is_empty() {
             return Ok(Vec::new());
         }
@@ -304,9 +422,77 @@ impl Query<'_> {
         }
         if r.pod_or_svc == "pod" {
             self.find_pods(&r)
+        } else if self.mc {
+            self.find_mc_services(&r)
         } else {
             self.find_services(&r)
         }
+    }
+
+    /// `findMultiClusterServices`: a ServiceImport; its endpoints are named
+    /// `HOST.CLUSTER.SVC.NS.svc.ZONE`.
+    fn find_mc_services(&self, r: &Parsed<'_>) -> Found {
+        if r.service.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(entry) = self.idx.import(r.namespace, r.service) else {
+            return Err(NotFound);
+        };
+        let svc = entry.svc;
+        let cfg = &self.k.cfg;
+        let headless = matches!(svc.kind, ServiceKind::Headless);
+        if cfg.ignore_empty_service && !headless && entry.ready_count() == 0 {
+            return Err(NotFound);
+        }
+        let base = if self.owners {
+            join(&format!("{}.{}.svc", svc.name, svc.namespace), self.zone_q)
+        } else {
+            String::new()
+        };
+        let mut items = Vec::new();
+        let mut found = false;
+        if headless || !r.endpoint.is_empty() {
+            for slice in entry.slices {
+                let cluster = slice.cluster();
+                for ep in &slice.endpoints {
+                    let host = endpoint_hostname(ep, cfg.endpoint_pod_names);
+                    if !r.endpoint.is_empty()
+                        && (!r.cluster.eq_ignore_ascii_case(cluster)
+                            || !r.endpoint.eq_ignore_ascii_case(&host))
+                    {
+                        continue;
+                    }
+                    for p in &slice.ports {
+                        if !match_port(r.port, &p.name, r.protocol, &p.protocol) {
+                            continue;
+                        }
+                        found = true;
+                        items.push(Item {
+                            target: Target::Ip(ep.ip),
+                            port: p.port,
+                            owner: match (self.owners, cluster.is_empty()) {
+                                (false, _) => String::new(),
+                                (true, true) => format!("{host}.{base}"),
+                                (true, false) => format!("{host}.{cluster}.{base}"),
+                            },
+                        });
+                    }
+                }
+            }
+        } else if let ServiceKind::ClusterIp(ips) = &svc.kind {
+            for p in &svc.ports {
+                if !match_port(r.port, &p.name, r.protocol, &p.protocol) {
+                    continue;
+                }
+                found = true;
+                items.extend(ips.iter().map(|ip| Item {
+                    target: Target::Ip(*ip),
+                    port: p.port,
+                    owner: base.clone(),
+                }));
+            }
+        }
+        if found { Ok(items) } else { Err(NotFound) }
     }
 
     fn find_pods(&self, r: &Parsed<'_>) -> Found {
@@ -357,6 +543,10 @@ impl Query<'_> {
         {
             return Err(NotFound);
         }
+        // Zone-scoped names exist for headless services only (a ClusterIP has no zone).
+        if !r.zone.is_empty() && !matches!(svc.kind, ServiceKind::Headless) {
+            return Err(NotFound);
+        }
         match &svc.kind {
             ServiceKind::ExternalName(ext) => {
                 if !r.endpoint.is_empty() || !r.port.is_empty() || !r.protocol.is_empty() {
@@ -373,27 +563,41 @@ impl Query<'_> {
             }
             kind if matches!(kind, ServiceKind::Headless) || !r.endpoint.is_empty() => {
                 let mut items = Vec::new();
-                let mut found = false;
-                for (ep, ports) in entry.endpoints() {
-                    let host = endpoint_hostname(ep, cfg.endpoint_pod_names);
-                    if !r.endpoint.is_empty() && !r.endpoint.eq_ignore_ascii_case(&host) {
-                        continue;
-                    }
-                    for p in ports {
-                        if !match_port(r.port, &p.name, r.protocol, &p.protocol) {
-                            continue;
+                // A zone-scoped name exists whether or not an endpoint is in that zone.
+                let mut found = !r.zone.is_empty();
+                let mut add = |zone: &str| {
+                    let before = items.len();
+                    for slice in entry.slices {
+                        for (i, ep) in slice.endpoints.iter().enumerate() {
+                            if !zone.is_empty() && slice.zone(i) != Some(zone) {
+                                continue;
+                            }
+                            let host = endpoint_hostname(ep, cfg.endpoint_pod_names);
+                            if !r.endpoint.is_empty() && !r.endpoint.eq_ignore_ascii_case(&host) {
+                                continue;
+                            }
+                            for p in &slice.ports {
+                                if !match_port(r.port, &p.name, r.protocol, &p.protocol) {
+                                    continue;
+                                }
+                                found = true;
+                                items.push(Item {
+                                    target: Target::Ip(ep.ip),
+                                    port: p.port,
+                                    owner: if self.owners {
+                                        format!("{host}.{base}")
+                                    } else {
+                                        String::new()
+                                    },
+                                });
+                            }
                         }
-                        found = true;
-                        items.push(Item {
-                            target: Target::Ip(ep.ip),
-                            port: p.port,
-                            owner: if self.owners {
-                                format!("{host}.{base}")
-                            } else {
-                                String::new()
-                            },
-                        });
                     }
+                    items.len() - before
+                };
+                // `prefer` falls back to every endpoint when the zone has none; `pin` does not.
+                if add(r.zone) == 0 && r.zone_prefer {
+                    add("");
                 }
                 if found { Ok(items) } else { Err(NotFound) }
             }
@@ -421,35 +625,7 @@ impl Query<'_> {
 
     /// The apex NS names and their addresses (`nsAddrs`).
     fn ns_addrs(&self) -> Vec<(String, IpAddr)> {
-        let mut out = Vec::new();
-        let mut found = false;
-        for ip in &self.k.local_ips {
-            for e in self.idx.endpoints_at(ip) {
-                found = true;
-                let Some(entry) = self.idx.service(e.namespace(), e.service()) else {
-                    continue;
-                };
-                let svc = entry.svc;
-                let base = join(&format!("{}.{}.svc", svc.name, svc.namespace), self.zone_q);
-                match &svc.kind {
-                    ServiceKind::Headless => {
-                        for (ep, _) in entry.endpoints() {
-                            let host = endpoint_hostname(ep, self.k.cfg.endpoint_pod_names);
-                            out.push((format!("{host}.{base}"), ep.ip));
-                        }
-                    }
-                    ServiceKind::ClusterIp(ips) => {
-                        out.extend(ips.iter().map(|ip| (base.clone(), *ip)));
-                    }
-                    ServiceKind::ExternalName(_) => {}
-                }
-            }
-        }
-        if !found {
-            let ns = join("ns.dns", self.zone_q);
-            out.extend(self.k.local_ips.iter().map(|ip| (ns.clone(), *ip)));
-        }
-        out
+        ns_addrs(&self.k.cfg, self.idx, &self.k.local_ips, self.zone_q)
     }
 
     /// `kubernetes.Services`.
@@ -465,6 +641,13 @@ impl Query<'_> {
                 }
                 match self.records(name) {
                     Ok(items) if !items.is_empty() => Ok(Vec::new()),
+                    // An existing zone-scoped name with no endpoints is NODATA for every type.
+                    Ok(_)
+                        if self.k.cfg.zonal
+                            && self.parse(name).is_ok_and(|r| !r.zone.is_empty()) =>
+                    {
+                        Ok(Vec::new())
+                    }
                     _ => Err(NotFound),
                 }
             }
@@ -635,21 +818,7 @@ impl Query<'_> {
     }
 
     fn soa(&self) -> Record {
-        let zone = name(self.zone_q);
-        let ttl = self.ttl();
-        record(
-            zone,
-            ttl.min(300),
-            RData::SOA(SOA::new(
-                name(&join("ns.dns", self.zone_q)),
-                name(&join("hostmaster", self.zone_q)),
-                self.idx.serial,
-                7200,
-                1800,
-                86400,
-                ttl,
-            )),
-        )
+        soa(&self.k.cfg, self.idx, self.zone_q, self.mc)
     }
 }
 
@@ -661,10 +830,54 @@ struct Answer {
     truncated: bool,
 }
 
+impl Kubernetes {
+    /// CoreDNS's kubernetes metadata: the client's pod (watched with `pods verified`), and the
+    /// parts of a cluster name.
+    fn provide(&self, req: &Request, meta: &mut crate::plugins::metadata::Meta) {
+        let idx = self.index.load();
+        if let Some(pod) = idx.pod_at(&req.src.ip().to_canonical()) {
+            meta.set("kubernetes/client-namespace", pod.namespace.to_string());
+            meta.set("kubernetes/client-pod-name", pod.name.to_string());
+        }
+        let lower = req.qname_lower();
+        let Some(zone) = self
+            .cfg
+            .zones
+            .iter()
+            .filter(|z| is_subdomain(z, lower))
+            .max_by_key(|z| z.len())
+        else {
+            return;
+        };
+        let mc = !self.cfg.multicluster.is_empty() && self.cfg.is_multicluster(zone);
+        match parse_request(lower, zone, mc, self.cfg.zonal) {
+            Err(NotFound) => meta.set("kubernetes/parse-error", "invalid query name"),
+            Ok(r) => {
+                meta.set("kubernetes/port-name", r.port);
+                meta.set("kubernetes/protocol", r.protocol);
+                meta.set("kubernetes/endpoint", r.endpoint);
+                if mc {
+                    meta.set("kubernetes/cluster", r.cluster);
+                }
+                if self.cfg.zonal {
+                    meta.set("kubernetes/zone", r.zone);
+                }
+                meta.set("kubernetes/service", r.service);
+                meta.set("kubernetes/namespace", r.namespace);
+                meta.set("kubernetes/kind", r.pod_or_svc);
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Handler for Kubernetes {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn metadata(&self, req: &Request, meta: &mut crate::plugins::metadata::Meta) {
+        self.provide(req, meta);
     }
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
@@ -687,6 +900,7 @@ impl Handler for Kubernetes {
             idx: &idx,
             zone,
             zone_q,
+            mc: !self.cfg.multicluster.is_empty() && self.cfg.is_multicluster(zone),
             owners: !matches!(req.qtype(), RecordType::A | RecordType::AAAA),
         };
         let qtype = req.qtype();
@@ -793,23 +1007,169 @@ impl Handler for Kubernetes {
 mod tests {
     use super::*;
 
+    /// parse.go's `recordRequest.String()`.
+    fn text(r: &Parsed<'_>) -> String {
+        [
+            r.port,
+            r.protocol,
+            r.endpoint,
+            r.cluster,
+            r.service,
+            r.namespace,
+            r.pod_or_svc,
+        ]
+        .join(".")
+    }
+
+    /// parse_test.go TestParseRequest: (query, recordRequest.String(), multicluster, zonal, zone).
     #[test]
     fn parses_cluster_names() {
-        let z = "cluster.local.";
-        let r = parse_request("_http._tcp.web.ns1.svc.cluster.local.", z).unwrap();
-        assert_eq!(
-            (r.port, r.protocol, r.service, r.namespace, r.pod_or_svc),
-            ("http", "tcp", "web", "ns1", "svc")
+        let z = "inter.webs.tests.";
+        let cases = [
+            (
+                "_http._tcp.webs.mynamespace.svc.inter.webs.tests.",
+                "http.tcp...webs.mynamespace.svc",
+                false,
+                false,
+                "",
+            ),
+            (
+                "1-2-3-4.webs.mynamespace.svc.inter.webs.tests.",
+                "..1-2-3-4..webs.mynamespace.svc",
+                false,
+                false,
+                "",
+            ),
+            ("inter.webs.tests.", "......", false, false, ""),
+            ("svc.inter.webs.tests.", "......", false, false, ""),
+            ("pod.inter.webs.tests.", "......", false, false, ""),
+            (
+                "..webs.mynamespace.svc.inter.webs.tests.",
+                "....webs.mynamespace.svc",
+                false,
+                false,
+                "",
+            ),
+            (
+                "1-2-3-4.cluster1.webs.mynamespace.svc.inter.webs.tests.",
+                "..1-2-3-4.cluster1.webs.mynamespace.svc",
+                true,
+                false,
+                "",
+            ),
+            (
+                "us-west-2a.pin._zone.webs.mynamespace.svc.inter.webs.tests.",
+                "....webs.mynamespace.svc",
+                false,
+                true,
+                "us-west-2a",
+            ),
+            (
+                "us-west-2a.prefer._zone.webs.mynamespace.svc.inter.webs.tests.",
+                "....webs.mynamespace.svc",
+                false,
+                true,
+                "us-west-2a",
+            ),
+            (
+                "corp.example.com.pin._zone.webs.mynamespace.svc.inter.webs.tests.",
+                "....webs.mynamespace.svc",
+                false,
+                true,
+                "corp.example.com",
+            ),
+            (
+                "us-west-2a._zone.webs.mynamespace.svc.inter.webs.tests.",
+                "us-west-2a.zone...webs.mynamespace.svc",
+                false,
+                true,
+                "",
+            ),
+            // A multicluster zone still reads a label with `_` as port/protocol.
+            (
+                "_http._tcp.webs.mynamespace.svc.inter.webs.tests.",
+                "http.tcp...webs.mynamespace.svc",
+                true,
+                false,
+                "",
+            ),
+        ];
+        for (query, want, mc, zonal, zone) in cases {
+            let r = parse_request(query, z, mc, zonal).unwrap_or_else(|_| panic!("{query}"));
+            assert_eq!(text(&r), want, "{query}");
+            assert_eq!(r.zone, zone, "{query}");
+        }
+        let r = parse_request(
+            "a.prefer._zone.webs.ns.svc.inter.webs.tests.",
+            z,
+            false,
+            true,
+        )
+        .unwrap();
+        assert!(r.zone_prefer);
+    }
+
+    /// parse_test.go TestParseInvalidRequest.
+    #[test]
+    fn rejects_invalid_cluster_names() {
+        let z = "inter.webs.tests.";
+        for query in [
+            "webs.mynamespace.pood.inter.webs.test.",
+            "too.long.for.what.I.am.trying.to.pod.inter.webs.tests.",
+            "us-west-2a.pin._zone.webs.mynamespace.svc.inter.webs.tests.",
+        ] {
+            assert!(parse_request(query, z, false, false).is_err(), "{query}");
+        }
+        for (query, mc) in [
+            (
+                "us-west-2a.pin._zone.webs.mynamespace.pod.inter.webs.tests.",
+                false,
+            ),
+            (
+                "us-west-2a.florp._zone.webs.mynamespace.svc.inter.webs.tests.",
+                false,
+            ),
+            (
+                "us-west-2a.pin._zone.webs.mynamespace.svc.inter.webs.tests.",
+                true,
+            ),
+        ] {
+            assert!(parse_request(query, z, mc, true).is_err(), "{query}");
+        }
+    }
+
+    /// metadata.go: `kubernetes/cluster` in multicluster zones, `kubernetes/zone` with `zonal`.
+    #[test]
+    fn metadata_of_multicluster_and_zonal_names() {
+        let toks = crate::corefile::lexer::lex(
+            &Arc::from("Corefile"),
+            "kubernetes cluster.local clusterset.local {\n multicluster clusterset.local\n zonal\n}",
         );
-        let r = parse_request("h1.web.ns1.svc.cluster.local.", z).unwrap();
-        assert_eq!((r.endpoint, r.service), ("h1", "web"));
-        assert!(parse_request("a.b.c.d.e.svc.cluster.local.", z).is_err());
-        assert!(parse_request("web.ns1.cluster.local.", z).is_err());
-        assert_eq!(
-            parse_request("svc.cluster.local.", z).unwrap().pod_or_svc,
-            ""
+        let cfg = super::super::parse(&mut crate::corefile::Dispenser::new(&toks), &[]).unwrap();
+        let k = Kubernetes::new(
+            Arc::new(cfg),
+            Arc::new(ArcSwap::from_pointee(Index::default())),
+            Vec::new(),
         );
-        assert_eq!(parse_request("cluster.local.", z).unwrap().pod_or_svc, "");
+        let meta = |name: &str| {
+            let req = Request::new(
+                Name::from_ascii(name).unwrap(),
+                RecordType::A,
+                "192.0.2.1:5353".parse().unwrap(),
+                crate::plugins::Proto::Udp,
+            );
+            let mut m = crate::plugins::metadata::Meta::default();
+            k.provide(&req, &mut m);
+            m
+        };
+        let m = meta("ep1.cluster1.svc1.ns1.svc.clusterset.local.");
+        assert_eq!(m.get("kubernetes/cluster"), Some("cluster1"));
+        assert_eq!(m.get("kubernetes/endpoint"), Some("ep1"));
+        assert_eq!(m.get("kubernetes/zone"), Some(""));
+        let m = meta("us-west-2a.pin._zone.hdls.ns1.svc.cluster.local.");
+        assert_eq!(m.get("kubernetes/zone"), Some("us-west-2a"));
+        assert_eq!(m.get("kubernetes/service"), Some("hdls"));
+        assert_eq!(m.get("kubernetes/cluster"), None, "not a multicluster zone");
     }
 
     #[test]

@@ -94,18 +94,41 @@ impl<V: Clone> IpMap<V> {
 pub struct Index {
     /// Whether every watched kind has been listed.
     pub synced: bool,
-    /// SOA serial.
+    /// SOA serial of the cluster zones.
     pub serial: u32,
+    /// SOA serial of the multicluster zones.
+    pub mc_serial: u32,
     /// The view this version was made from (its maps are shared, not copied).
     objects: Objects,
     /// (namespace, service name) → its slices, sorted by slice name.
     slices: Shards<Key, Few<Arc<EndpointSlice>>>,
     /// ClusterIP → the services holding it, sorted by (namespace, name).
     service_ips: IpMap<Few<Arc<Service>>>,
+    /// External IP (`externalIPs`, load-balancer ingress) → its services (`k8s_external` PTR).
+    external_ips: IpMap<Few<Arc<Service>>>,
     /// Endpoint IP → the endpoints with that address, sorted by (namespace, slice name).
     endpoint_ips: IpMap<Few<EpRef>>,
     /// Pod IP → the watched pods with that IP, sorted by (namespace, name).
     pod_ips: IpMap<Few<Arc<Pod>>>,
+    /// (namespace, ServiceImport name) → its multicluster slices, sorted by slice name (empty
+    /// without `multicluster`).
+    mc_slices: Shards<Key, Few<Arc<EndpointSlice>>>,
+}
+
+/// `slices` (keyed by their service) after the changes from `old` to `new`.
+fn index_slices(
+    slices: &mut Shards<Key, Few<Arc<EndpointSlice>>>,
+    old: Option<&Arc<EndpointSlice>>,
+    new: Option<&Arc<EndpointSlice>>,
+) {
+    if let Some(o) = old {
+        let key = (o.namespace.clone(), o.service.clone());
+        slices.update(key, |f| Few::remove(f, |s| Arc::ptr_eq(s, o)));
+    }
+    if let Some(n) = new {
+        let key = (n.namespace.clone(), n.service.clone());
+        slices.update(key, |f| Few::insert(f, n.clone(), |a, b| a.name < b.name));
+    }
 }
 
 fn cluster_ips(s: &Service) -> &[IpAddr] {
@@ -128,12 +151,17 @@ impl Index {
         let old = &self.objects;
         next.synced = new.synced;
         next.serial = new.serial;
+        next.mc_serial = new.mc_serial;
         next.objects = new.clone();
 
         for (_, o, n) in new.services.diff(&old.services, Arc::ptr_eq) {
             if let Some(o) = o {
                 for ip in cluster_ips(o) {
                     next.service_ips
+                        .update(*ip, |f| Few::remove(f, |s| Arc::ptr_eq(s, o)));
+                }
+                for ip in &o.external_ips {
+                    next.external_ips
                         .update(*ip, |f| Few::remove(f, |s| Arc::ptr_eq(s, o)));
                 }
             }
@@ -145,23 +173,29 @@ impl Index {
                         })
                     });
                 }
+                for ip in &n.external_ips {
+                    next.external_ips.update(*ip, |f| {
+                        Few::insert(f, n.clone(), |a, b| {
+                            (&a.namespace, &a.name) < (&b.namespace, &b.name)
+                        })
+                    });
+                }
             }
         }
 
+        for (_, o, n) in new.mc_slices.diff(&old.mc_slices, Arc::ptr_eq) {
+            index_slices(&mut next.mc_slices, o, n);
+        }
+
         for (_, o, n) in new.slices.diff(&old.slices, Arc::ptr_eq) {
+            index_slices(&mut next.slices, o, n);
             if let Some(o) = o {
-                let key = (o.namespace.clone(), o.service.clone());
-                next.slices
-                    .update(key, |f| Few::remove(f, |s| Arc::ptr_eq(s, o)));
                 for ep in &o.endpoints {
                     next.endpoint_ips
                         .update(ep.ip, |f| Few::remove(f, |r| Arc::ptr_eq(&r.slice, o)));
                 }
             }
             if let Some(n) = n {
-                let key = (n.namespace.clone(), n.service.clone());
-                next.slices
-                    .update(key, |f| Few::insert(f, n.clone(), |a, b| a.name < b.name));
                 for (i, ep) in n.endpoints.iter().enumerate() {
                     let r = EpRef {
                         slice: n.clone(),
@@ -205,6 +239,29 @@ impl Index {
         Some(Svc { svc, slices })
     }
 
+    /// The ServiceImport `name` in `namespace` (lower-case) with its multicluster slices.
+    pub fn import(&self, namespace: &str, name: &str) -> Option<Svc<'_>> {
+        let key = NsName(namespace, name);
+        let svc = self.objects.imports.get(&key)?;
+        let slices = self.mc_slices.get(&key).map_or(&[][..], Few::as_slice);
+        Some(Svc { svc, slices })
+    }
+
+    /// Every Service (`multicluster`: every ServiceImport) with its slices, in no order.
+    pub fn all(&self, multicluster: bool) -> impl Iterator<Item = Svc<'_>> {
+        let (services, slices) = if multicluster {
+            (&self.objects.imports, &self.mc_slices)
+        } else {
+            (&self.objects.services, &self.slices)
+        };
+        services.iter().map(move |(k, svc)| Svc {
+            svc,
+            slices: slices
+                .get(&NsName(&k.0, &k.1))
+                .map_or(&[][..], Few::as_slice),
+        })
+    }
+
     /// Whether namespace `ns` exists (after the `namespace_labels` filter).
     pub fn has_namespace(&self, ns: &str) -> bool {
         self.objects.namespaces.contains_key(&NsName("", ns))
@@ -213,6 +270,11 @@ impl Index {
     /// The services whose ClusterIPs include `ip`, sorted by (namespace, name).
     pub fn services_at(&self, ip: &IpAddr) -> &[Arc<Service>] {
         self.service_ips.get(ip).map_or(&[], Few::as_slice)
+    }
+
+    /// The services with external address `ip`, sorted by (namespace, name).
+    pub fn services_with_external_ip(&self, ip: &IpAddr) -> &[Arc<Service>] {
+        self.external_ips.get(ip).map_or(&[], Few::as_slice)
     }
 
     /// The ready endpoints with address `ip`, sorted by (namespace, slice name).
@@ -232,8 +294,12 @@ impl Index {
     /// The namespace of the first pod (by namespace and name) with address `ip`, for
     /// `autopath @kubernetes`.
     pub fn pod_namespace(&self, ip: &IpAddr) -> Option<&Arc<str>> {
-        let f = self.pod_ips.get(ip)?;
-        f.as_slice().first().map(|p| &p.namespace)
+        self.pod_at(ip).map(|p| &p.namespace)
+    }
+
+    /// The first pod (by namespace and name) with address `ip` (metadata's client pod).
+    pub fn pod_at(&self, ip: &IpAddr) -> Option<&Arc<Pod>> {
+        self.pod_ips.get(ip)?.as_slice().first()
     }
 }
 
@@ -252,6 +318,7 @@ mod tests {
                 kind: ServiceKind::ClusterIp(vec![ip.parse().unwrap()]),
                 ports: vec![],
                 external_ips: vec![],
+                external_hostnames: Box::default(),
             }),
         )
     }
@@ -273,6 +340,7 @@ mod tests {
                     })
                     .collect(),
                 trigger_time: None,
+                extra: None,
             }),
         )
     }

@@ -8,6 +8,7 @@
 pub(crate) mod handler;
 mod index;
 mod setup;
+mod xfr;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub struct KubeHandle {
     pub cfg: Arc<KubernetesConfig>,
     /// The current index.
     pub index: Arc<ArcSwap<Index>>,
+    /// Sent after every new index (zone transfers' NOTIFY listens).
+    pub changed: Arc<tokio::sync::watch::Sender<()>>,
 }
 
 impl KubeHandle {
@@ -62,6 +65,7 @@ impl KubeHandle {
         Self {
             cfg: Arc::new(cfg.clone()),
             index: Arc::new(ArcSwap::from_pointee(Index::default())),
+            changed: Arc::new(tokio::sync::watch::Sender::new(())),
         }
     }
 }
@@ -72,8 +76,16 @@ pub fn build(cfg: &KubernetesConfig, ctx: &mut BuildCtx<'_>) -> Arc<dyn Handler>
         .kubernetes
         .clone()
         .unwrap_or_else(|| KubeHandle::new(cfg));
-    let (cfg, index) = (handle.cfg, handle.index);
-    let handler = Kubernetes::new(cfg.clone(), index.clone(), local_ips(ctx.hosts));
+    let (cfg, index, changed) = (handle.cfg, handle.index, handle.changed);
+    let ips = local_ips(ctx.hosts);
+    // The zones, for `transfer` (nothing happens unless the block has it).
+    ctx.zone_sources.add(Arc::new(xfr::KubeZones {
+        cfg: cfg.clone(),
+        index: index.clone(),
+        local_ips: ips.clone(),
+        changed: changed.clone(),
+    }));
+    let handler = Kubernetes::new(cfg.clone(), index.clone(), ips);
     let metrics = ctx.metrics.kubernetes.clone();
     ctx.services.starters.0.push(Box::new(move |start| {
         Box::pin(async move {
@@ -104,6 +116,7 @@ pub fn build(cfg: &KubernetesConfig, ctx: &mut BuildCtx<'_>) -> Arc<dyn Handler>
                             // From the previous version and what changed since.
                             index = Arc::new(index.update(&objects));
                             swap.store(index.clone());
+                            changed.send_replace(());
                             drop(objects);
                             tokio::select! {
                                 _ = stop.cancelled() => return,

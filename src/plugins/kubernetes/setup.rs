@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::corefile::dispenser::parse_duration;
 use crate::corefile::{Dispenser, Error};
 use crate::kube::{Connect, LabelSelector, Source, TlsFiles, WatchSpec};
-use crate::plugins::{Fall, origins};
+use crate::plugins::{Fall, is_subdomain, origins};
 
 /// `pods disabled|insecure|verified`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,12 +44,22 @@ pub struct KubernetesConfig {
     pub startup_timeout: Duration,
     /// `apiserver_qps`, `apiserver_burst`, `apiserver_max_inflight` (accepted; see README).
     pub api_limits: (f64, u32, u32),
+    /// `multicluster ZONES`: the zones answered from ServiceImports (each one of `zones`).
+    pub multicluster: Vec<String>,
+    /// `zonal`: topology-zone names (`ZONE.pin|prefer._zone.SVC.NS.svc`) for headless services.
+    pub zonal: bool,
 }
 
 impl KubernetesConfig {
     /// The primary zone.
     pub fn primary_zone(&self) -> &str {
         &self.zones[self.primary]
+    }
+
+    /// Whether `zone` (one of `zones`) is answered from ServiceImports (it is within a
+    /// `multicluster` zone).
+    pub fn is_multicluster(&self, zone: &str) -> bool {
+        self.multicluster.iter().any(|m| is_subdomain(m, zone))
     }
 }
 
@@ -79,6 +89,8 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Kubernetes
             endpoints: true,
             pods: false,
             pod_names: false,
+            zones: false,
+            multicluster: false,
         },
         namespaces: Vec::new(),
         pods: PodMode::Disabled,
@@ -88,6 +100,8 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Kubernetes
         ignore_empty_service: false,
         startup_timeout: Duration::from_secs(5),
         api_limits: (0.0, 0, 0),
+        multicluster: Vec::new(),
+        zonal: false,
     };
     while d.next_block() {
         let opt = d.val();
@@ -213,8 +227,12 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Kubernetes
                     cfg.api_limits.2 = n;
                 }
             }
-            "multicluster" | "zonal" => {
-                return Err(d.err(format!("{opt} is not supported by clusterdns yet")));
+            "multicluster" => {
+                cfg.multicluster = origins(&d.remaining_args(), &[]).map_err(|e| d.err(e))?;
+            }
+            "zonal" => {
+                d.expect_no_more_args()?;
+                cfg.zonal = true;
             }
             other => return Err(d.err(format!("unknown property '{other}'"))),
         }
@@ -222,6 +240,19 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Kubernetes
     if !cfg.namespaces.is_empty() && cfg.watch.namespace_labels.is_some() {
         return Err(d.err("namespaces and namespace_labels cannot both be set"));
     }
+    if let Some(z) = cfg.multicluster.iter().find(|z| !cfg.zones.contains(z)) {
+        return Err(d.err(format!(
+            "is not authoritative for the multicluster zone {z} (authoritative zones: [{}])",
+            cfg.zones.join(" ")
+        )));
+    }
+    if cfg.zonal && !cfg.watch.endpoints {
+        // Zone-scoped names are answered from the endpoints; without them every zonal name
+        // would contradict `noendpoints` (NXDOMAIN for all headless names).
+        return Err(d.err("zonal requires the endpoint cache; remove noendpoints"));
+    }
+    cfg.watch.multicluster = !cfg.multicluster.is_empty();
+    cfg.watch.zones = cfg.zonal;
     cfg.watch.pods = cfg.pods == PodMode::Verified;
     cfg.watch.source = match (snapshot, kubeconfig, endpoint) {
         (Some(path), None, None) => Source::Snapshot(path),
@@ -296,11 +327,51 @@ mod tests {
                 ..
             })
         ));
+        let c = run("kubernetes {\n zonal\n}").unwrap();
+        assert!(c.zonal && c.watch.zones && !c.watch.multicluster);
+        assert!(!run("kubernetes").unwrap().zonal);
         let c = run("kubernetes {\n snapshot deploy/demo/cluster.yaml\n}").unwrap();
         assert_eq!(
             c.watch.source,
             Source::Snapshot("deploy/demo/cluster.yaml".into())
         );
+    }
+
+    /// setup_test.go TestKubernetesParseMulticluster.
+    #[test]
+    fn multicluster_zones() {
+        let cases: [(&str, Result<&[&str], &str>); 4] = [
+            (
+                "kubernetes coredns.local clusterset.local {\n multicluster clusterset.local\n}",
+                Ok(&["clusterset.local."]),
+            ),
+            (
+                "kubernetes coredns.local {\n multicluster clusterset.local\n}",
+                Err(
+                    "is not authoritative for the multicluster zone clusterset.local. (authoritative zones: [coredns.local.])",
+                ),
+            ),
+            (
+                "kubernetes coredns.local clusterset.local {\n multicluster clusterset.local test.local\n}",
+                Err("is not authoritative for the multicluster zone test.local."),
+            ),
+            ("kubernetes coredns.local {\n multicluster\n}", Ok(&[])),
+        ];
+        for (input, want) in cases {
+            match (run(input), want) {
+                (Ok(c), Ok(zones)) => {
+                    assert_eq!(c.multicluster, zones, "{input}");
+                    assert_eq!(c.watch.multicluster, !zones.is_empty(), "{input}");
+                }
+                (Err(e), Err(text)) => assert!(e.to_string().contains(text), "{input}: {e}"),
+                (got, _) => panic!("{input}: {got:?}"),
+            }
+        }
+        let c =
+            run("kubernetes cluster.local clusterset.local {\n multicluster clusterset.local\n}")
+                .unwrap();
+        assert!(c.is_multicluster("clusterset.local."));
+        assert!(!c.is_multicluster("cluster.local."));
     }
 
     #[test]
@@ -355,6 +426,12 @@ mod tests {
             (
                 "kubernetes {\n snapshot a\n endpoint http://x\n}",
                 "snapshot cannot be combined",
+            ),
+            // setup_test.go TestKubernetesParseZonal.
+            ("kubernetes {\n zonal us-west-2a\n}", "Wrong argument count"),
+            (
+                "kubernetes {\n zonal\n noendpoints\n}",
+                "zonal requires the endpoint cache; remove noendpoints",
             ),
         ];
         for (input, want) in cases {

@@ -1,31 +1,111 @@
-//! `loadbalance [round_robin]`: shuffles address records in replies (plugin/loadbalance).
+//! `loadbalance [round_robin | weighted WEIGHTFILE { reload DURATION }] { prefer CIDR... }`:
+//! reorders address records in replies (plugin/loadbalance).
 
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Record, RecordType};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, Record, RecordType};
+use ipnet::IpNet;
+use rand::Rng;
 use rand::seq::SliceRandom;
 
+use crate::corefile::dispenser::parse_duration;
 use crate::corefile::{Dispenser, Error};
-use crate::plugins::{Handler, HandlerError, Next, Request, Response};
+use crate::plugins::request::lower_fqdn;
+use crate::plugins::{BuildCtx, Handler, HandlerError, Next, Request, Response};
 
 /// Directive name.
 pub const NAME: &str = "loadbalance";
 
-/// Parses `loadbalance [round_robin]`.
-pub fn parse(d: &mut Dispenser<'_>) -> Result<(), Error> {
-    d.next();
-    let args = d.remaining_args();
-    match args.first().map(String::as_str) {
-        None | Some("round_robin") if args.len() <= 1 => {}
-        Some("weighted") => return Err(d.err("weighted is not built yet in clusterdns")),
-        Some(other) if args.len() == 1 => {
-            return Err(d.err(format!("unknown policy: {other}")));
+/// How the addresses are reordered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    /// Every address shuffled with equal chances (the default).
+    RoundRobin,
+    /// One address, drawn by the weights in the file, moved to the top.
+    Weighted {
+        /// The weight file.
+        file: PathBuf,
+        /// How often it is checked for changes (default 30s, 0 = never).
+        reload: Duration,
+    },
+}
+
+/// A parsed `loadbalance`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadBalanceConfig {
+    /// The policy.
+    pub policy: Policy,
+    /// `prefer`: addresses in these networks go first, in this order.
+    pub prefer: Vec<IpNet>,
+}
+
+/// Parses the directive (CoreDNS's plugin/loadbalance/setup.go).
+pub fn parse(d: &mut Dispenser<'_>) -> Result<LoadBalanceConfig, Error> {
+    let mut c = LoadBalanceConfig {
+        policy: Policy::RoundRobin,
+        prefer: Vec::new(),
+    };
+    while d.next() {
+        let args = d.remaining_args();
+        match args.first().map(String::as_str) {
+            None => c.policy = Policy::RoundRobin,
+            Some("round_robin") => {
+                if args.len() > 1 {
+                    return Err(d.err("unknown property for round_robin"));
+                }
+                c.policy = Policy::RoundRobin;
+            }
+            Some("weighted") => {
+                let file = match &args[1..] {
+                    [] => return Err(d.err("missing weight file argument")),
+                    [f] => PathBuf::from(f),
+                    _ => return Err(d.err("unexpected argument(s)")),
+                };
+                let mut reload = Duration::from_secs(30);
+                // The weighted policy's block holds only `reload` (CoreDNS reads it here, so a
+                // `prefer` line after `weighted` is an unknown property).
+                while d.next_block() {
+                    match d.val() {
+                        "reload" => {
+                            let t = d.remaining_args();
+                            let [v] = t.as_slice() else {
+                                return Err(d.err(if t.is_empty() {
+                                    "reload duration value is missing"
+                                } else {
+                                    "unexpected argument"
+                                }));
+                            };
+                            reload = parse_duration(v)
+                                .ok_or_else(|| d.err(format!("invalid reload duration '{v}'")))?;
+                        }
+                        other => return Err(d.err(format!("unknown property '{other}'"))),
+                    }
+                }
+                c.policy = Policy::Weighted { file, reload };
+            }
+            Some(other) => return Err(d.err(format!("unknown policy: {other}"))),
         }
-        _ => return Err(d.arg_err()),
+        while d.next_block() {
+            match d.val() {
+                "prefer" => {
+                    for cidr in d.remaining_args() {
+                        let net = cidr
+                            .parse::<IpNet>()
+                            .map_err(|e| d.err(format!("invalid CIDR \"{cidr}\": {e}")))?;
+                        c.prefer.push(net);
+                    }
+                }
+                other => return Err(d.err(format!("unknown property '{other}'"))),
+            }
+        }
     }
-    if d.next_block() {
-        return Err(d.err(format!("unknown property '{}'", d.val())));
-    }
-    Ok(())
+    Ok(c)
 }
 
 /// CoreDNS's `roundRobinShuffle`: all addresses → shuffled; otherwise CNAMEs, the rest,
@@ -40,8 +120,21 @@ pub fn shuffle(records: &mut Vec<Record>) {
         records.shuffle(&mut rng);
         return;
     }
+    let (mut cname, mut addr, mut mx, mut rest) = split(std::mem::take(records));
+    addr.shuffle(&mut rng);
+    mx.shuffle(&mut rng);
+    records.append(&mut cname);
+    records.append(&mut rest);
+    records.append(&mut addr);
+    records.append(&mut mx);
+}
+
+type Groups = (Vec<Record>, Vec<Record>, Vec<Record>, Vec<Record>);
+
+/// (CNAME, A/AAAA, MX, other) records, each in their order.
+fn split(records: Vec<Record>) -> Groups {
     let (mut cname, mut addr, mut mx, mut rest) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for r in records.drain(..) {
+    for r in records {
         match r.record_type() {
             RecordType::CNAME => cname.push(r),
             RecordType::A | RecordType::AAAA => addr.push(r),
@@ -49,16 +142,224 @@ pub fn shuffle(records: &mut Vec<Record>) {
             _ => rest.push(r),
         }
     }
-    addr.shuffle(&mut rng);
-    mx.shuffle(&mut rng);
-    records.extend(cname);
-    records.extend(rest);
-    records.extend(addr);
-    records.extend(mx);
+    (cname, addr, mx, rest)
+}
+
+fn address(r: &Record) -> Option<IpAddr> {
+    match &r.data {
+        RData::A(a) => Some(IpAddr::V4(a.0)),
+        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+        _ => None,
+    }
+}
+
+/// CoreDNS's `reorderRecords`: CNAMEs, the addresses in the preferred networks (network by
+/// network, each in record order), the other addresses, MX, the rest.
+pub fn prefer(records: &mut Vec<Record>, nets: &[IpNet]) {
+    let (mut cname, addr, mut mx, mut rest) = split(std::mem::take(records));
+    let mut taken = vec![false; addr.len()];
+    let mut sorted = Vec::with_capacity(addr.len());
+    for net in nets {
+        for (i, r) in addr.iter().enumerate() {
+            if !taken[i] && address(r).is_some_and(|ip| net.contains(&ip)) {
+                taken[i] = true;
+                sorted.push(r.clone());
+            }
+        }
+    }
+    sorted.extend(
+        addr.into_iter()
+            .zip(taken)
+            .filter(|(_, t)| !t)
+            .map(|(r, _)| r),
+    );
+    records.append(&mut cname);
+    records.append(&mut sorted);
+    records.append(&mut mx);
+    records.append(&mut rest);
+}
+
+/// Weights by owner name (lower-case, with its trailing dot), in file order.
+pub type Weights = HashMap<String, Vec<(IpAddr, u8)>>;
+
+/// Parses a weight file (CoreDNS's `parseWeights`); `file` names it in errors.
+pub fn parse_weights(text: &str, file: &str) -> Result<Weights, String> {
+    let mut domains = Weights::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [name] => {
+                if name.parse::<IpAddr>().is_ok() {
+                    return Err(format!(
+                        "wrong domain name:\"{name}\" in weight file {file}. (Maybe a missing weight value?)"
+                    ));
+                }
+                let mut n = name.to_ascii_lowercase();
+                if !n.ends_with('.') {
+                    n.push('.');
+                }
+                domains.entry(n.clone()).or_default();
+                current = Some(n);
+            }
+            [ip, weight] => {
+                let ip: IpAddr = ip
+                    .parse()
+                    .map_err(|_| format!("wrong IP address:\"{ip}\" in weight file {file}"))?;
+                let w: u8 = weight.parse().ok().filter(|w| *w > 0).ok_or_else(|| {
+                    format!("wrong weight value:\"{weight}\" in weight file {file}")
+                })?;
+                let Some(d) = &current else {
+                    return Err(format!("missing domain name in weight file {file}"));
+                };
+                domains.entry(d.clone()).or_default().push((ip, w));
+            }
+            _ => {
+                return Err(format!(
+                    "could not parse weight line:\"{line}\" in weight file {file}"
+                ));
+            }
+        }
+    }
+    Ok(domains)
+}
+
+/// The index of the address moved to the top: weights (default 1) sorted from the heaviest,
+/// and `draw(sum)` (uniform in `0..sum`) walks them (CoreDNS's `topAddressIndex`).
+fn top_index(addrs: &[Record], weights: &Weights, draw: impl FnOnce(u32) -> u32) -> usize {
+    let mut w: Vec<(usize, u8)> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let weight = address(r)
+                .and_then(|ip| {
+                    weights
+                        .get(&lower_fqdn(&r.name))?
+                        .iter()
+                        .find(|(a, _)| *a == ip)
+                        .map(|(_, w)| *w)
+                })
+                .unwrap_or(1);
+            (i, weight)
+        })
+        .collect();
+    let sum: u32 = w.iter().map(|(_, x)| u32::from(*x)).sum();
+    w.sort_by_key(|x| std::cmp::Reverse(x.1));
+    let v = draw(sum);
+    let mut acc = 0u32;
+    for (i, x) in w {
+        acc += u32::from(x);
+        if v < acc {
+            return i;
+        }
+    }
+    0
+}
+
+/// CoreDNS's `weightedRoundRobin` for one section: CNAMEs, the rest, the addresses with the
+/// drawn one first, MX. A section without addresses is left as it is.
+fn weighted(records: &mut Vec<Record>, weights: &Weights, draw: impl FnOnce(u32) -> u32) {
+    if !records.iter().any(|r| address(r).is_some()) {
+        return;
+    }
+    let (mut cname, mut addr, mut mx, mut rest) = split(std::mem::take(records));
+    let top = top_index(&addr, weights, draw);
+    addr.swap(0, top);
+    records.append(&mut cname);
+    records.append(&mut rest);
+    records.append(&mut addr);
+    records.append(&mut mx);
 }
 
 /// The handler.
-pub struct LoadBalance;
+pub struct LoadBalance {
+    prefer: Vec<IpNet>,
+    /// `Some` for the weighted policy: the current weights.
+    weights: Option<Arc<ArcSwap<Weights>>>,
+}
+
+fn read_weights(path: &Path) -> Result<Weights, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("weight file open error: {}: {e}", path.display()))?;
+    parse_weights(&text, &path.display().to_string())
+}
+
+/// Builds the handler; the weighted policy reads its file now, and re-reads it every `reload`
+/// when it changed (a bad or missing file keeps the weights in use).
+pub fn build(cfg: &LoadBalanceConfig, ctx: &mut BuildCtx<'_>) -> Result<Arc<dyn Handler>, Error> {
+    let weights = match &cfg.policy {
+        Policy::RoundRobin => None,
+        Policy::Weighted { file, reload } => {
+            let seen = crate::fswatch::mtimes(std::slice::from_ref(file));
+            let initial = match read_weights(file) {
+                Ok(w) => w,
+                // As CoreDNS: a missing file is retried when it is reloaded, else fatal.
+                Err(e) if !reload.is_zero() && !file.exists() => {
+                    tracing::warn!(target: "plugin/loadbalance", "Failed to open weight file:{e}. Will try again in {reload:?}");
+                    Weights::new()
+                }
+                Err(e) => {
+                    return Err(Error::plugin(NAME, ctx.loc.clone(), Error::plain(None, e)));
+                }
+            };
+            let w = Arc::new(ArcSwap::from_pointee(initial));
+            if !reload.is_zero() {
+                let (w2, path, every) = (w.clone(), file.clone(), *reload);
+                ctx.services.starters.0.push(Box::new(move |start| {
+                    Box::pin(async move {
+                        let mut watch = crate::fswatch::FileWatch::new(vec![path.clone()], seen, every);
+                        tokio::spawn(async move {
+                            while watch.changed(&start.stop).await {
+                                match read_weights(&path) {
+                                    Ok(new) => {
+                                        w2.store(Arc::new(new));
+                                        tracing::info!(target: "plugin/loadbalance", "Successfully reloaded weight file {}", path.display());
+                                    }
+                                    Err(e) => tracing::error!(target: "plugin/loadbalance", "{e}"),
+                                }
+                            }
+                        });
+                        Ok(())
+                    })
+                }));
+            }
+            Some(w)
+        }
+    };
+    Ok(Arc::new(LoadBalance {
+        prefer: cfg.prefer.clone(),
+        weights,
+    }))
+}
+
+impl LoadBalance {
+    fn reorder(&self, msg: &mut Message, qtype: RecordType) {
+        match &self.weights {
+            None => {
+                shuffle(&mut msg.answers);
+                shuffle(&mut msg.authorities);
+                shuffle(&mut msg.additionals);
+            }
+            Some(w) if matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::SRV) => {
+                let w = w.load();
+                let mut rng = rand::rng();
+                weighted(&mut msg.answers, &w, |sum| rng.random_range(0..sum.max(1)));
+                weighted(&mut msg.additionals, &w, |sum| {
+                    rng.random_range(0..sum.max(1))
+                });
+            }
+            Some(_) => {}
+        }
+        if !self.prefer.is_empty() {
+            prefer(&mut msg.answers, &self.prefer);
+            prefer(&mut msg.additionals, &self.prefer);
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl Handler for LoadBalance {
@@ -71,9 +372,7 @@ impl Handler for LoadBalance {
         if resp.msg.metadata.response_code == ResponseCode::NoError
             && !matches!(req.qtype(), RecordType::AXFR | RecordType::IXFR)
         {
-            shuffle(&mut resp.msg.answers);
-            shuffle(&mut resp.msg.authorities);
-            shuffle(&mut resp.msg.additionals);
+            self.reorder(&mut resp.msg, req.qtype());
         }
         Ok(resp)
     }
@@ -84,42 +383,98 @@ mod tests {
     use std::net::Ipv4Addr;
     use std::sync::Arc;
 
-    use hickory_proto::rr::rdata::{A, CNAME};
+    use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX};
     use hickory_proto::rr::{Name, RData};
 
     use super::*;
     use crate::corefile::lexer::lex;
 
+    fn run(s: &str) -> Result<LoadBalanceConfig, Error> {
+        let toks = lex(&Arc::from("Corefile"), s);
+        parse(&mut Dispenser::new(&toks))
+    }
+
     #[test]
-    fn setup() {
-        let run = |s: &str| {
-            let toks = lex(&Arc::from("Corefile"), s);
-            parse(&mut Dispenser::new(&toks))
+    fn coredns_setup_table() {
+        // CoreDNS's TestSetup (plugin/loadbalance/setup_test.go).
+        let w = |f: &str, s: u64| Policy::Weighted {
+            file: f.into(),
+            reload: Duration::from_secs(s),
         };
-        assert!(run("loadbalance").is_ok());
-        assert!(run("loadbalance round_robin").is_ok());
-        assert!(
-            run("loadbalance fastest")
-                .unwrap_err()
-                .to_string()
-                .contains("unknown policy: fastest")
-        );
-        assert!(run("loadbalance round_robin x").is_err());
+        for (input, want) in [
+            ("loadbalance", Ok(Policy::RoundRobin)),
+            ("loadbalance round_robin", Ok(Policy::RoundRobin)),
+            ("loadbalance weighted wfile", Ok(w("wfile", 30))),
+            ("loadbalance weighted wf {\n reload 10s\n}", Ok(w("wf", 10))),
+            ("loadbalance weighted wf {\n reload 0s\n}", Ok(w("wf", 0))),
+            ("loadbalance fleeb", Err("unknown policy")),
+            ("loadbalance round_robin a", Err("unknown property")),
+            ("loadbalance weighted", Err("missing weight file argument")),
+            ("loadbalance weighted a b", Err("unexpected argument")),
+            (
+                "loadbalance weighted wfile {\n susu\n}",
+                Err("unknown property"),
+            ),
+            (
+                "loadbalance weighted wfile {\n reload a\n}",
+                Err("invalid reload duration"),
+            ),
+            (
+                "loadbalance weighted wfile {\n reload 30s a\n}",
+                Err("unexpected argument"),
+            ),
+            // Not in CoreDNS's table: prefer.
+            (
+                "loadbalance weighted wfile {\n prefer 10.0.0.0/8\n}",
+                Err("unknown property 'prefer'"),
+            ),
+            (
+                "loadbalance {\n prefer 10.9.20.0/33\n}",
+                Err("invalid CIDR \"10.9.20.0/33\""),
+            ),
+            (
+                "loadbalance {\n reload 1s\n}",
+                Err("unknown property 'reload'"),
+            ),
+        ] {
+            match (run(input), want) {
+                (Ok(c), Ok(p)) => assert_eq!(c.policy, p, "{input}"),
+                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{input}: {e}"),
+                (got, want) => panic!("{input}: {got:?} want {want:?}"),
+            }
+        }
+        let c = run("loadbalance round_robin {\n prefer 10.9.20.0/24 192.168.1.0/24\n}").unwrap();
+        assert_eq!(c.prefer.len(), 2);
+    }
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+    fn a(owner: &str, ip: &str) -> Record {
+        let data = match ip.parse::<IpAddr>().unwrap() {
+            IpAddr::V4(v4) => RData::A(A(v4)),
+            IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+        };
+        Record::from_rdata(n(owner), 300, data)
+    }
+    fn cname(owner: &str, target: &str) -> Record {
+        Record::from_rdata(n(owner), 300, RData::CNAME(CNAME(n(target))))
+    }
+    fn mx(owner: &str, pref: u16, host: &str) -> Record {
+        Record::from_rdata(n(owner), 300, RData::MX(MX::new(pref, n(host))))
+    }
+    fn show(rs: &[Record]) -> Vec<String> {
+        rs.iter().map(|r| r.data.to_string()).collect()
     }
 
     #[test]
     fn cnames_stay_first_and_every_address_is_kept() {
-        let n = Name::from_ascii("a.example.").unwrap();
         let mut seen_first = std::collections::HashSet::new();
         for _ in 0..200 {
-            let mut rs = vec![Record::from_rdata(
-                n.clone(),
-                5,
-                RData::CNAME(CNAME(n.clone())),
-            )];
+            let mut rs = vec![cname("a.example.", "a.example.")];
             for i in 0..4u8 {
                 rs.push(Record::from_rdata(
-                    n.clone(),
+                    n("a.example."),
                     5,
                     RData::A(A(Ipv4Addr::new(10, 0, 0, i))),
                 ));
@@ -130,5 +485,188 @@ mod tests {
             seen_first.insert(rs[1].data.clone());
         }
         assert!(seen_first.len() > 1, "addresses are shuffled");
+    }
+
+    #[test]
+    fn coredns_sort_preferred() {
+        // CoreDNS's TestSortPreferred.
+        let mut rs = vec![
+            a("example.org.", "10.9.30.1"),
+            a("example.org.", "10.9.20.5"),
+            a("example.org.", "192.168.1.2"),
+            a("example.org.", "10.10.0.1"),
+            a("example.org.", "10.9.20.3"),
+            a("example.org.", "172.16.0.1"),
+            a("example.org.", "2001:db8::1"),
+            a("example.org.", "2001:db8:abcd::1"),
+            a("example.org.", "fd00::1"),
+            cname("example.org.", "alias.example.org."),
+        ];
+        let nets: Vec<IpNet> = ["2001:db8::/32", "10.9.20.0/24", "10.9.30.0/24"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        prefer(&mut rs, &nets);
+        assert_eq!(
+            show(&rs),
+            [
+                "alias.example.org.",
+                "2001:db8::1",
+                "2001:db8:abcd::1",
+                "10.9.20.5",
+                "10.9.20.3",
+                "10.9.30.1",
+                "192.168.1.2",
+                "10.10.0.1",
+                "172.16.0.1",
+                "fd00::1",
+            ]
+        );
+    }
+
+    const ONE_DOMAIN: &str = "\nw1,example.org\n192.168.1.15 10\n192.168.1.14 20\n";
+    const TWO_DOMAINS: &str = "\n# domain 1\nw1.example.org\n192.168.1.15   10\n192.168.1.14   20\n\n# domain 2\nw2.example.org\n # domain 3\n w3.example.org\n 192.168.2.16 11\n 192.168.2.15 12\n 192.168.2.14 13\n";
+
+    #[test]
+    fn coredns_weight_file_table() {
+        // CoreDNS's TestWeightFileUpdate.
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(parse_weights("", "f").unwrap().is_empty());
+        let w = parse_weights(ONE_DOMAIN, "f").unwrap();
+        assert_eq!(
+            w["w1,example.org."],
+            [(ip("192.168.1.15"), 10), (ip("192.168.1.14"), 20)]
+        );
+        let w = parse_weights(TWO_DOMAINS, "f").unwrap();
+        assert_eq!(w.len(), 3);
+        assert!(w["w2.example.org."].is_empty());
+        assert_eq!(w["w3.example.org."].len(), 3);
+        for (text, want) in [
+            (
+                "\nw1,example.org\n192.168.1.14\n192.168.1.15 20\n",
+                "wrong domain name",
+            ),
+            (
+                "\n# missing domain\n192.168.1.14 10\nw2,example.org\n",
+                "missing domain name",
+            ),
+            ("\nw1,example.org\n192.168.1.300 10\n", "wrong IP address"),
+            ("\nw1,example.org\n192.168.1.14 300\n", "wrong weight value"),
+            ("\nw1,example.org\n192.168.1.14 0\n", "wrong weight value"),
+            ("\nw1\n1.2.3.4 1 2\n", "could not parse weight line"),
+        ] {
+            let e = parse_weights(text, "f").unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn coredns_weighted_table() {
+        // CoreDNS's TestLoadBalanceWRR: a fake draw picks the top address.
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut two = Weights::new();
+        two.insert(
+            "endpoint.region2.skydns.test.".into(),
+            vec![(ip("10.240.0.2"), 5), (ip("10.240.0.1"), 2)],
+        );
+        two.insert(
+            "endpoint.region1.skydns.test.".into(),
+            vec![(ip("::2"), 4), (ip("::1"), 3)],
+        );
+        let mut one = Weights::new();
+        one.insert(
+            "endpoint.region2.skydns.test.".into(),
+            vec![(ip("10.240.0.2"), 3), (ip("10.240.0.1"), 2)],
+        );
+        let answer1 = vec![
+            cname("cname1.region2.skydns.test.", "cname2.region2.skydns.test."),
+            cname("cname2.region2.skydns.test.", "cname3.region2.skydns.test."),
+            cname("cname5.region2.skydns.test.", "cname6.region2.skydns.test."),
+            cname(
+                "cname6.region2.skydns.test.",
+                "endpoint.region2.skydns.test.",
+            ),
+            a("endpoint.region2.skydns.test.", "10.240.0.1"),
+            a("endpoint.region2.skydns.test.", "10.240.0.2"),
+            a("endpoint.region2.skydns.test.", "10.240.0.3"),
+            a("endpoint.region1.skydns.test.", "::1"),
+            a("endpoint.region1.skydns.test.", "::2"),
+            mx("mx.region2.skydns.test.", 1, "mx1.region2.skydns.test."),
+            mx("mx.region2.skydns.test.", 2, "mx2.region2.skydns.test."),
+            mx("mx.region2.skydns.test.", 3, "mx3.region2.skydns.test."),
+        ];
+        let answer2 = vec![
+            a("endpoint.region2.skydns.test.", "10.240.0.1"),
+            mx("mx.region2.skydns.test.", 1, "mx1.region2.skydns.test."),
+            cname(
+                "cname.region2.skydns.test.",
+                "endpoint.region2.skydns.test.",
+            ),
+            a("endpoint.region2.skydns.test.", "10.240.0.2"),
+            a("endpoint.region1.skydns.test.", "10.240.0.3"),
+        ];
+        type Case<'a> = (&'a [Record], &'a Weights, u32, &'a [(u32, &'a str)]);
+        let cases: &[Case<'_>] = &[
+            (
+                &answer1,
+                &two,
+                15,
+                &[
+                    (0, "10.240.0.2"),
+                    (4, "10.240.0.2"),
+                    (5, "::2"),
+                    (8, "::2"),
+                    (9, "::1"),
+                    (11, "::1"),
+                    (12, "10.240.0.1"),
+                    (13, "10.240.0.1"),
+                    (14, "10.240.0.3"),
+                ],
+            ),
+            (
+                &answer2,
+                &one,
+                6,
+                &[
+                    (0, "10.240.0.2"),
+                    (2, "10.240.0.2"),
+                    (3, "10.240.0.1"),
+                    (4, "10.240.0.1"),
+                    (5, "10.240.0.3"),
+                ],
+            ),
+        ];
+        for (answer, weights, sum, queries) in cases {
+            for (v, top) in *queries {
+                let mut rs = answer.to_vec();
+                weighted(&mut rs, weights, |s| {
+                    assert_eq!(s, *sum);
+                    *v
+                });
+                let kinds: Vec<RecordType> = rs.iter().map(|r| r.record_type()).collect();
+                let first_addr = rs.iter().position(|r| address(r).is_some()).unwrap();
+                assert_eq!(rs[first_addr].data.to_string(), *top, "draw {v}");
+                // CNAMEs, then addresses, then MX.
+                let mut sorted = kinds.clone();
+                sorted.sort_by_key(|k| match k {
+                    RecordType::CNAME => 0,
+                    RecordType::A | RecordType::AAAA => 1,
+                    _ => 2,
+                });
+                assert_eq!(kinds, sorted);
+                assert_eq!(rs.len(), answer.len());
+            }
+        }
+        // No address records: left as it is.
+        let mut rs = vec![
+            mx("mx.region2.skydns.test.", 1, "mx1.region2.skydns.test."),
+            cname(
+                "cname.region2.skydns.test.",
+                "endpoint.region2.skydns.test.",
+            ),
+        ];
+        let before = show(&rs);
+        weighted(&mut rs, &one, |_| panic!("no draw without addresses"));
+        assert_eq!(show(&rs), before);
     }
 }

@@ -112,6 +112,8 @@ impl Handler for Log {
         let elapsed = start.elapsed();
         let (rcode, msg) = match &result {
             Ok(r) => (r.rcode(), Some(&r.msg)),
+            // Nothing is written for a dropped query: CoreDNS's recorder then shows NOERROR.
+            Err(HandlerError::Dropped(_)) => (ResponseCode::NoError, None),
             Err(e) => (e.rcode(), None),
         };
         let class = match msg {
@@ -128,6 +130,9 @@ impl Handler for Log {
             match &mut result {
                 // `{rsize}` is filled in by the server once the reply is encoded.
                 Ok(resp) => resp.log = Some(line),
+                Err(HandlerError::Dropped(_)) => {
+                    crate::logging::query_line(&line.finish(0));
+                }
                 Err(_) => {
                     // The server answers an error with the question and our OPT record.
                     let size = 12
@@ -185,6 +190,14 @@ pub(crate) fn render(
             ">bufsize" => write!(out, "{}", req.max_size()),
             ">opcode" => write!(out, "{}", u8::from(req.op_code)),
             ">rflags" => write!(out, "{}", msg.map_or_else(String::new, rflags)),
+            // `{/LABEL}`: metadata collected by the `metadata` plugin.
+            k if k.len() > 1 && k.starts_with('/') => {
+                write!(
+                    out,
+                    "{}",
+                    req.meta(&k[1..]).filter(|v| !v.is_empty()).unwrap_or("-")
+                )
+            }
             _ => write!(out, "-"),
         };
     }
@@ -321,6 +334,21 @@ mod tests {
             0.0,
         );
         assert_eq!(two.finish(123), "123/123 end");
+        // Metadata placeholders: the value, or `-` without one.
+        let mut with_meta = v6.clone();
+        let mut meta = crate::plugins::metadata::Meta::default();
+        meta.set("kubernetes/namespace", "ns1");
+        meta.set("test/empty", "");
+        with_meta.meta = Some(std::sync::Arc::new(meta));
+        let line = render(
+            "{/kubernetes/namespace} {/test/empty} {/nope/x}",
+            &with_meta,
+            ".",
+            ResponseCode::NoError,
+            None,
+            0.0,
+        );
+        assert_eq!(line.finish(0), "ns1 - -");
     }
 
     #[test]

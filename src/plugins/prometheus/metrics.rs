@@ -51,6 +51,10 @@ pub struct Metrics {
     pub forward: std::sync::Arc<crate::plugins::forward::ForwardMetrics>,
     /// The Kubernetes client and index metrics.
     pub kubernetes: std::sync::Arc<crate::kube::KubeMetrics>,
+    /// `acl`'s metrics.
+    pub acl: std::sync::Arc<crate::plugins::acl::AclMetrics>,
+    /// `local`'s metric.
+    pub local: std::sync::Arc<crate::plugins::local::LocalMetrics>,
 }
 
 /// CoreDNS's `TimeBuckets`: 0.25 ms × 2^i, i = 0..15.
@@ -160,6 +164,12 @@ impl Metrics {
                 &format!("rust-{}", rust_version()),
             ])
             .set(1);
+        // The process collector (what Go's client exports as `process_*`): CPU, RSS, virtual
+        // memory, open and max fds, start time, threads. Dashboards' memory and CPU panels and
+        // most OOM/HPA alerts read these.
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         let kubernetes =
             std::sync::Arc::new(crate::kube::KubeMetrics::new(&registry, panics.clone())?);
         let forward = std::sync::Arc::new(crate::plugins::forward::ForwardMetrics::new(&registry)?);
@@ -180,6 +190,8 @@ impl Metrics {
         let hosts = std::sync::Arc::new(crate::plugins::hosts::HostsMetrics::new(&registry)?);
         let autopath =
             std::sync::Arc::new(crate::plugins::autopath::AutopathMetrics::new(&registry)?);
+        let acl = std::sync::Arc::new(crate::plugins::acl::AclMetrics::new(&registry)?);
+        let local = std::sync::Arc::new(crate::plugins::local::LocalMetrics::new(&registry)?);
         Ok(Self {
             autopath,
             hosts,
@@ -201,6 +213,8 @@ impl Metrics {
             connections_open,
             connections_refused,
             build_info,
+            acl,
+            local,
         })
     }
 }
@@ -270,6 +284,17 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains(r#"coredns_dns_requests_total{family="1",proto="udp",server="dns://:53",type="A",view="",zone="."} 1"#), "{text}");
         assert!(text.contains("coredns_build_info{"));
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_virtual_memory_bytes ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_start_time_seconds ",
+            "process_threads ",
+        ] {
+            assert!(text.contains(name), "{name} missing:\n{text}");
+        }
         assert_eq!(time_buckets().last().copied(), Some(8.192));
         assert_eq!(type_label(RecordType::NULL), "other");
         assert_eq!(rcode_label(ResponseCode::Unknown(3841)), "RCODE3841");

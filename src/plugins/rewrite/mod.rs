@@ -1,14 +1,21 @@
-//! `rewrite`: rewrites queries (name, type, class) before the rest of the chain and the
-//! answers on the way back (plugin/rewrite).
+//! `rewrite`: rewrites queries (name, type, class, EDNS0 options) before the rest of the chain
+//! and the answers on the way back (names, TTLs, CNAME targets, rcodes) (plugin/rewrite).
+
+mod edns0;
 
 use std::sync::Arc;
 
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+pub use edns0::Edns0Rule;
 use regex::Regex;
 
 use crate::corefile::address::fqdn;
 use crate::corefile::{Dispenser, Error};
 use crate::plugins::request::lower_fqdn;
+use crate::plugins::response::{code_of, set_option};
 use crate::plugins::{Handler, HandlerError, Next, Request, Response};
 
 /// Directive name.
@@ -57,6 +64,121 @@ pub enum Rule {
     Class(DNSClass, DNSClass),
     /// `ttl [MATCH] NAME TTL|MIN-MAX`: answer TTLs clamped for matching names.
     Ttl(NameMatch, u32, u32),
+    /// `edns0 local|nsid|subnet ACTION …`: an EDNS0 option of the request.
+    Edns0(Edns0Rule),
+    /// `cname [MATCH] FROM TO`: a CNAME target in the answer is replaced and the answer after
+    /// it looked up again.
+    Cname(CnameMatch, String),
+    /// `rcode [MATCH] NAME FROM TO`: the reply's rcode for matching names.
+    Rcode(NameMatch, ResponseCode, ResponseCode),
+}
+
+/// How a `cname` rule matches a CNAME target (CoreDNS's `getFromAndToTarget`).
+#[derive(Debug, Clone)]
+pub enum CnameMatch {
+    /// The whole target.
+    Exact(String),
+    /// A leading part.
+    Prefix(String),
+    /// A trailing part.
+    Suffix(String),
+    /// Every occurrence of a part.
+    Substring(String),
+    /// A regular expression; `{N}` in the replacement is group N.
+    Regex(Regex),
+}
+
+impl CnameMatch {
+    /// The new target for `target` (lower-case FQDN), if the rule matches it.
+    fn apply(&self, target: &str, to: &str) -> Option<String> {
+        Some(match self {
+            Self::Exact(s) => (target == s).then(|| to.to_string())?,
+            Self::Prefix(s) => format!("{to}{}", target.strip_prefix(s.as_str())?),
+            Self::Suffix(s) => format!("{}{to}", target.strip_suffix(s.as_str())?),
+            Self::Substring(s) => target
+                .contains(s.as_str())
+                .then(|| target.replace(s.as_str(), to))?,
+            Self::Regex(r) => {
+                let caps = r.captures(target)?;
+                let mut out = to.to_string();
+                for (i, g) in caps.iter().enumerate() {
+                    out = out.replace(&format!("{{{i}}}"), g.map_or("", |m| m.as_str()));
+                }
+                out
+            }
+        })
+    }
+}
+
+/// The rcode a rule names: a number up to 23 or its name (`SERVFAIL`, …, `BADCOOKIE`).
+fn rcode_arg(v: &str) -> Option<ResponseCode> {
+    const NAMES: &[&str] = &[
+        "NOERROR",
+        "FORMERR",
+        "SERVFAIL",
+        "NXDOMAIN",
+        "NOTIMP",
+        "REFUSED",
+        "YXDOMAIN",
+        "YXRRSET",
+        "NXRRSET",
+        "NOTAUTH",
+        "NOTZONE",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "BADSIG",
+        "BADKEY",
+        "BADTIME",
+        "BADMODE",
+        "BADNAME",
+        "BADALG",
+        "BADTRUNC",
+        "BADCOOKIE",
+    ];
+    let n = match v.parse::<u16>() {
+        Ok(n) if n <= 23 => n,
+        Ok(_) => return None,
+        Err(_) => {
+            let up = v.to_ascii_uppercase();
+            match up.as_str() {
+                "BADVERS" => 16,
+                _ => NAMES.iter().position(|n| !n.is_empty() && *n == up)? as u16,
+            }
+        }
+    };
+    Some(ResponseCode::from((n >> 4) as u8, (n & 0xf) as u8))
+}
+
+/// A match type and string as CoreDNS's rcode rules take them: lower-case FQDNs except for
+/// regular expressions.
+fn normalized_match(d: &Dispenser<'_>, kind: &str, v: &str) -> Result<NameMatch, Error> {
+    let n = fqdn(&v.to_ascii_lowercase());
+    Ok(match kind {
+        "exact" => NameMatch::Exact(n),
+        "prefix" => NameMatch::Prefix(n),
+        "suffix" => NameMatch::Suffix(n),
+        "substring" => NameMatch::Substring(n),
+        "regex" => {
+            if v.len() > 10_000 {
+                return Err(d.err(format!(
+                    "regex pattern too long in a rcode rule: {} > 10000",
+                    v.len()
+                )));
+            }
+            NameMatch::Regex(
+                Regex::new(v)
+                    .map_err(|_| d.err(format!("invalid regex pattern in a rcode rule: {v}")))?,
+            )
+        }
+        _ => {
+            return Err(d.err(
+                "rcode rule supports only exact, prefix, suffix, substring, and regex name matching",
+            ));
+        }
+    })
 }
 
 /// A rule and whether processing continues after it matched.
@@ -300,9 +422,63 @@ fn parse_rule(d: &Dispenser<'_>, args: &[String]) -> Result<RewriteRule, Error> 
             }
             Rule::Ttl(name_match(d, kind, n)?, lo, hi)
         }
-        other @ ("edns0" | "cname" | "rcode") => {
-            return Err(d.err(format!("rewrite {other} is not built yet in clusterdns")));
+        "edns0" => Rule::Edns0(edns0::parse(rest).map_err(|e| d.err(e))?),
+        "cname" => {
+            let (kind, from, to) = match rest {
+                [k, f, t] => (k.to_ascii_lowercase(), f, t),
+                [f, t] => ("exact".to_string(), f, t),
+                _ => {
+                    return Err(d.err(format!(
+                        "too few ({}) arguments for a cname rule",
+                        rest.len()
+                    )));
+                }
+            };
+            let (from, to) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
+            let m =
+                match kind.as_str() {
+                    "exact" => CnameMatch::Exact(fqdn(&from)),
+                    "prefix" => CnameMatch::Prefix(from),
+                    "suffix" => CnameMatch::Suffix(from),
+                    "substring" => CnameMatch::Substring(from),
+                    "regex" => {
+                        if from.len() > 10_000 {
+                            return Err(d.err(format!(
+                                "regex pattern too long in a cname rule: {} > 10000",
+                                from.len()
+                            )));
+                        }
+                        CnameMatch::Regex(Regex::new(&from).map_err(|e| {
+                            d.err(format!("invalid cname rewrite regex pattern: {e}"))
+                        })?)
+                    }
+                    other => return Err(d.err(format!("unknown cname rewrite type: {other}"))),
+                };
+            let to = if kind == "exact" { fqdn(&to) } else { to };
+            Rule::Cname(m, to)
         }
+        "rcode" => {
+            let (kind, name, old, new) = match rest {
+                [n, o, w] => ("exact".to_string(), n, o, w),
+                [k, n, o, w] => (k.to_ascii_lowercase(), n, o, w),
+                _ if rest.len() < 3 => {
+                    return Err(d.err(format!(
+                        "too few ({}) arguments for a rcode rule",
+                        rest.len()
+                    )));
+                }
+                _ => return Err(d.err("many few arguments for a rcode rule")),
+            };
+            let old = rcode_arg(old)
+                .ok_or_else(|| d.err(format!("invalid matching RCODE '{old}' for a rcode rule")))?;
+            let new = rcode_arg(new).ok_or_else(|| {
+                d.err(format!(
+                    "invalid replacement RCODE '{new}' for a rcode rule"
+                ))
+            })?;
+            Rule::Rcode(normalized_match(d, &kind, name)?, old, new)
+        }
+        "answer" => return Err(d.err("response rewrites must begin with a name rule")),
         other => return Err(d.err(format!("invalid rule type \"{other}\""))),
     };
     Ok(RewriteRule { cont, rule })
@@ -427,6 +603,9 @@ impl Handler for Rewrite {
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
         let mut new = req.clone();
         let mut applied: Vec<&RewriteRule> = Vec::new();
+        // `edns0` rules: what the reply shows for each option code they touched (`revert`
+        // keeps what it showed before the rule; the client's own option at first).
+        let mut echo: Vec<(u16, Option<EdnsOption>)> = Vec::new();
         for r in &self.rules {
             let hit = match &r.rule {
                 Rule::Name { from, to, .. } => {
@@ -449,6 +628,31 @@ impl Handler for Rewrite {
                     true
                 }
                 Rule::Ttl(m, ..) => m.matches(&lower_fqdn(new.qname())),
+                Rule::Rcode(m, ..) => m.matches(&lower_fqdn(new.qname())),
+                Rule::Cname(..) => true,
+                Rule::Edns0(e) => {
+                    let (done, before) = e.apply(&mut new);
+                    if done {
+                        let code = e.code();
+                        let i = match echo.iter().position(|(c, _)| *c == code) {
+                            Some(i) => i,
+                            None => {
+                                echo.push((code, before));
+                                echo.len() - 1
+                            }
+                        };
+                        if !e.revert {
+                            echo[i].1 = new.edns.as_ref().and_then(|o| {
+                                o.options()
+                                    .as_ref()
+                                    .iter()
+                                    .find(|(_, x)| code_of(x) == code)
+                                    .map(|(_, x)| x.clone())
+                            });
+                        }
+                    }
+                    done
+                }
                 _ => false,
             };
             if hit {
@@ -461,8 +665,15 @@ impl Handler for Rewrite {
         if applied.is_empty() {
             return next.run(req).await;
         }
-        let mut resp = next.run(&new).await?;
-        let msg = &mut resp.msg;
+        let rcode_rules = applied.iter().any(|r| matches!(r.rule, Rule::Rcode(..)));
+        let mut resp = match next.run(&new).await {
+            Ok(r) => r,
+            // A failure the server would answer with a bare rcode: an rcode rule may rewrite it.
+            Err(e) if rcode_rules && !matches!(e, HandlerError::Dropped(_)) => {
+                Response::new(new.error_reply(e.rcode()), NAME)
+            }
+            Err(e) => return Err(e),
+        };
         for r in applied.iter().rev() {
             match &r.rule {
                 Rule::Name {
@@ -471,6 +682,7 @@ impl Handler for Rewrite {
                     auto,
                     answers,
                 } => {
+                    let msg = &mut resp.msg;
                     for rec in msg.answers.iter_mut() {
                         if *auto {
                             let undo = |n: &str| from.revert(n, to);
@@ -493,17 +705,76 @@ impl Handler for Rewrite {
                     }
                 }
                 Rule::Ttl(m, lo, hi) => {
-                    for rec in msg.answers.iter_mut() {
+                    for rec in resp.msg.answers.iter_mut() {
                         if m.matches(&lower_fqdn(&rec.name)) {
                             rec.ttl = rec.ttl.clamp(*lo, *hi);
                         }
                     }
                 }
-                Rule::Type(..) | Rule::Class(..) => {}
+                Rule::Rcode(_, old, new_rcode) => {
+                    if resp.msg.metadata.response_code == *old {
+                        resp.msg.metadata.response_code = *new_rcode;
+                    }
+                }
+                Rule::Cname(m, to) => rewrite_cname(&new, &mut resp.msg, m, to).await,
+                Rule::Type(..) | Rule::Class(..) | Rule::Edns0(_) => {}
+            }
+        }
+        for (code, shown) in echo {
+            if let Some(e) = resp.msg.edns.as_mut() {
+                e.options_mut().remove(code.into());
+            }
+            if let Some(o) = shown {
+                set_option(&mut resp.msg, o);
             }
         }
         Ok(resp)
     }
+}
+
+/// CoreDNS's cname target rule: the first CNAME in the answer whose target the rule matches
+/// gets the new target, the records after it are replaced by the answer for the new target
+/// (looked up through this server), and TC follows that answer. A failed lookup leaves the
+/// answer as it was.
+async fn rewrite_cname(
+    req: &Request,
+    msg: &mut hickory_proto::op::Message,
+    m: &CnameMatch,
+    to: &str,
+) {
+    let hit = msg
+        .answers
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| match &r.data {
+            RData::CNAME(c) => m.apply(&lower_fqdn(&c.0), to).map(|t| (i, t)),
+            _ => None,
+        });
+    let Some((i, target)) = hit else {
+        return;
+    };
+    let Ok(name) = Name::from_ascii(fqdn(&target)) else {
+        return;
+    };
+    let up = match req.lookup(name.clone(), req.qtype()).await {
+        Ok(up) => up,
+        Err(e) => {
+            tracing::error!(target: "plugin/rewrite", "upstream lookup failed: {e}");
+            return;
+        }
+    };
+    // The CNAMEs up to the rewritten one stay; the one matched points to the new target.
+    let mut answers: Vec<Record> = msg.answers[..=i]
+        .iter()
+        .filter(|r| r.record_type() == RecordType::CNAME)
+        .cloned()
+        .collect();
+    if let Some(last) = answers.last_mut() {
+        last.data = RData::CNAME(hickory_proto::rr::rdata::CNAME(name));
+    }
+    answers.extend(up.answers);
+    msg.answers = answers;
+    msg.metadata.truncation = up.metadata.truncation;
 }
 
 #[cfg(test)]
@@ -639,13 +910,507 @@ mod tests {
             ),
             ("rewrite ttl a 9-1", "invalid TTL"),
             (
-                "rewrite edns0 local set 0xffee abcd",
-                "rewrite edns0 is not built yet",
+                "rewrite edns0 local bogus 0xffee abcd",
+                "invalid action: \"bogus\"",
+            ),
+            ("rewrite cname a", "too few (1) arguments for a cname rule"),
+            (
+                "rewrite cname bogus a b",
+                "unknown cname rewrite type: bogus",
+            ),
+            (
+                "rewrite rcode a.org 2",
+                "too few (2) arguments for a rcode rule",
+            ),
+            (
+                "rewrite rcode a.org random nothing",
+                "invalid matching RCODE 'random'",
+            ),
+            (
+                "rewrite answer name a b",
+                "response rewrites must begin with a name rule",
             ),
         ] {
             let toks = lex(&StdArc::from("Corefile"), bad);
             let e = parse(&mut Dispenser::new(&toks)).unwrap_err().to_string();
             assert!(e.contains(want), "{bad}: {e}");
         }
+    }
+
+    fn rules(corefile: &str) -> Vec<RewriteRule> {
+        let toks = lex(&StdArc::from("Corefile"), corefile);
+        parse(&mut Dispenser::new(&toks)).unwrap()
+    }
+
+    #[test]
+    fn coredns_rcode_rule_table() {
+        // CoreDNS's TestNewRCodeRule: (mode, arguments, should fail), as `rewrite` lines.
+        for (mode, args, fails) in [
+            ("stop", "numeric.rcode.coredns.rocks 2 0", false),
+            ("stop", "too.few.rcode.coredns.rocks 2", true),
+            ("stop", "exact too.many.rcode.coredns.rocks 2 1 0", true),
+            (
+                "stop",
+                "exact match.string.rcode.coredns.rocks SERVFAIL NOERROR",
+                false,
+            ),
+            (
+                "continue",
+                "regex (regex)\\.rcode\\.(coredns)\\.(rocks) FORMERR NOERROR",
+                false,
+            ),
+            ("stop", "invalid.rcode.coredns.rocks random nothing", true),
+            ("stop", "bogus a.org 2 0", true),
+            ("stop", "a.org 24 0", true),
+        ] {
+            let line = format!("rewrite {mode} rcode {args}");
+            let toks = lex(&StdArc::from("Corefile"), &line);
+            assert_eq!(parse(&mut Dispenser::new(&toks)).is_err(), fails, "{line}");
+        }
+        let long = format!(
+            "rewrite rcode regex {} SERVFAIL NXDOMAIN",
+            "a".repeat(10_001)
+        );
+        let toks = lex(&StdArc::from("Corefile"), &long);
+        let e = parse(&mut Dispenser::new(&toks)).unwrap_err().to_string();
+        assert!(e.contains("too long"), "{e}");
+    }
+
+    /// Answers with a fixed rcode (and one A record when `answer`), or fails with `err`.
+    struct Fixed {
+        rcode: ResponseCode,
+        answer: bool,
+        err: Option<fn() -> HandlerError>,
+    }
+
+    #[async_trait::async_trait]
+    impl Handler for Fixed {
+        fn name(&self) -> &'static str {
+            "fixed"
+        }
+        async fn serve(&self, req: &Request, _: Next<'_>) -> Result<Response, HandlerError> {
+            if let Some(e) = self.err {
+                return Err(e());
+            }
+            let mut m = req.error_reply(self.rcode);
+            if self.answer {
+                m.add_answer(Record::from_rdata(
+                    req.qname().clone(),
+                    5,
+                    RData::A(A(Ipv4Addr::new(10, 0, 0, 1))),
+                ));
+            }
+            Ok(Response::new(m, "fixed"))
+        }
+    }
+
+    async fn rcode_after(line: &str, next: Fixed) -> ResponseCode {
+        let chain = Chain::new(vec![Rewrite::handler(rules(line)), StdArc::new(next)]);
+        let req = Request::new(
+            Name::from_ascii("srv1.coredns.rocks.").unwrap(),
+            RecordType::A,
+            "127.0.0.1:1".parse().unwrap(),
+            Proto::Udp,
+        );
+        chain.run(&req).await.unwrap().rcode()
+    }
+
+    #[tokio::test]
+    async fn coredns_rcode_rewrites() {
+        // TestRCodeRewrite: a SERVFAIL with an answer becomes FORMERR.
+        let f = Fixed {
+            rcode: ResponseCode::ServFail,
+            answer: true,
+            err: None,
+        };
+        assert_eq!(
+            rcode_after("rewrite rcode exact srv1.coredns.rocks SERVFAIL FORMERR", f).await,
+            ResponseCode::FormErr
+        );
+        // TestRCodeRewriteEmptyResponse: bare failures, written or not, become NOERROR.
+        for mode in ["stop", "continue"] {
+            for old in [
+                ResponseCode::FormErr,
+                ResponseCode::ServFail,
+                ResponseCode::Refused,
+                ResponseCode::NotImp,
+            ] {
+                let line = format!(
+                    "rewrite {mode} rcode exact srv1.coredns.rocks {} NOERROR",
+                    u16::from(old)
+                );
+                let f = Fixed {
+                    rcode: old,
+                    answer: false,
+                    err: None,
+                };
+                assert_eq!(rcode_after(&line, f).await, ResponseCode::NoError, "{line}");
+            }
+            let line = format!("rewrite {mode} rcode srv1.coredns.rocks SERVFAIL NOERROR");
+            let f = Fixed {
+                rcode: ResponseCode::NoError,
+                answer: false,
+                err: Some(|| HandlerError::Internal("boom".into())),
+            };
+            assert_eq!(
+                rcode_after(&line, f).await,
+                ResponseCode::NoError,
+                "unwritten SERVFAIL"
+            );
+            let line = format!("rewrite {mode} rcode srv1.coredns.rocks REFUSED 0");
+            let f = Fixed {
+                rcode: ResponseCode::NoError,
+                answer: false,
+                err: Some(|| HandlerError::Refused("no".into())),
+            };
+            assert_eq!(
+                rcode_after(&line, f).await,
+                ResponseCode::NoError,
+                "unwritten REFUSED"
+            );
+        }
+        // Another name, another rcode: untouched.
+        let f = Fixed {
+            rcode: ResponseCode::ServFail,
+            answer: false,
+            err: None,
+        };
+        assert_eq!(
+            rcode_after("rewrite rcode other.coredns.rocks SERVFAIL NOERROR", f).await,
+            ResponseCode::ServFail
+        );
+        let f = Fixed {
+            rcode: ResponseCode::NXDomain,
+            answer: false,
+            err: None,
+        };
+        assert_eq!(
+            rcode_after("rewrite rcode suffix coredns.rocks SERVFAIL NOERROR", f).await,
+            ResponseCode::NXDomain
+        );
+    }
+
+    /// CoreDNS's MockedUpstream: the answers for the rewritten CNAME targets.
+    struct Upstream;
+
+    #[async_trait::async_trait]
+    impl crate::plugins::request::Resolve for Upstream {
+        async fn resolve(&self, req: &Request) -> Result<hickory_proto::op::Message, HandlerError> {
+            let mut m = req.reply();
+            m.metadata.authoritative = true;
+            let rr = |s: &str| {
+                let (name, rest) = s.split_once(' ').unwrap();
+                let (ttl, rest) = rest.split_once(' ').unwrap();
+                let (kind, value) = rest.split_once(' ').unwrap();
+                let data = match kind {
+                    "A" => RData::A(A(value.parse().unwrap())),
+                    "AAAA" => RData::AAAA(hickory_proto::rr::rdata::AAAA(value.parse().unwrap())),
+                    _ => RData::CNAME(CNAME(Name::from_ascii(value).unwrap())),
+                };
+                Record::from_rdata(Name::from_ascii(name).unwrap(), ttl.parse().unwrap(), data)
+            };
+            let answers: Vec<&str> = match (req.qname_lower(), req.qtype()) {
+                ("xyz.example.com.", RecordType::A) => vec!["xyz.example.com. 3600 A 3.4.5.6"],
+                ("xyz.example.com.", RecordType::AAAA) => {
+                    vec!["xyz.example.com. 3600 AAAA 3a01:7e00::f03c:91ff:fe79:234c"]
+                }
+                ("bard.google.com.cdn.cloudflare.net.", _) => {
+                    vec!["bard.google.com.cdn.cloudflare.net. 1800 A 9.7.2.1"]
+                }
+                ("www.hosting.xyz.", _) => vec!["www.hosting.xyz. 500 A 20.30.40.50"],
+                ("abcd.zzzz.www.pqrst.", _) => vec![
+                    "abcd.zzzz.www.pqrst. 120 A 101.20.5.1",
+                    "abcd.zzzz.www.pqrst. 120 A 101.20.5.2",
+                ],
+                ("orders.webapp.eu.org.", _) => vec!["orders.webapp.eu.org. 120 A 20.0.0.9"],
+                ("music.truncated.spotify.com.", _) => {
+                    m.metadata.truncation = true;
+                    vec!["music.truncated.spotify.com. 120 A 10.1.0.9"]
+                }
+                ("intermediate-2.staging.", _) => vec![
+                    "intermediate-2.staging. 200 CNAME final.staging.net.",
+                    "final.staging.net. 120 A 5.6.7.8",
+                ],
+                _ => vec![],
+            };
+            m.answers = answers.into_iter().map(rr).collect();
+            Ok(m)
+        }
+    }
+
+    /// Answers with the records it was built with (CoreDNS's msgPrinter of a prepared message).
+    struct Canned(Vec<Record>);
+
+    #[async_trait::async_trait]
+    impl Handler for Canned {
+        fn name(&self) -> &'static str {
+            "canned"
+        }
+        async fn serve(&self, req: &Request, _: Next<'_>) -> Result<Response, HandlerError> {
+            let mut m = req.reply();
+            m.answers = self.0.clone();
+            Ok(Response::new(m, "canned"))
+        }
+    }
+
+    fn rec(s: &str) -> Record {
+        let f: Vec<&str> = s.split_whitespace().collect();
+        let data = match f[2] {
+            "A" => RData::A(A(f[3].parse().unwrap())),
+            "AAAA" => RData::AAAA(hickory_proto::rr::rdata::AAAA(f[3].parse().unwrap())),
+            _ => RData::CNAME(CNAME(Name::from_ascii(f[3]).unwrap())),
+        };
+        Record::from_rdata(Name::from_ascii(f[0]).unwrap(), f[1].parse().unwrap(), data)
+    }
+
+    #[tokio::test]
+    async fn coredns_cname_target_table() {
+        // CoreDNS's TestCNameTargetRewrite: the rules, then (question, type, answer, expected
+        // answer, truncated).
+        let rs = rules(
+            "rewrite continue cname exact def.example.com xyz.example.com
+rewrite continue cname prefix chat.openai.com bard.google.com
+rewrite continue cname suffix uvw. xyz.
+rewrite continue cname substring efgh zzzz.www
+rewrite continue cname regex (.*)\\.web\\.(.*)\\.site\\. {1}.webapp.{2}.org.
+rewrite continue cname exact music.truncated.spotify.com. music.truncated.spotify.com.
+rewrite continue cname suffix prod. staging.",
+        );
+        type Row<'a> = (&'a str, RecordType, &'a [&'a str], &'a [&'a str], bool);
+        let table: &[Row<'_>] = &[
+            (
+                "abc.example.com.",
+                RecordType::A,
+                &[
+                    "abc.example.com. 5 CNAME def.example.com.",
+                    "def.example.com. 5 A 1.2.3.4",
+                ],
+                &[
+                    "abc.example.com. 5 CNAME xyz.example.com.",
+                    "xyz.example.com. 3600 A 3.4.5.6",
+                ],
+                false,
+            ),
+            (
+                "abc.example.com.",
+                RecordType::AAAA,
+                &[
+                    "abc.example.com. 5 CNAME def.example.com.",
+                    "def.example.com. 5 AAAA 2a01:7e00::f03c:91ff:fe79:234c",
+                ],
+                &[
+                    "abc.example.com. 5 CNAME xyz.example.com.",
+                    "xyz.example.com. 3600 AAAA 3a01:7e00::f03c:91ff:fe79:234c",
+                ],
+                false,
+            ),
+            (
+                "chat.openai.com.",
+                RecordType::A,
+                &[
+                    "chat.openai.com. 20 CNAME chat.openai.com.cdn.cloudflare.net.",
+                    "chat.openai.com.cdn.cloudflare.net. 30 A 23.2.1.2",
+                    "chat.openai.com.cdn.cloudflare.net. 30 A 24.6.0.8",
+                ],
+                &[
+                    "chat.openai.com. 20 CNAME bard.google.com.cdn.cloudflare.net.",
+                    "bard.google.com.cdn.cloudflare.net. 1800 A 9.7.2.1",
+                ],
+                false,
+            ),
+            (
+                "coredns.io.",
+                RecordType::A,
+                &[
+                    "coredns.io. 100 CNAME www.hosting.uvw.",
+                    "www.hosting.uvw. 200 A 7.2.3.4",
+                ],
+                &[
+                    "coredns.io. 100 CNAME www.hosting.xyz.",
+                    "www.hosting.xyz. 500 A 20.30.40.50",
+                ],
+                false,
+            ),
+            (
+                "core.dns.rocks.",
+                RecordType::A,
+                &[
+                    "core.dns.rocks. 200 CNAME abcd.efgh.pqrst.",
+                    "abcd.efgh.pqrst. 100 A 200.30.45.67",
+                ],
+                &[
+                    "core.dns.rocks. 200 CNAME abcd.zzzz.www.pqrst.",
+                    "abcd.zzzz.www.pqrst. 120 A 101.20.5.1",
+                    "abcd.zzzz.www.pqrst. 120 A 101.20.5.2",
+                ],
+                false,
+            ),
+            (
+                "order.service.eu.",
+                RecordType::A,
+                &[
+                    "order.service.eu. 200 CNAME orders.web.eu.site.",
+                    "orders.web.eu.site. 50 A 10.10.15.1",
+                ],
+                &[
+                    "order.service.eu. 200 CNAME orders.webapp.eu.org.",
+                    "orders.webapp.eu.org. 120 A 20.0.0.9",
+                ],
+                false,
+            ),
+            (
+                "music.spotify.com.",
+                RecordType::A,
+                &["music.spotify.com. 200 CNAME music.truncated.spotify.com."],
+                &[
+                    "music.spotify.com. 200 CNAME music.truncated.spotify.com.",
+                    "music.truncated.spotify.com. 120 A 10.1.0.9",
+                ],
+                true,
+            ),
+            (
+                "cname-chain.org.",
+                RecordType::A,
+                &[
+                    "cname-chain.org. 200 CNAME intermediate-1.com.",
+                    "intermediate-1.com. 200 CNAME intermediate-2.prod.",
+                    "intermediate-2.prod. 200 CNAME final.prod.net.",
+                    "final.prod.net. 120 A 1.2.3.4",
+                ],
+                &[
+                    "cname-chain.org. 200 CNAME intermediate-1.com.",
+                    "intermediate-1.com. 200 CNAME intermediate-2.staging.",
+                    "intermediate-2.staging. 200 CNAME final.staging.net.",
+                    "final.staging.net. 120 A 5.6.7.8",
+                ],
+                false,
+            ),
+        ];
+        for (q, t, answer, want, tc) in table {
+            let chain = Chain::new(vec![
+                Rewrite::handler(rs.clone()),
+                StdArc::new(Canned(answer.iter().map(|s| rec(s)).collect())),
+            ]);
+            let mut req = Request::new(
+                Name::from_ascii(q).unwrap(),
+                *t,
+                "127.0.0.1:1".parse().unwrap(),
+                Proto::Udp,
+            );
+            req.resolver = Some(crate::plugins::request::Resolver(StdArc::new(Upstream)));
+            let m = chain.run(&req).await.unwrap().msg;
+            let got: Vec<String> = m
+                .answers
+                .iter()
+                .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
+                .collect();
+            let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+            assert_eq!(got, want, "{q} {t}");
+            assert_eq!(m.metadata.truncation, *tc, "{q}");
+        }
+        // A failed lookup leaves the answer alone (TestCNAMETargetRewrite_upstreamFailurePaths).
+        let chain = Chain::new(vec![
+            Rewrite::handler(rules("rewrite cname exact def.example.com xyz.example.com")),
+            StdArc::new(Canned(vec![
+                rec("abc.example.com. 5 CNAME def.example.com."),
+                rec("def.example.com. 5 A 1.2.3.4"),
+            ])),
+        ]);
+        let req = Request::new(
+            Name::from_ascii("abc.example.com.").unwrap(),
+            RecordType::A,
+            "127.0.0.1:1".parse().unwrap(),
+            Proto::Udp,
+        );
+        let m = chain.run(&req).await.unwrap().msg;
+        assert_eq!(m.answers.len(), 2);
+        assert_eq!(m.answers[0].data.to_string(), "def.example.com.");
+    }
+
+    /// Answers with the EDNS0 options it was asked with as options of the reply (what
+    /// CoreDNS's ScrubWriter does for an OPT-less reply: reuse the request's).
+    struct EchoOpts;
+
+    #[async_trait::async_trait]
+    impl Handler for EchoOpts {
+        fn name(&self) -> &'static str {
+            "echo"
+        }
+        async fn serve(&self, req: &Request, _: Next<'_>) -> Result<Response, HandlerError> {
+            let mut m = req.reply();
+            let seen: Vec<String> = req
+                .edns
+                .iter()
+                .flat_map(|e| e.options().as_ref().iter())
+                .map(|(_, o)| format!("{o:?}"))
+                .collect();
+            m.add_answer(Record::from_rdata(
+                req.qname().clone(),
+                5,
+                RData::TXT(hickory_proto::rr::rdata::TXT::new(vec![seen.join(";")])),
+            ));
+            Ok(Response::new(m, "echo"))
+        }
+    }
+
+    async fn edns_run(corefile: &str, client: Vec<EdnsOption>) -> (String, Vec<EdnsOption>) {
+        let chain = Chain::new(vec![
+            Rewrite::handler(rules(corefile)),
+            StdArc::new(EchoOpts),
+        ]);
+        let mut req = Request::new(
+            Name::from_ascii("example.org.").unwrap(),
+            RecordType::A,
+            "127.0.0.1:1".parse().unwrap(),
+            Proto::Udp,
+        );
+        if !client.is_empty() {
+            let mut e = hickory_proto::op::Edns::new();
+            for o in client {
+                e.options_mut().insert(o);
+            }
+            req.edns = Some(e);
+        }
+        let m = chain.run(&req).await.unwrap().msg;
+        let seen = m.answers[0].data.to_string();
+        let shown = m.edns.map_or(vec![], |e| {
+            e.options()
+                .as_ref()
+                .iter()
+                .map(|(_, o)| o.clone())
+                .collect()
+        });
+        (seen, shown)
+    }
+
+    #[tokio::test]
+    async fn edns0_reaches_the_chain_and_revert_decides_the_reply() {
+        let local = |d: &[u8]| EdnsOption::Unknown(0xffee, d.to_vec());
+        // Without revert the reply shows the option (CoreDNS echoes the rewritten request's).
+        let (seen, shown) = edns_run("rewrite edns0 local set 0xffee 0x61626364", vec![]).await;
+        assert!(seen.contains("Unknown(65518, [97, 98, 99, 100])"), "{seen}");
+        assert_eq!(shown, [local(b"abcd")]);
+        // TestEdns0LocalSetRevertNoLeak: with revert it does not.
+        let (seen, shown) =
+            edns_run("rewrite edns0 local set 0xffee 0xabcdef revert", vec![]).await;
+        assert!(seen.contains("Unknown(65518, [171, 205, 239])"), "{seen}");
+        assert!(shown.is_empty(), "{shown:?}");
+        // TestEdns0LocalSetRevertRestoresPreexisting: the client's own value comes back.
+        let (seen, shown) = edns_run(
+            "rewrite edns0 local set 0xffee 0xabcdef revert",
+            vec![local(&[0x11, 0x11, 0x11])],
+        )
+        .await;
+        assert!(seen.contains("[171, 205, 239]"), "{seen}");
+        assert_eq!(shown, [local(&[0x11, 0x11, 0x11])]);
+        // CoreDNS's README: a continue rule sets abcd, a revert rule replaces it with bcde for
+        // the chain only, so the reply shows abcd.
+        let (seen, shown) = edns_run(
+            "rewrite continue {\n edns0 local set 0xffee abcd\n}\nrewrite edns0 local replace 0xffee bcde revert",
+            vec![],
+        )
+        .await;
+        assert!(seen.contains("[98, 99, 100, 101]"), "{seen}");
+        assert_eq!(shown, [local(b"abcd")]);
     }
 }

@@ -1,8 +1,9 @@
 //! `template`: answers from templates of resource records (plugin/template).
 //!
 //! The Go-template fields real Corefiles use are supported — `{{ .Name }}`, `{{ .Zone }}`,
-//! `{{ .Class }}`, `{{ .Type }}`, `{{ .Remote }}`, `{{ index .Match N }}` and
-//! `{{ .Group.NAME }}` — and any other `{{ … }}` is rejected when the Corefile is loaded.
+//! `{{ .Class }}`, `{{ .Type }}`, `{{ .Remote }}`, `{{ index .Match N }}`,
+//! `{{ .Group.NAME }}` and `{{ .Meta "LABEL" }}` — and any other `{{ … }}` is rejected when the
+//! Corefile is loaded.
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ enum Part {
     Remote,
     Match(usize),
     Group(String),
+    Meta(String),
 }
 
 /// A compiled `answer`/`additional`/`authority` template.
@@ -61,9 +63,12 @@ impl Rr {
                 ),
                 [g] if g.starts_with(".Group.") => Part::Group(g[7..].to_string()),
                 ["index", ".Group", g] => Part::Group(g.trim_matches('"').to_string()),
+                [".Meta", label] if label.len() > 1 && label.starts_with('"') && label.ends_with('"') => {
+                    Part::Meta(label[1..label.len() - 1].to_string())
+                }
                 _ => {
                     return Err(format!(
-                        "template action \"{{{{ {action} }}}}\" is not supported by clusterdns (supported: .Name .Zone .Class .Type .Remote, index .Match N, .Group.NAME)"
+                        "template action \"{{{{ {action} }}}}\" is not supported by clusterdns (supported: .Name .Zone .Class .Type .Remote, index .Match N, .Group.NAME, .Meta \"LABEL\")"
                     ));
                 }
             });
@@ -85,6 +90,7 @@ impl Rr {
                 Part::Remote => out.push_str(&v.remote),
                 Part::Match(n) => out.push_str(v.caps.get(*n).map_or("", |m| m.as_str())),
                 Part::Group(g) => out.push_str(v.caps.name(g).map_or("", |m| m.as_str())),
+                Part::Meta(l) => out.push_str(v.req.meta(l).unwrap_or("")),
             }
         }
         out
@@ -98,6 +104,7 @@ struct Vars<'a> {
     qtype: RecordType,
     remote: String,
     caps: regex::Captures<'a>,
+    req: &'a Request,
 }
 
 /// One `template` line.
@@ -111,6 +118,8 @@ pub struct TemplateConfig {
     additional: Vec<Rr>,
     authority: Vec<Rr>,
     rcode: ResponseCode,
+    /// `ederror CODE [REASON]`: an Extended DNS Error (RFC 8914) on the reply.
+    ederror: Option<(u16, String)>,
     fall: Fall,
 }
 
@@ -125,6 +134,7 @@ impl PartialEq for TemplateConfig {
             && self.additional == o.additional
             && self.authority == o.authority
             && self.rcode == o.rcode
+            && self.ederror == o.ederror
             && self.fall == o.fall
     }
 }
@@ -161,6 +171,7 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Vec<Templa
             additional: Vec::new(),
             authority: Vec::new(),
             rcode: ResponseCode::NoError,
+            ederror: None,
             fall: Fall::none(),
         };
         while d.next_block() {
@@ -197,6 +208,17 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Vec<Templa
                     };
                     t.rcode =
                         rcode_from_name(c).ok_or_else(|| d.err(format!("unknown rcode {c}")))?;
+                }
+                "ederror" => {
+                    let (code, reason) = match a.as_slice() {
+                        [c] => (c, ""),
+                        [c, r] => (c, r.as_str()),
+                        _ => return Err(d.arg_err()),
+                    };
+                    let n = code.parse::<u16>().map_err(|e| {
+                        d.err(format!("error parsing extended DNS error code {code}, {e}"))
+                    })?;
+                    t.ederror = Some((n, reason.to_string()));
                 }
                 "fallthrough" => t.fall = Fall::parse(&a),
                 "upstream" => {
@@ -281,6 +303,7 @@ impl Handler for Template {
                 qtype: req.qtype(),
                 remote: req.src.ip().to_string(),
                 caps,
+                req,
             };
             let mut msg = req.reply();
             msg.metadata.authoritative = true;
@@ -289,6 +312,12 @@ impl Handler for Template {
             msg.add_answers(records(&t.answer, &v).map_err(err)?);
             msg.add_additionals(records(&t.additional, &v).map_err(err)?);
             msg.add_authorities(records(&t.authority, &v).map_err(err)?);
+            if let Some((code, reason)) = &t.ederror {
+                crate::plugins::response::set_option(
+                    &mut msg,
+                    crate::plugins::response::ede(*code, reason),
+                );
+            }
             return Ok(Response::new(msg, NAME));
         }
         next.run(req).await
@@ -386,6 +415,47 @@ template ANY ANY reddog.microsoft.com {
         ));
     }
 
+    #[tokio::test]
+    async fn ederror_and_meta() {
+        // CoreDNS's template_test.go ederror case: `.invalid` answered NXDOMAIN with an SOA and
+        // Extended DNS Error 21 (Not Supported) with its reason.
+        let t = run(r#"template ANY ANY invalid {
+  rcode NXDOMAIN
+  authority "invalid. 60 {{ .Class }} SOA ns.invalid. hostmaster.invalid. (1 60 60 60 60)"
+  ederror 21 "Blocked due to RFC2606"
+}
+template IN TXT meta.test {
+  answer "{{ .Name }} 60 IN TXT \"{{ .Meta \"test/who\" }}\""
+}"#)
+        .unwrap();
+        let chain = Chain::new(vec![build(&t)]);
+        let r = ask(&chain, "test.invalid.", RecordType::A).await.unwrap();
+        assert_eq!(r.rcode(), ResponseCode::NXDomain);
+        assert_eq!(r.msg.authorities[0].record_type(), RecordType::SOA);
+        let opt = r.msg.edns.unwrap();
+        let (_, ede) = &opt.options().as_ref()[0];
+        let mut want = vec![0, 21];
+        want.extend_from_slice(b"Blocked due to RFC2606");
+        assert_eq!(
+            *ede,
+            hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, want)
+        );
+        // `.Meta`: the metadata plugin's labels (empty without them).
+        let mut req = Request::new(
+            Name::from_ascii("x.meta.test.").unwrap(),
+            RecordType::TXT,
+            "10.1.2.3:5353".parse().unwrap(),
+            Proto::Udp,
+        );
+        let mut meta = crate::plugins::metadata::Meta::default();
+        meta.set("test/who", "ns1");
+        req.meta = Some(std::sync::Arc::new(meta));
+        let r = chain.run(&req).await.unwrap();
+        assert_eq!(r.msg.answers[0].data.to_string(), "ns1");
+        let r = ask(&chain, "x.meta.test.", RecordType::TXT).await.unwrap();
+        assert_eq!(r.msg.answers[0].data.to_string(), "");
+    }
+
     #[test]
     fn setup_errors() {
         for (bad, want) in [
@@ -398,6 +468,19 @@ template ANY ANY reddog.microsoft.com {
                 "is not supported by clusterdns",
             ),
             ("template IN A {\n bogus\n}", "unknown property 'bogus'"),
+            ("template IN A {\n ederror\n}", "Wrong argument count"),
+            (
+                "template IN A {\n ederror 21 a b\n}",
+                "Wrong argument count",
+            ),
+            (
+                "template IN A {\n ederror blocked\n}",
+                "error parsing extended DNS error code blocked",
+            ),
+            (
+                "template IN A {\n ederror 70000\n}",
+                "error parsing extended DNS error code 70000",
+            ),
         ] {
             let e = run(bad).unwrap_err().to_string();
             assert!(e.contains(want), "{bad}: {e}");
