@@ -225,7 +225,12 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         rest = &rest[unit_end..];
         total += n * scale;
     }
-    Some(Duration::from_secs_f64(total))
+    // Go's durations are int64 nanoseconds: a longer one is "invalid duration" there, never a
+    // panic here (`Duration::from_secs_f64` panics on a value it cannot hold).
+    if total > i64::MAX as f64 / 1e9 {
+        return None;
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]
@@ -283,5 +288,13 @@ mod tests {
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration(""), None);
+        // Past Go's int64 nanoseconds (about 292 years): invalid, not a panic (found by the
+        // corefile fuzz target: `consolidate 55555555555555555555m`).
+        assert_eq!(parse_duration("55555555555555555555m"), None);
+        assert_eq!(
+            parse_duration("2562047h"),
+            Some(Duration::from_secs(2562047 * 3600))
+        );
+        assert_eq!(parse_duration("2562048h"), None);
     }
 }
