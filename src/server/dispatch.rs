@@ -375,15 +375,23 @@ impl Follow {
 }
 
 impl Dispatcher {
-    /// Logs a panic caught while answering, as CoreDNS does, and counts it in
-    /// `coredns_panics_total`.
+    /// Logs a panic caught while answering, as CoreDNS does (plus where it happened), and counts
+    /// it in `coredns_panics_total`.
     pub(crate) fn recovered(&self, panic: &(dyn std::any::Any + Send)) {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        tracing::error!("Recovered from panic in server: \"{}\" {what}", self.label);
+        match super::panics::take_location() {
+            Some(at) => {
+                tracing::error!(
+                    "Recovered from panic in server: \"{}\" {what} at {at}",
+                    self.label
+                )
+            }
+            None => tracing::error!("Recovered from panic in server: \"{}\" {what}", self.label),
+        }
         self.metrics.panics.inc();
     }
 
@@ -473,7 +481,9 @@ impl Dispatcher {
         }
         let req = req;
 
-        let result = AssertUnwindSafe(block.chain.run(&req)).catch_unwind().await;
+        let result = AssertUnwindSafe(super::panics::quiet(block.chain.run(&req)))
+            .catch_unwind()
+            .await;
         let mut log_line = None;
         let mut more = None;
         let (rcode, mut msg, plugin): (ResponseCode, Option<Message>, &'static str) = match result {

@@ -6,6 +6,7 @@ mod dispatch;
 mod encrypted;
 mod http;
 mod limits;
+mod panics;
 mod transport;
 
 use std::collections::{BTreeMap, HashMap};
@@ -331,6 +332,8 @@ pub async fn start(
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
 ) -> Result<Running, ServerError> {
+    // Panics the listeners catch are reported by them, without the standard hook's backtrace.
+    panics::install();
     let http_state = http::HttpState {
         readiness: readiness.clone(),
         monitor: built.monitor,

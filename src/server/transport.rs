@@ -66,7 +66,7 @@ pub(crate) async fn reply_all(
     stream: bool,
 ) -> Answer {
     let head: Option<[u8; 12]> = raw.get(..12).and_then(|h| h.try_into().ok());
-    match AssertUnwindSafe(answer(d, raw, src, proto, stream))
+    match AssertUnwindSafe(super::panics::quiet(answer(d, raw, src, proto, stream)))
         .catch_unwind()
         .await
     {
