@@ -83,7 +83,10 @@ async fn sigterm_keeps_serving_for_lameduck_then_exits_zero() {
         answered += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(answered > 10);
+    // Every query sent in the window was answered (above); how many fit in it depends on the
+    // machine's load (a loaded CI box fits a few), so only at least one is required here.
+    // sigterm_under_load_loses_no_query_during_lameduck checks the volume.
+    assert!(answered >= 1, "no query answered during lameduck");
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
