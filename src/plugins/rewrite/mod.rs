@@ -1,6 +1,8 @@
 //! `rewrite`: rewrites queries (name, type, class, EDNS0 options) before the rest of the chain
 //! and the answers on the way back (names, TTLs, CNAME targets, rcodes) (plugin/rewrite).
 
+#[cfg(test)]
+mod coredns_tests;
 mod edns0;
 
 use std::sync::Arc;
@@ -341,7 +343,11 @@ fn name_rule(args: &[String]) -> Result<Rule, String> {
         return Err("too few arguments for a name rule".into());
     }
     let (kind, from, to) = if args.len() == 2 {
-        ("exact".to_string(), normalize(&args[0]), normalize(&args[1]))
+        (
+            "exact".to_string(),
+            normalize(&args[0]),
+            normalize(&args[1]),
+        )
     } else {
         let kind = args[0].to_ascii_lowercase();
         if kind == "regex" {
@@ -398,7 +404,11 @@ fn ttl_range(v: &str) -> Option<(u32, u32)> {
         ["", ""] => None,
         [lo, hi] => {
             let lo = if lo.is_empty() { 0 } else { num(lo)? };
-            let hi = if hi.is_empty() { 2_147_483_647 } else { num(hi)? };
+            let hi = if hi.is_empty() {
+                2_147_483_647
+            } else {
+                num(hi)?
+            };
             (lo <= hi).then_some((lo, hi))
         }
         _ => None,
@@ -409,10 +419,7 @@ fn ttl_range(v: &str) -> Option<(u32, u32)> {
 fn ttl_rule(d: &Dispenser<'_>, args: &[String]) -> Result<Rule, Error> {
     let ttl = match args.len() {
         0 | 1 => {
-            return Err(d.err(format!(
-                "too few ({}) arguments for a ttl rule",
-                args.len()
-            )));
+            return Err(d.err(format!("too few ({}) arguments for a ttl rule", args.len())));
         }
         2 | 3 => &args[args.len() - 1],
         _ => return Err(d.err("many few arguments for a ttl rule")),
@@ -632,7 +639,8 @@ fn apply_resp(rule: &RespRule, r: &mut Record) -> Result<(), HandlerError> {
                     let mut buf = Vec::new();
                     let mut enc = hickory_proto::serialize::binary::BinEncoder::new(&mut buf);
                     enc.set_canonical_form(true);
-                    hickory_proto::serialize::binary::BinEncodable::emit(&to_name(n)?, &mut enc).map_err(|e| name_err(&e.to_string()))?;
+                    hickory_proto::serialize::binary::BinEncodable::emit(&to_name(n)?, &mut enc)
+                        .map_err(|e| name_err(&e.to_string()))?;
                     r.data = RData::Unknown {
                         code: RecordType::DNAME,
                         rdata: hickory_proto::rr::rdata::NULL::with(buf),
@@ -746,7 +754,10 @@ impl Handler for Rewrite {
             }
         }
         if applied.is_empty() {
-            return next.run(req).await;
+            // An edns0 rule that did not apply still gave the query an OPT record (CoreDNS's
+            // setupEdns0Opt).
+            let edns_added = req.edns.is_none() && new.edns.is_some();
+            return next.run(if edns_added { &new } else { req }).await;
         }
         let rcode_rules = applied.iter().any(|r| matches!(r.rule, Rule::Rcode(..)));
         let mut resp = match next.run(&new).await {
@@ -957,7 +968,10 @@ mod tests {
         for (bad, want) in [
             ("rewrite", "no rule type specified for rewrite"),
             ("rewrite bogus a b", "invalid rule type \"bogus\""),
-            ("rewrite name regex ( x", "invalid regex matching pattern: ("),
+            (
+                "rewrite name regex ( x",
+                "invalid regex matching pattern: (",
+            ),
             (
                 "rewrite name exact a b answer bogus",
                 "invalid type \"bogus\" for answer rule for exact rule",
