@@ -39,7 +39,7 @@ fn parse_prefix(d: &Dispenser<'_>, s: &str) -> Result<(Ipv6Addr, u8), Error> {
         }
         _ => return Err(bad()),
     };
-    if len % 8 != 0 || !(32..=96).contains(&len) {
+    if !len.is_multiple_of(8) || !(32..=96).contains(&len) {
         return Err(d.err(format!("invalid prefix length \"{s}\"")));
     }
     let net = u128::from(ip) & !(u128::MAX >> len);
