@@ -7,6 +7,8 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::AAAA;
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 
+use prometheus::{IntCounterVec, Opts, Registry};
+
 use crate::corefile::{Dispenser, Error};
 use crate::plugins::{Handler, HandlerError, Next, Request, Response};
 
@@ -99,15 +101,36 @@ pub fn embed(prefix: Ipv6Addr, len: u8, v4: Ipv4Addr) -> Ipv6Addr {
     Ipv6Addr::from(b)
 }
 
+/// `coredns_dns64_requests_translated_total{server}`, registered once per process.
+pub struct Dns64Metrics {
+    translated: IntCounterVec,
+}
+
+impl Dns64Metrics {
+    /// Creates and registers the metric.
+    pub fn new(r: &Registry) -> Result<Self, prometheus::Error> {
+        let translated = IntCounterVec::new(
+            Opts::new(
+                "coredns_dns64_requests_translated_total",
+                "Counter of DNS requests translated by dns64.",
+            ),
+            &["server"],
+        )?;
+        r.register(Box::new(translated.clone()))?;
+        Ok(Self { translated })
+    }
+}
+
 /// The handler.
 pub struct Dns64 {
     cfg: Dns64Config,
+    metrics: Arc<Dns64Metrics>,
 }
 
 impl Dns64 {
-    /// A handler for `cfg`.
-    pub fn handler(cfg: Dns64Config) -> Arc<dyn Handler> {
-        Arc::new(Self { cfg })
+    /// A handler for `cfg` counting its translations in `metrics`.
+    pub fn handler(cfg: Dns64Config, metrics: Arc<Dns64Metrics>) -> Arc<dyn Handler> {
+        Arc::new(Self { cfg, metrics })
     }
 }
 
@@ -133,6 +156,10 @@ impl Handler for Dns64 {
         // The A query goes through this server; when it cannot be asked the client gets
         // SERVFAIL, as in CoreDNS.
         let a = req.lookup(req.qname().clone(), RecordType::A).await?;
+        self.metrics
+            .translated
+            .with_label_values(&[&req.server])
+            .inc();
         Ok(Response::new(self.synthesize(req, &resp.msg, a), NAME))
     }
 }
@@ -340,6 +367,7 @@ mod tests {
         ] {
             let d = Dns64 {
                 cfg: cfg(all, false),
+                metrics: metrics().0,
             };
             assert_eq!(d.should_translate(&m), want, "{m:?}");
         }
@@ -374,6 +402,11 @@ mod tests {
         }
     }
 
+    fn metrics() -> (Arc<Dns64Metrics>, Registry) {
+        let r = Registry::new();
+        (Arc::new(Dns64Metrics::new(&r).unwrap()), r)
+    }
+
     async fn run(
         cfg: Dns64Config,
         src: &str,
@@ -381,7 +414,10 @@ mod tests {
         first: Message,
         a: Option<Message>,
     ) -> Message {
-        let chain = Chain::new(vec![Dns64::handler(cfg), StdArc::new(Fixed(first))]);
+        let chain = Chain::new(vec![
+            Dns64::handler(cfg, metrics().0),
+            StdArc::new(Fixed(first)),
+        ]);
         let mut req = Request::new(
             Name::from_ascii("example.com.").unwrap(),
             qtype,
@@ -527,8 +563,9 @@ mod tests {
             assert_eq!(m.queries[0].query_type(), RecordType::AAAA, "{name}");
         }
         // An A lookup that cannot be made: SERVFAIL (CoreDNS returns the lookup's error).
+        let (m, registry) = metrics();
         let chain = Chain::new(vec![
-            Dns64::handler(cfg(false, false)),
+            Dns64::handler(cfg(false, false), m.clone()),
             StdArc::new(Fixed(msg(ResponseCode::NoError, &[], &[], false))),
         ]);
         let req = Request::new(
@@ -541,5 +578,30 @@ mod tests {
             chain.run(&req).await.unwrap_err().rcode(),
             ResponseCode::ServFail
         );
+        // Only a translation counts (CoreDNS's RequestsTranslatedCount).
+        let count = |r: &Registry| {
+            r.gather()
+                .iter()
+                .filter(|f| f.name() == "coredns_dns64_requests_translated_total")
+                .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value()))
+                .sum::<f64>()
+        };
+        assert_eq!(count(&registry), 0.0);
+        let a = msg(
+            ResponseCode::NoError,
+            &["example.com. 60 IN A 192.0.2.42"],
+            &[],
+            false,
+        );
+        let chain = Chain::new(vec![
+            Dns64::handler(cfg(false, false), m),
+            StdArc::new(Fixed(msg(ResponseCode::NoError, &[], &[], false))),
+        ]);
+        let mut req = req;
+        req.resolver = Some(crate::plugins::request::Resolver(StdArc::new(Upstream(
+            Some(a),
+        ))));
+        chain.run(&req).await.unwrap();
+        assert_eq!(count(&registry), 1.0);
     }
 }
