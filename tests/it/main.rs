@@ -5,6 +5,7 @@ mod bad_corefiles;
 mod conformance;
 mod coredns_readmes;
 mod corefile_examples;
+mod corefiles_rewrite_dns64_loadbalance;
 mod daemons;
 mod dns;
 mod dnstap;
