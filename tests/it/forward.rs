@@ -93,6 +93,10 @@ async fn max_concurrent_refuses_the_excess() {
 struct Mode {
     /// Answer SERVFAIL.
     servfail: bool,
+    /// Answer REFUSED.
+    refused: bool,
+    /// Answer NOERROR with no records (NODATA).
+    empty: bool,
     /// Over UDP, answer with TC set and no records.
     truncate_udp: bool,
     /// Before the real answer, send one with a wrong id and one for another question.
@@ -146,6 +150,9 @@ fn reply(raw: &[u8], mode: Mode, udp: bool) -> Vec<Vec<u8>> {
     }
     if mode.servfail {
         r.metadata.response_code = ResponseCode::ServFail;
+    } else if mode.refused {
+        r.metadata.response_code = ResponseCode::Refused;
+    } else if mode.empty {
     } else if mode.truncate_udp && udp {
         r.metadata.truncation = true;
     } else if question.query_type() == RecordType::A {
@@ -464,4 +471,167 @@ async fn dns_over_tls_with_connection_reuse() {
     let r = udp(s.dns(), &query("d.example.", RecordType::A, None)).await;
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
     s.running.shutdown().await;
+}
+
+// plugin/forward/setup_test.go: TestFailover (policy sequential; upstreams answering SERVFAIL,
+// REFUSED and an A record; whether an answer comes back).
+#[tokio::test]
+async fn coredns_test_failover() {
+    let fail = upstream(Mode {
+        servfail: true,
+        ..Mode::default()
+    })
+    .await;
+    let refused = upstream(Mode {
+        refused: true,
+        ..Mode::default()
+    })
+    .await;
+    let good = upstream(Mode::default()).await;
+    let cases = [
+        (
+            format!("{} {} {}", fail.addr, refused.addr, good.addr),
+            "\n  failover ServFail Refused",
+            true,
+        ),
+        (
+            format!("{} {} {}", fail.addr, refused.addr, good.addr),
+            "",
+            false,
+        ),
+        (
+            format!("{} {} {}", good.addr, fail.addr, refused.addr),
+            "",
+            true,
+        ),
+    ];
+    for (to, opt, has_record) in cases {
+        let s = start(
+            &format!(
+                ".:0 {{\n bind 127.0.0.1\n forward . {to} {{\n  policy sequential{opt}\n }}\n}}\n"
+            ),
+            vec![],
+        )
+        .await;
+        let r = udp(s.dns(), &query("example.org.", RecordType::A, None)).await;
+        assert_eq!(!r.answers.is_empty(), has_record, "{to}{opt}");
+        s.running.shutdown().await;
+    }
+}
+
+// plugin/forward/forward_test.go: TestForwardFailoverStopsAfterAllUpstreams (two SERVFAIL
+// upstreams, `failover SERVFAIL`: SERVFAIL after each was asked once).
+#[tokio::test]
+async fn coredns_test_failover_stops_after_all_upstreams() {
+    let s1 = upstream(Mode {
+        servfail: true,
+        ..Mode::default()
+    })
+    .await;
+    let s2 = upstream(Mode {
+        servfail: true,
+        ..Mode::default()
+    })
+    .await;
+    let s = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n forward . {} {} {{\n  policy sequential\n  failover SERVFAIL\n }}\n}}\n",
+            s1.addr, s2.addr
+        ),
+        vec![],
+    )
+    .await;
+    let r = udp(s.dns(), &query("example.org.", RecordType::A, None)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(s1.udp_a.load(Ordering::SeqCst), 1);
+    assert_eq!(s2.udp_a.load(Ordering::SeqCst), 1);
+    s.running.shutdown().await;
+}
+
+// plugin/forward/forward_test.go: TestForward_NextOnNodata (an empty NOERROR from the first
+// forward line; with next_on_nodata the second line's answer, without it the empty reply).
+#[tokio::test]
+async fn coredns_test_next_on_nodata() {
+    let empty = upstream(Mode {
+        empty: true,
+        ..Mode::default()
+    })
+    .await;
+    let good = upstream(Mode::default()).await;
+    for (opt, answers) in [("", 0), (" {\n  next_on_nodata\n }", 1)] {
+        let s = start(
+            &format!(
+                ".:0 {{\n bind 127.0.0.1\n forward . {}{opt}\n forward . {}\n}}\n",
+                empty.addr, good.addr
+            ),
+            vec![],
+        )
+        .await;
+        let r = udp(s.dns(), &query("example.org.", RecordType::A, None)).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(r.answers.len(), answers, "{opt:?}");
+        if answers == 1 {
+            assert_eq!(r.answers[0].name.to_ascii(), "example.org.");
+        }
+        s.running.shutdown().await;
+    }
+}
+
+// source_address (plugin/forward/setup.go SetLocalAddress): queries leave from that address.
+#[tokio::test]
+async fn source_address_is_the_queries_source() {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let s = start(
+        &format!(
+            ".:0 {{\n bind 127.0.0.1\n forward . {addr} {{\n  source_address 127.0.0.9\n  read_timeout 300ms\n  health_check 10s\n }}\n}}\n"
+        ),
+        vec![],
+    )
+    .await;
+    let dns = s.dns();
+    let q =
+        tokio::spawn(async move { udp(dns, &query("example.org.", RecordType::A, None)).await });
+    let mut buf = [0u8; 512];
+    let (_, from) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(from.ip().to_string(), "127.0.0.9");
+    let _ = q.await;
+    s.running.shutdown().await;
+}
+
+// test/server_test.go: TestProxyToChaosServer (a chaos server and a forwarder in front of it;
+// version.bind CH TXT answered through both). The conformance kit cannot send class CH.
+#[tokio::test]
+async fn coredns_test_proxy_to_chaos_server() {
+    use hickory_proto::rr::DNSClass;
+    let chaos = start(
+        ".:0 {\n bind 127.0.0.1\n chaos CoreDNS-001 miek@miek.nl\n}\n",
+        vec![],
+    )
+    .await;
+    let s = start(
+        &format!(".:0 {{\n bind 127.0.0.1\n forward . {}\n}}\n", chaos.dns()),
+        vec![],
+    )
+    .await;
+    for server in [chaos.dns(), s.dns()] {
+        let mut m = query("version.bind.", RecordType::TXT, None);
+        m.queries[0].set_query_class(DNSClass::CH);
+        let r = udp(server, &m).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{server}");
+        let a = &r.answers[0];
+        assert_eq!(
+            (a.name.to_ascii().as_str(), a.ttl, a.dns_class),
+            ("version.bind.", 0, DNSClass::CH)
+        );
+        match &a.data {
+            RData::TXT(t) => assert_eq!(t.to_string(), "CoreDNS-001"),
+            other => panic!("{other:?}"),
+        }
+    }
+    s.running.shutdown().await;
+    chaos.running.shutdown().await;
 }

@@ -302,6 +302,14 @@ impl Handler for External {
         if base.is_empty() || base == apex || base.ends_with(&format!(".{apex}")) {
             if base.is_empty() && qtype == RecordType::SOA {
                 msg.add_answer(self.soa(zone_q, serial));
+            } else if base.is_empty() && qtype == RecordType::NS {
+                // CoreDNS's serveApex: `ZONE NS ns1.APEX.ZONE` (its glue: see README).
+                let apex = join(&self.cfg.apex, zone_q);
+                msg.add_answer(record(
+                    name(zone_q),
+                    ttl,
+                    RData::NS(hickory_proto::rr::rdata::NS(name(&join("ns1", &apex)))),
+                ));
             } else if !base.is_empty() && base != apex && base != format!("ns1.{apex}") {
                 msg.metadata.response_code = ResponseCode::NXDomain;
                 msg.add_authority(self.soa(zone_q, serial));
