@@ -10,6 +10,7 @@ mod dns;
 mod dnstap;
 mod etcd;
 mod file;
+mod file_transfer;
 mod forward;
 mod kubernetes;
 mod lifecycle;
