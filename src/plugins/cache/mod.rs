@@ -1,5 +1,6 @@
 //! `cache`: keeps answers for their TTL (plugin/cache), on moka.
 
+mod classify;
 mod handler;
 mod setup;
 
