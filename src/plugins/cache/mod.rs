@@ -1,6 +1,7 @@
 //! `cache`: keeps answers for their TTL (plugin/cache), on moka.
 
-mod classify;
+#[cfg(test)]
+mod coredns_tests;
 mod handler;
 mod setup;
 

@@ -466,7 +466,8 @@ mod tests {
             parse(&mut Dispenser::new(&toks), &[])
         };
         let s = |v: &[&str]| -> Vec<String> { v.iter().map(|x| x.to_string()).collect() };
-        let cases: &[(&str, &str, &str, bool, Option<&[&str]>)] = &[
+        type Row<'a> = (&'a str, &'a str, &'a str, bool, Option<&'a [&'a str]>);
+        let cases: &[Row<'_>] = &[
             ("k8s_external", "", "dns", false, None),
             (
                 "k8s_external example.org",
