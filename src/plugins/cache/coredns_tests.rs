@@ -24,7 +24,7 @@ fn is_nodata(m: &Message) -> bool {
     !m.answers.is_empty() && !answers_question(m)
 }
 
-fn n(s: &str) -> Name {
+pub(super) fn n(s: &str) -> Name {
     Name::from_ascii(s).unwrap()
 }
 
@@ -37,11 +37,11 @@ fn reply(qname: &str, qtype: RecordType, answer: Vec<Record>) -> Message {
     m
 }
 
-fn cname(owner: &str, target: &str) -> Record {
+pub(super) fn cname(owner: &str, target: &str) -> Record {
     Record::from_rdata(n(owner), 3600, RData::CNAME(CNAME(n(target))))
 }
 
-fn a(owner: &str, ip: &str) -> Record {
+pub(super) fn a(owner: &str, ip: &str) -> Record {
     Record::from_rdata(n(owner), 3600, RData::A(A(ip.parse().unwrap())))
 }
 
@@ -248,4 +248,391 @@ fn coredns_test_cache_insertion_cname_chains() {
         )),
     ));
     assert!(has_soa(&m) && is_nodata(&m));
+}
+
+// ---- Through the handler: a cache in front of an upstream that answers a fixed reply. ----
+
+mod through_the_handler {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use hickory_proto::op::{Message, MessageType, ResponseCode};
+    use hickory_proto::rr::{Name, Record, RecordType};
+
+    use super::{a, cname, n};
+    use crate::corefile::Dispenser;
+    use crate::corefile::lexer::lex;
+    use crate::plugins::cache::{Cache, CacheMetrics};
+    use crate::plugins::{Chain, Handler, HandlerError, Next, Proto, Request, Response};
+
+    /// What the upstream answers: rcode, answer, authority, QR bit, question override.
+    #[derive(Clone)]
+    struct Reply {
+        rcode: ResponseCode,
+        answer: Vec<Record>,
+        authority: Vec<Record>,
+        response: bool,
+        question: Option<(Name, RecordType)>,
+    }
+
+    impl Reply {
+        fn answer(answer: Vec<Record>) -> Self {
+            Self {
+                rcode: ResponseCode::NoError,
+                answer,
+                authority: Vec::new(),
+                response: true,
+                question: None,
+            }
+        }
+    }
+
+    struct Upstream {
+        reply: Reply,
+        seen: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Handler for Upstream {
+        fn name(&self) -> &'static str {
+            "upstream"
+        }
+        async fn serve(&self, req: &Request, _: Next<'_>) -> Result<Response, HandlerError> {
+            self.seen.fetch_add(1, Ordering::SeqCst);
+            let mut m = req.reply();
+            m.metadata.recursion_available = true;
+            m.metadata.response_code = self.reply.rcode;
+            if !self.reply.response {
+                m.metadata.message_type = MessageType::Query;
+            }
+            if let Some((name, qtype)) = &self.reply.question {
+                m.queries[0].set_name(name.clone());
+                m.queries[0].set_query_type(*qtype);
+            }
+            for r in &self.reply.answer {
+                m.add_answer(r.clone());
+            }
+            for r in &self.reply.authority {
+                m.add_authority(r.clone());
+            }
+            Ok(Response::new(m, "upstream"))
+        }
+    }
+
+    fn chain(corefile: &str, reply: Reply) -> (Chain, Arc<Upstream>) {
+        let toks = lex(&Arc::from("Corefile"), corefile);
+        let cfg =
+            crate::plugins::cache::parse(&mut Dispenser::new(&toks), &[".".to_string()]).unwrap();
+        let metrics = Arc::new(CacheMetrics::new(&prometheus::Registry::new()).unwrap());
+        let up = Arc::new(Upstream {
+            reply,
+            seen: AtomicUsize::new(0),
+        });
+        (
+            Chain::new(vec![Arc::new(Cache::new(cfg, metrics)), up.clone()]),
+            up,
+        )
+    }
+
+    async fn ask(chain: &Chain, qname: &str, qtype: RecordType) -> Message {
+        let req = Request::new(
+            n(qname),
+            qtype,
+            "127.0.0.1:5000".parse().unwrap(),
+            Proto::Udp,
+        );
+        chain.run(&req).await.unwrap().msg
+    }
+
+    /// Asks twice; whether the second was answered from the cache, and that reply.
+    async fn cached(
+        corefile: &str,
+        reply: Reply,
+        qname: &str,
+        qtype: RecordType,
+    ) -> (bool, Message) {
+        let (chain, up) = chain(corefile, reply);
+        ask(&chain, qname, qtype).await;
+        let second = ask(&chain, qname, qtype).await;
+        (up.seen.load(Ordering::SeqCst) == 1, second)
+    }
+
+    fn soa(zone: &str, ttl: u32) -> Record {
+        use hickory_proto::rr::RData;
+        use hickory_proto::rr::rdata::SOA;
+        Record::from_rdata(
+            n(zone),
+            ttl,
+            RData::SOA(SOA::new(
+                n(&format!("ns.{zone}")),
+                n(&format!("hostmaster.{zone}")),
+                1,
+                7200,
+                3600,
+                1_209_600,
+                ttl,
+            )),
+        )
+    }
+
+    // plugin/cache/cache_test.go: TestCacheInsertion, the CNAME-chain rows through the handler
+    // (NOERROR without SOA: cached only when the chain answers the question).
+    #[tokio::test]
+    async fn coredns_test_cache_insertion_cname_chains() {
+        let q = "alias.example.org.";
+        let rows: Vec<(&str, RecordType, Vec<Record>, bool)> = vec![
+            (
+                "dangling CNAME chain",
+                RecordType::A,
+                vec![
+                    cname(q, "target1.example.net."),
+                    cname("target1.example.net.", "target2.example.net."),
+                ],
+                false,
+            ),
+            (
+                "chain ending in a different type",
+                RecordType::A,
+                vec![cname(q, "target.example.net."), {
+                    use hickory_proto::rr::RData;
+                    use hickory_proto::rr::rdata::AAAA;
+                    Record::from_rdata(
+                        n("target.example.net."),
+                        3600,
+                        RData::AAAA(AAAA("::1".parse().unwrap())),
+                    )
+                }],
+                false,
+            ),
+            (
+                "MX chain without MX",
+                RecordType::MX,
+                vec![cname(q, "target.example.net.")],
+                false,
+            ),
+            (
+                "unrelated A off the chain",
+                RecordType::A,
+                vec![
+                    cname(q, "target.example.net."),
+                    a("unrelated.example.net.", "192.0.2.1"),
+                ],
+                false,
+            ),
+            (
+                "lone CNAME to ANY",
+                RecordType::ANY,
+                vec![cname(q, "target.example.net.")],
+                true,
+            ),
+            (
+                "chain terminating in A",
+                RecordType::A,
+                vec![
+                    cname(q, "target.example.net."),
+                    a("target.example.net.", "127.0.0.1"),
+                ],
+                true,
+            ),
+            (
+                "out of order",
+                RecordType::A,
+                vec![
+                    a("target.example.net.", "127.0.0.1"),
+                    cname(q, "target.example.net."),
+                ],
+                true,
+            ),
+            (
+                "CNAME to a CNAME query",
+                RecordType::CNAME,
+                vec![cname(q, "target.example.net.")],
+                true,
+            ),
+            (
+                "two targets at one owner",
+                RecordType::A,
+                vec![
+                    cname(q, "target1.example.net."),
+                    cname(q, "target2.example.net."),
+                    a("target1.example.net.", "192.0.2.1"),
+                ],
+                false,
+            ),
+            (
+                "CNAME loop with co-located A",
+                RecordType::A,
+                vec![
+                    cname(q, "target.example.net."),
+                    cname("target.example.net.", q),
+                    a(q, "192.0.2.1"),
+                ],
+                false,
+            ),
+            (
+                "duplicate identical CNAME",
+                RecordType::A,
+                vec![
+                    cname(q, "target.example.net."),
+                    cname(q, "target.example.net."),
+                    a("target.example.net.", "127.0.0.1"),
+                ],
+                true,
+            ),
+        ];
+        for (name, qtype, answer, should_cache) in rows {
+            let want = answer.clone();
+            let (hit, reply) = cached("cache", Reply::answer(answer), q, qtype).await;
+            assert_eq!(hit, should_cache, "{name}");
+            if hit {
+                assert_eq!(reply.answers.len(), want.len(), "{name}");
+                assert!(reply.answers.iter().all(|r| r.ttl == 3600), "{name}");
+                assert!(reply.metadata.recursion_available, "{name}");
+            }
+        }
+    }
+
+    // plugin/cache/cache_test.go: TestCNAMEWithSOAStoredAsNODATA (a CNAME that does not answer
+    // the question, with an SOA: a denial entry, for the SOA's TTL)
+    #[tokio::test(start_paused = true)]
+    async fn coredns_test_cname_with_soa_stored_as_nodata() {
+        let reply = Reply {
+            authority: vec![soa("example.org.", 300)],
+            ..Reply::answer(vec![{
+                let mut r = cname("alias.example.org.", "missing.example.net.");
+                r.ttl = 300;
+                r
+            }])
+        };
+        // `denial 10000 1800 5` kept, success disabled everywhere: only a denial entry can hit.
+        let (chain, up) = chain("cache {\n disable success\n}", reply);
+        ask(&chain, "alias.example.org.", RecordType::A).await;
+        let r = ask(&chain, "alias.example.org.", RecordType::A).await;
+        assert_eq!(up.seen.load(Ordering::SeqCst), 1, "stored as a denial");
+        assert_eq!(r.answers[0].ttl, 300);
+        tokio::time::advance(Duration::from_secs(301)).await;
+        ask(&chain, "alias.example.org.", RecordType::A).await;
+        assert_eq!(up.seen.load(Ordering::SeqCst), 2, "for the SOA's TTL");
+    }
+
+    // plugin/cache/cache_test.go: TestCacheHonorsConfiguredPositiveMaxTTLAboveDefault
+    // (pttl 2h, minpttl 0, upstream TTL 86400: the reply's TTL is 7200)
+    #[tokio::test]
+    async fn coredns_test_honors_configured_positive_max_ttl_above_default() {
+        let mut r = a("example.org.", "127.0.0.53");
+        r.ttl = 86_400;
+        let (chain, _) = chain("cache {\n success 10000 7200 0\n}", Reply::answer(vec![r]));
+        let m = ask(&chain, "example.org.", RecordType::A).await;
+        assert_eq!(m.answers[0].ttl, 7200);
+    }
+
+    // plugin/cache/cache_test.go: TestCacheZeroTTL (minpttl = minnttl = 0, upstream TTL 0: not
+    // cached) and TestCacheServfailTTL0 (servfail 0: a SERVFAIL is not cached)
+    #[tokio::test]
+    async fn coredns_test_zero_ttl_and_servfail_ttl0() {
+        let mut r = a("example.org.", "127.0.0.53");
+        r.ttl = 0;
+        let (hit, _) = cached(
+            "cache {\n success 10000 3600 0\n denial 10000 1800 0\n}",
+            Reply::answer(vec![r]),
+            "example.org.",
+            RecordType::A,
+        )
+        .await;
+        assert!(!hit, "0 TTL cached");
+        let servfail = Reply {
+            rcode: ResponseCode::ServFail,
+            ..Reply::answer(vec![])
+        };
+        let (hit, _) = cached(
+            "cache {\n servfail 0\n}",
+            servfail.clone(),
+            "example.org.",
+            RecordType::A,
+        )
+        .await;
+        assert!(!hit, "SERVFAIL cached with servfail 0");
+        let (hit, _) = cached("cache", servfail, "example.org.", RecordType::A).await;
+        assert!(hit, "SERVFAIL is cached for servfail's default 5s");
+    }
+
+    // The remaining TTL (plugin/cache/item.go ttl: origTTL - int(elapsed)): 3599 after 1.3 s.
+    #[tokio::test(start_paused = true)]
+    async fn remaining_ttl_is_truncated() {
+        let mut r = a("example.org.", "127.0.0.53");
+        r.ttl = 3600;
+        let (chain, up) = chain("cache", Reply::answer(vec![r]));
+        assert_eq!(
+            ask(&chain, "example.org.", RecordType::A).await.answers[0].ttl,
+            3600
+        );
+        tokio::time::advance(Duration::from_millis(1300)).await;
+        assert_eq!(
+            ask(&chain, "example.org.", RecordType::A).await.answers[0].ttl,
+            3599
+        );
+        tokio::time::advance(Duration::from_millis(3598_400)).await;
+        // 3599.7 s: 3600 - 3599 = 1 s left.
+        assert_eq!(
+            ask(&chain, "example.org.", RecordType::A).await.answers[0].ttl,
+            1
+        );
+        assert_eq!(up.seen.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_millis(400)).await;
+        ask(&chain, "example.org.", RecordType::A).await;
+        assert_eq!(up.seen.load(Ordering::SeqCst), 2, "0 s left is a miss");
+    }
+
+    // plugin/cache/spoof_test.go: TestSpoof (a reply for another name, or another type, is
+    // not cached) and TestResponse (a message without QR is not cached); error_test.go:
+    // TestFormErr (a FORMERR for another name is not cached).
+    #[tokio::test]
+    async fn coredns_test_spoof_response_formerr() {
+        let spoof_name = Reply {
+            question: Some((n("example.net."), RecordType::A)),
+            ..Reply::answer(vec![a("example.org.", "127.0.0.53")])
+        };
+        assert!(
+            !cached("cache", spoof_name, "example.org.", RecordType::A)
+                .await
+                .0
+        );
+        let spoof_type = Reply {
+            question: Some((n("example.org."), RecordType::A)),
+            ..Reply::answer(vec![{
+                use hickory_proto::rr::RData;
+                use hickory_proto::rr::rdata::MX;
+                Record::from_rdata(
+                    n("example.org."),
+                    3600,
+                    RData::MX(MX::new(10, n("mail.example.org."))),
+                )
+            }])
+        };
+        assert!(
+            !cached("cache", spoof_type, "example.org.", RecordType::MX)
+                .await
+                .0
+        );
+        let not_response = Reply {
+            response: false,
+            ..Reply::answer(vec![a("example.org.", "127.0.0.53")])
+        };
+        assert!(
+            !cached("cache", not_response, "example.net.", RecordType::A)
+                .await
+                .0
+        );
+        let formerr = Reply {
+            rcode: ResponseCode::FormErr,
+            question: Some((n("example.net."), RecordType::A)),
+            ..Reply::answer(vec![])
+        };
+        assert!(
+            !cached("cache", formerr, "example.org.", RecordType::A)
+                .await
+                .0
+        );
+    }
 }
