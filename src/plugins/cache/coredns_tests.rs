@@ -635,4 +635,80 @@ mod through_the_handler {
                 .0
         );
     }
+
+    // plugin/cache/cache_test.go: TestCacheKeepTTL (keepttl: a hit answers with the stored TTL)
+    #[tokio::test(start_paused = true)]
+    async fn coredns_test_keep_ttl() {
+        let mut r = a("cached.org.", "127.0.0.53");
+        r.ttl = 60;
+        let (chain, _) = chain("cache {\n keepttl\n}", Reply::answer(vec![r]));
+        assert_eq!(
+            ask(&chain, "cached.org.", RecordType::A).await.answers[0].ttl,
+            60
+        );
+        for (name, future) in [
+            ("cached.org.", 0),
+            ("cached.org.", 30),
+            ("uncached.org.", 60),
+        ] {
+            tokio::time::advance(Duration::from_secs(future)).await;
+            let m = ask(&chain, name, RecordType::A).await;
+            // The upstream's record is owned by cached.org.; the TTL is what is compared.
+            assert_eq!(m.answers[0].ttl, 60, "{name} +{future}s");
+        }
+    }
+
+    /// An upstream answering NXDOMAIN (CH SOA) for class CH and an A for IN; records classes.
+    struct ByClass(std::sync::Mutex<Vec<hickory_proto::rr::DNSClass>>);
+
+    #[async_trait::async_trait]
+    impl Handler for ByClass {
+        fn name(&self) -> &'static str {
+            "upstream"
+        }
+        async fn serve(&self, req: &Request, _: Next<'_>) -> Result<Response, HandlerError> {
+            use hickory_proto::rr::DNSClass;
+            self.0.lock().unwrap().push(req.qclass());
+            let mut m = req.reply();
+            if req.qclass() == DNSClass::CH {
+                m.metadata.response_code = ResponseCode::NXDomain;
+                let mut s = soa("cache-class.test.", 60);
+                s.dns_class = DNSClass::CH;
+                m.add_authority(s);
+            } else {
+                m.add_answer(a("victim.cache-class.test.", "192.0.2.1"));
+            }
+            Ok(Response::new(m, "upstream"))
+        }
+    }
+
+    // plugin/cache/qclass_test.go: TestCacheSeparatesQuestionClasses
+    #[tokio::test]
+    async fn coredns_test_cache_separates_question_classes() {
+        use hickory_proto::op::Query;
+        use hickory_proto::rr::DNSClass;
+        let toks = lex(&Arc::from("Corefile"), "cache");
+        let cfg =
+            crate::plugins::cache::parse(&mut Dispenser::new(&toks), &[".".to_string()]).unwrap();
+        let metrics = Arc::new(CacheMetrics::new(&prometheus::Registry::new()).unwrap());
+        let up = Arc::new(ByClass(std::sync::Mutex::new(Vec::new())));
+        let chain = Chain::new(vec![Arc::new(Cache::new(cfg, metrics)), up.clone()]);
+        let ask = |class: DNSClass| {
+            let mut q = Query::query(n("victim.cache-class.test."), RecordType::A);
+            q.set_query_class(class);
+            let req = Request::with_query(q, "127.0.0.1:5000".parse().unwrap(), Proto::Udp);
+            let chain = &chain;
+            async move { chain.run(&req).await.unwrap().msg }
+        };
+        assert_eq!(
+            ask(DNSClass::CH).await.metadata.response_code,
+            ResponseCode::NXDomain
+        );
+        let inet = ask(DNSClass::IN).await;
+        assert_eq!(
+            (inet.metadata.response_code, inet.answers.len()),
+            (ResponseCode::NoError, 1)
+        );
+        assert_eq!(*up.0.lock().unwrap(), [DNSClass::CH, DNSClass::IN]);
+    }
 }
