@@ -711,4 +711,225 @@ mod through_the_handler {
         );
         assert_eq!(*up.0.lock().unwrap(), [DNSClass::CH, DNSClass::IN]);
     }
+
+    /// plugin/cache/prefetch_test.go's prefetchHandler: an A record for `qname` with `ttl`,
+    /// 127.0.0.1 first and the next address on every fetch; each fetch is signalled.
+    struct Counting {
+        ttl: u32,
+        n: std::sync::atomic::AtomicU8,
+        fetched: tokio::sync::mpsc::UnboundedSender<()>,
+    }
+
+    #[async_trait::async_trait]
+    impl Handler for Counting {
+        fn name(&self) -> &'static str {
+            "upstream"
+        }
+        async fn serve(&self, req: &Request, _: Next<'_>) -> Result<Response, HandlerError> {
+            use hickory_proto::rr::RData;
+            use hickory_proto::rr::rdata::A;
+            let i = self.n.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut m = req.reply();
+            m.add_answer(Record::from_rdata(
+                req.qname().clone(),
+                self.ttl,
+                RData::A(A::new(127, 0, 0, i)),
+            ));
+            let _ = self.fetched.send(());
+            Ok(Response::new(m, "upstream"))
+        }
+    }
+
+    // plugin/cache/prefetch_test.go: TestPrefetch. Each step: seconds after the first query,
+    // the DO and CD bits, the expected answer (TTL, last octet), whether it reaches the upstream.
+    #[tokio::test(start_paused = true)]
+    async fn coredns_test_prefetch() {
+        use hickory_proto::op::Edns;
+        type Step = (u64, bool, bool, u32, u8, bool);
+        let table: &[(&str, u32, u32, &[Step])] = &[
+            (
+                "hits.reset.example.org.",
+                80,
+                1,
+                &[
+                    (0, false, false, 80, 1, true),
+                    (73, false, false, 7, 1, true),
+                    (80, false, false, 73, 2, false),
+                ],
+            ),
+            (
+                "short.ttl.example.org.",
+                5,
+                1,
+                &[
+                    (0, false, false, 5, 1, true),
+                    (1, false, false, 4, 1, false),
+                    (4, false, false, 1, 1, true),
+                    (5, false, false, 4, 2, false),
+                ],
+            ),
+            (
+                "no.prefetch.example.org.",
+                30,
+                0,
+                &[
+                    (0, false, false, 30, 1, true),
+                    (15, false, false, 15, 1, false),
+                    (29, false, false, 1, 1, false),
+                    (30, false, false, 30, 2, true),
+                ],
+            ),
+            (
+                "do.prefetch.example.org.",
+                80,
+                1,
+                &[
+                    (0, true, false, 80, 1, true),
+                    (73, true, false, 7, 1, true),
+                    (80, true, false, 73, 2, false),
+                    (80, false, false, 80, 3, true),
+                ],
+            ),
+            (
+                "cd.prefetch.example.org.",
+                80,
+                1,
+                &[
+                    (0, false, true, 80, 1, true),
+                    (73, false, true, 7, 1, true),
+                    (80, false, true, 73, 2, false),
+                    (80, false, false, 80, 3, true),
+                ],
+            ),
+        ];
+        for (qname, ttl, prefetch, steps) in table {
+            let corefile = if *prefetch == 0 {
+                "cache".to_string()
+            } else {
+                format!("cache {{\n prefetch {prefetch}\n}}")
+            };
+            let toks = lex(&Arc::from("Corefile"), &corefile);
+            let cfg = crate::plugins::cache::parse(&mut Dispenser::new(&toks), &[".".to_string()])
+                .unwrap();
+            let metrics = Arc::new(CacheMetrics::new(&prometheus::Registry::new()).unwrap());
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let up = Arc::new(Counting {
+                ttl: *ttl,
+                n: std::sync::atomic::AtomicU8::new(0),
+                fetched: tx,
+            });
+            let chain = Chain::new(vec![Arc::new(Cache::new(cfg, metrics)), up]);
+            let start = tokio::time::Instant::now();
+            for &(after, dnssec_ok, cd, want_ttl, octet, fetch) in *steps {
+                tokio::time::advance(
+                    (start + Duration::from_secs(after))
+                        .saturating_duration_since(tokio::time::Instant::now()),
+                )
+                .await;
+                let mut req = Request::new(
+                    n(qname),
+                    RecordType::A,
+                    "127.0.0.1:5000".parse().unwrap(),
+                    Proto::Udp,
+                );
+                req.checking_disabled = cd;
+                if dnssec_ok {
+                    let mut e = Edns::new();
+                    e.set_dnssec_ok(true);
+                    req.edns = Some(e);
+                }
+                let m = chain.run(&req).await.unwrap().msg;
+                let got = (m.answers[0].ttl, m.answers[0].data.to_string());
+                assert_eq!(
+                    got,
+                    (want_ttl, format!("127.0.0.{octet}")),
+                    "{qname} +{after}s"
+                );
+                // A prefetch runs in the background: wait for its fetch (or make sure none).
+                for _ in 0..50 {
+                    tokio::task::yield_now().await;
+                }
+                assert_eq!(rx.try_recv().is_ok(), fetch, "{qname} +{after}s: fetch");
+            }
+        }
+    }
+
+    /// TestPrefetchDedup's upstream: counts calls; every call after the first waits for
+    /// `release`; answers `dedup.example.org. 100 IN A 127.0.0.1`.
+    struct Blocking {
+        calls: AtomicUsize,
+        release: tokio::sync::Notify,
+        done: tokio::sync::mpsc::UnboundedSender<()>,
+    }
+
+    #[async_trait::async_trait]
+    impl Handler for Blocking {
+        fn name(&self) -> &'static str {
+            "upstream"
+        }
+        async fn serve(&self, req: &Request, _: Next<'_>) -> Result<Response, HandlerError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if n > 1 {
+                self.release.notified().await;
+            }
+            let mut m = req.reply();
+            let mut r = a("dedup.example.org.", "127.0.0.1");
+            r.ttl = 100;
+            m.add_answer(r);
+            if n > 1 {
+                let _ = self.done.send(());
+            }
+            Ok(Response::new(m, "upstream"))
+        }
+    }
+
+    // plugin/cache/prefetch_test.go: TestPrefetchDedup (200 concurrent hits on an entry due a
+    // refresh — stale with serve_stale, or within prefetch's 50% — start one refresh)
+    #[tokio::test(start_paused = true)]
+    async fn coredns_test_prefetch_dedup() {
+        for (name, corefile, hit_at) in [
+            ("serve_stale", "cache {\n serve_stale 1h\n}", 110),
+            ("prefetch", "cache {\n prefetch 1 1m 50%\n}", 70),
+        ] {
+            let toks = lex(&Arc::from("Corefile"), corefile);
+            let cfg = crate::plugins::cache::parse(&mut Dispenser::new(&toks), &[".".to_string()])
+                .unwrap();
+            let metrics = Arc::new(CacheMetrics::new(&prometheus::Registry::new()).unwrap());
+            let (tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+            let up = Arc::new(Blocking {
+                calls: AtomicUsize::new(0),
+                release: tokio::sync::Notify::new(),
+                done: tx,
+            });
+            let chain = Arc::new(Chain::new(vec![
+                Arc::new(Cache::new(cfg, metrics)),
+                up.clone(),
+            ]));
+            ask(&chain, "dedup.example.org.", RecordType::A).await;
+            assert_eq!(up.calls.load(Ordering::SeqCst), 1, "{name}: populate");
+            tokio::time::advance(Duration::from_secs(hit_at)).await;
+            let mut tasks = Vec::new();
+            for _ in 0..200 {
+                let chain = chain.clone();
+                tasks.push(tokio::spawn(async move {
+                    ask(&chain, "dedup.example.org.", RecordType::A).await
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            for _ in 0..50 {
+                tokio::task::yield_now().await;
+            }
+            up.release.notify_one();
+            tokio::time::timeout(Duration::from_secs(2), done.recv())
+                .await
+                .expect("the refresh never completed");
+            assert_eq!(
+                up.calls.load(Ordering::SeqCst),
+                2,
+                "{name}: populate + 1 refresh"
+            );
+        }
+    }
 }
