@@ -12,6 +12,7 @@ mod etcd;
 mod file;
 mod file_transfer;
 mod forward;
+mod hostile;
 mod kubernetes;
 mod lifecycle;
 mod monitoring;
