@@ -572,7 +572,7 @@ mod through_the_handler {
             ask(&chain, "example.org.", RecordType::A).await.answers[0].ttl,
             3599
         );
-        tokio::time::advance(Duration::from_millis(3598_400)).await;
+        tokio::time::advance(Duration::from_millis(3_598_400)).await;
         // 3599.7 s: 3600 - 3599 = 1 s left.
         assert_eq!(
             ask(&chain, "example.org.", RecordType::A).await.answers[0].ttl,
