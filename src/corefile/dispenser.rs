@@ -301,5 +301,13 @@ mod tests {
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration(""), None);
+        // Past Go's int64 nanoseconds (about 292 years): invalid, not a panic (found by the
+        // corefile fuzz target: `consolidate 55555555555555555555m`).
+        assert_eq!(parse_duration("55555555555555555555m"), None);
+        assert_eq!(
+            parse_duration("2562047h"),
+            Some(Duration::from_secs(2562047 * 3600))
+        );
+        assert_eq!(parse_duration("2562048h"), None);
     }
 }

@@ -61,6 +61,8 @@ pub(crate) struct Router {
     pub(crate) any_metrics: bool,
     /// Whether any block on this listener has a `view` (the fast path is off then).
     pub(crate) views: bool,
+    /// The limits of its TCP connections.
+    pub(crate) limits: super::ConnLimits,
 }
 
 impl Router {
@@ -401,17 +403,60 @@ fn served<'a>(
     }
 }
 
-/// The reply to a message that does not parse: FORMERR with its id, opcode and RD if it has
-/// a query header, else nothing.
-pub(crate) fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
+/// What to do with a message before decoding it: CoreDNS's, i.e. miekg/dns's
+/// `DefaultMsgAcceptFunc` (acceptfunc.go), which looks at the header alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Accept {
+    /// Decode and answer it.
+    Yes,
+    /// No reply: shorter than a header, or a response (QR set; answering responses can make
+    /// two servers bounce a packet between them).
+    Drop,
+    /// FORMERR, header only: not exactly one question, more than one answer or authority
+    /// record, more than two additional records (an OPT and a TSIG).
+    FormErr,
+    /// NOTIMP, header only: an opcode other than QUERY and NOTIFY.
+    NotImp,
+}
+
+/// The header checks of [`Accept`]. Rejecting on the counts before decoding also keeps a
+/// datagram that claims 65,535 questions from making the decoder reserve room for them.
+pub(crate) fn accept(raw: &[u8]) -> Accept {
+    let Some(h) = raw.get(..12) else {
+        return Accept::Drop;
+    };
+    if h[2] & 0x80 != 0 {
+        return Accept::Drop;
+    }
+    let opcode = (h[2] >> 3) & 0x0f;
+    if opcode != 0 && opcode != 4 {
+        return Accept::NotImp;
+    }
+    let count = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
+    let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
+    if qd != 1 || an > 1 || ns > 1 || ar > 2 {
+        return Accept::FormErr;
+    }
+    Accept::Yes
+}
+
+/// A header-only reply with `rcode` to a query header: its id, opcode, RD and CD (miekg/dns's
+/// `SetRcodeFormatError` on a message it could not unpack). `None` for no query header.
+pub(crate) fn header_reply(raw: &[u8], rcode: u8) -> Option<Vec<u8>> {
     if raw.len() < 12 || raw[2] & 0x80 != 0 {
         return None;
     }
     let mut out = vec![0u8; 12];
     out[..2].copy_from_slice(&raw[..2]);
     out[2] = 0x80 | (raw[2] & 0x79);
-    out[3] = 1; // FORMERR
+    out[3] = (raw[3] & 0x10) | (rcode & 0x0f);
     Some(out)
+}
+
+/// The reply to a message that does not parse: FORMERR with its id, opcode and RD if it has
+/// a query header, else nothing.
+pub(crate) fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
+    header_reply(raw, 1)
 }
 
 /// The messages after the first of a multi-message TCP reply (a zone transfer), encoded as
@@ -440,6 +485,26 @@ impl Follow {
 }
 
 impl Dispatcher {
+    /// Logs a panic caught while answering, as CoreDNS does (plus where it happened), and counts
+    /// it in `coredns_panics_total`.
+    pub(crate) fn recovered(&self, panic: &(dyn std::any::Any + Send)) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        match super::panics::take_location() {
+            Some(at) => {
+                tracing::error!(
+                    "Recovered from panic in server: \"{}\" {what} at {at}",
+                    self.label
+                )
+            }
+            None => tracing::error!("Recovered from panic in server: \"{}\" {what}", self.label),
+        }
+        self.metrics.panics.inc();
+    }
+
     /// Answers one request with the encoded reply (one message: UDP, DoH); `None` when the
     /// query gets no reply at all (`acl … drop`). A reply of several messages (a zone transfer)
     /// cannot be given this way: REFUSED.
@@ -526,7 +591,9 @@ impl Dispatcher {
         }
         let req = req;
 
-        let result = AssertUnwindSafe(block.chain.run(&req)).catch_unwind().await;
+        let result = AssertUnwindSafe(super::panics::quiet(block.chain.run(&req)))
+            .catch_unwind()
+            .await;
         let mut log_line = None;
         let mut more = None;
         let (rcode, mut reply, plugin): (ResponseCode, Option<Reply>, &'static str) = match result {
@@ -569,7 +636,9 @@ impl Dispatcher {
             }
             Ok(Err(e)) => (e.rcode(), None, ""),
             Err(panic) => {
-                self.panicked(&*panic);
+                // The payload is dropped here; should its destructor panic too, the listener's
+                // own guard (transport::reply) catches that one.
+                self.recovered(&*panic);
                 (ResponseCode::ServFail, None, "")
             }
         };
@@ -760,11 +829,11 @@ impl Dispatcher {
         };
         let mut out = Vec::with_capacity(512);
         let plugin = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            block.chain.run_fast(&fq, &mut out)
+            super::panics::quiet_sync(|| block.chain.run_fast(&fq, &mut out))
         })) {
             Ok(plugin) => plugin?,
             Err(panic) => {
-                self.panicked(&*panic);
+                self.recovered(&*panic);
                 let mut w = dnswire::Writer::new(&mut out);
                 fq.reply_head(&mut w, 2)?;
                 out[2] &= !0x04; // no AA on a SERVFAIL from the server
@@ -786,16 +855,6 @@ impl Dispatcher {
         };
         self.record(block.metrics, &served, &out);
         Some(out)
-    }
-
-    fn panicked(&self, panic: &(dyn std::any::Any + Send)) {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        tracing::error!("Recovered from panic in server: \"{}\" {what}", self.label);
-        self.metrics.panics.inc();
     }
 }
 

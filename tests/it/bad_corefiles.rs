@@ -407,6 +407,7 @@ fn command_line() {
             "metadata",
             "tls",
             "https",
+            "timeouts",
             "reload",
             "nsid",
             "bind",

@@ -271,9 +271,9 @@ async fn never_fast(corefile: &str) {
 
 /// Plugins that change the reply and do not know the fast path make it fall back (the
 /// handler's default), so their replies are the general path's: acl, metadata (with `log`
-/// lines that show it), dnstap, minimal, header, rewrite, loadbalance with weights or
-/// `prefer`. A listener with a `view` has no fast path: the view's filter picks the block (here
-/// the view refuses the client, so the second block, with another TTL, answers).
+/// lines that show it), dnstap, minimal, header, rewrite (its reverter too), dns64, loadbalance
+/// with weights or `prefer`. A listener with a `view` has no fast path: the view's filter picks
+/// the block (here the view refuses the client, so the second block, with another TTL, answers).
 #[tokio::test]
 async fn plugins_that_change_replies_take_the_general_path() {
     let stub = stub_upstream(&[("www.example.org.", "192.0.2.7".parse().unwrap())]).await;
@@ -314,6 +314,11 @@ async fn plugins_that_change_replies_take_the_general_path() {
             ),
             false,
         ),
+        (
+            block("rewrite name suffix .shop.svc.cluster.local. .default.svc.cluster.local. answer auto"),
+            false,
+        ),
+        (block("dns64 64:ff9b::/96 {\n  translate_all\n }"), false),
         (
             block(&format!(
                 "loadbalance weighted {} {{\n  reload 0s\n }}",

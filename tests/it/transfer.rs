@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::ResponseCode;
+use hickory_proto::op::{OpCode, ResponseCode};
 use hickory_proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -73,6 +73,35 @@ const DEMO_ZONE: &[&str] = &[
     "web.shop.svc.cluster.local. 5 SRV 0 100 80 web.shop.svc.cluster.local.",
     "_http._tcp.web.shop.svc.cluster.local. 5 SRV 0 100 80 web.shop.svc.cluster.local.",
 ];
+
+/// A NOTIFY sent to us gets NOTIMP, `transfer` or not: clusterdns is never a secondary (there is
+/// no `secondary` plugin), and `transfer` only sends NOTIFYs, from a socket of its own. The
+/// zone keeps transferring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notify_sent_to_us_gets_notimp_and_the_zone_still_transfers() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let s = start(
+        &snapshot_block(0, &format!("{root}/deploy/demo/cluster.yaml"), "to *"),
+        vec![],
+    )
+    .await;
+    let dns = s.dns();
+    // RFC 1996 3.7: opcode NOTIFY, AA, the zone's SOA as the question.
+    let mut notify = query("cluster.local.", RecordType::SOA, None);
+    notify.metadata.op_code = OpCode::Notify;
+    notify.metadata.authoritative = true;
+    notify.metadata.recursion_desired = false;
+    for (how, r) in [
+        ("UDP", udp(dns, &notify).await),
+        ("TCP", tcp(dns, &notify).await),
+    ] {
+        assert_eq!(r.metadata.response_code, ResponseCode::NotImp, "{how}");
+        assert_eq!(r.metadata.id, notify.metadata.id, "{how}");
+        assert_eq!(r.metadata.op_code, OpCode::Notify, "{how}");
+    }
+    let axfr = records(&dig(dns, &["AXFR", "cluster.local", "+noall", "+answer"]));
+    assert_eq!(axfr.len(), DEMO_ZONE.len() + 2, "{axfr:#?}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dig_axfr_and_ixfr_of_the_demo_cluster() {

@@ -18,7 +18,7 @@ use super::setup::CacheConfig;
 use crate::dnswire;
 use crate::plugins::fast::{FastQuery, FastStep};
 use crate::plugins::request::Reply;
-use crate::plugins::response::{Kind, answers_question, minimal_ttl, typify};
+use crate::plugins::response::{Kind, answers_question, minimal_ttl_with_maximum, typify};
 use crate::plugins::{Handler, HandlerError, Next, Request, Response, is_subdomain};
 
 /// `coredns_cache_*`, registered once per process.
@@ -200,6 +200,32 @@ impl Item {
     }
 }
 
+/// CoreDNS's `cacheResponseType` and the NODATA rule of its `key`: a NOERROR reply whose answer
+/// section does not answer the question along the CNAME chain (dangling chain, chain ending in
+/// another type, records off the chain, two CNAMEs at one owner, a loop) is a NODATA — cached
+/// as a denial when it carries an SOA, not cached at all without one (`true`, RFC 2308 §5).
+fn cache_kind(msg: &Message) -> (Kind, bool) {
+    let kind = typify(msg);
+    let nodata = kind == Kind::NoError
+        && !msg.answers.is_empty()
+        && msg
+            .queries
+            .first()
+            .is_some_and(|q| !answers_question(msg, q.name(), q.query_type(), q.query_class()));
+    if !nodata {
+        return (kind, false);
+    }
+    let soa = msg
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::SOA);
+    if soa {
+        (Kind::NoData, false)
+    } else {
+        (kind, true)
+    }
+}
+
 /// Whether `msg` is a complete positive answer to `req`'s question.
 fn usable(msg: &Message, req: &Request) -> bool {
     !msg.metadata.truncation
@@ -235,11 +261,28 @@ fn typify_parts(rcode: ResponseCode, answers: bool, soa: bool, ns: bool) -> Kind
     }
 }
 
-/// The smallest of `ttls` (at most an hour), 5 s when there is none ([`minimal_ttl`]).
+/// The smallest of `ttls`, 5 s when there is none ([`minimal_ttl_with_maximum`] before the
+/// bucket's maximum, which [`Inner::duration`] applies).
 fn min_ttl(ttls: impl Iterator<Item = u32>) -> Duration {
     ttls.min().map_or(Duration::from_secs(5), |t| {
-        Duration::from_secs(u64::from(t.min(3600)))
+        Duration::from_secs(u64::from(t))
     })
+}
+
+/// Whether every answer record of the reply `out` is of `qtype` and class IN and owned by the
+/// question's name written as a pointer to it: then it answers its question as
+/// [`answers_question`] asks, with no CNAME chain to follow.
+fn plainly_answers(out: &[u8], rrs: &[dnswire::Rr], qtype: u16) -> bool {
+    let mut answers = rrs
+        .iter()
+        .filter(|r| r.section == dnswire::Section::Answer)
+        .peekable();
+    answers.peek().is_some()
+        && answers.all(|r| {
+            r.rtype == qtype
+                && out.get(r.start..r.name_end) == Some(&[0xc0, 0x0c][..])
+                && dnswire::u16_at(out, r.name_end + 2) == Some(1)
+        })
 }
 
 /// The `cache` plugin.
@@ -302,10 +345,15 @@ impl Cache {
 }
 
 impl Inner {
-    /// How long a reply of `kind` whose smallest TTL is `msg_ttl` is cached (and the TTL every
-    /// record of it gets).
+    /// How long a reply of `kind` whose smallest TTL is `msg_ttl` (uncapped) is cached (and
+    /// the TTL every record of it gets): CoreDNS's `MinimalTTLWithMaximum` with the bucket's
+    /// maximum, then clamped to the bucket.
     fn duration(&self, kind: Kind, msg_ttl: Duration) -> Duration {
-        let clamp = |b: &super::setup::Bucket| msg_ttl.clamp(b.min_ttl, b.max_ttl.max(b.min_ttl));
+        let clamp = |b: &super::setup::Bucket| {
+            msg_ttl
+                .min(b.max_ttl)
+                .clamp(b.min_ttl, b.max_ttl.max(b.min_ttl))
+        };
         match kind {
             Kind::NameError | Kind::NoData => clamp(&self.cfg.denial),
             Kind::ServerError => self.cfg.servfail,
@@ -392,14 +440,17 @@ impl Inner {
     ) {
         let server = &*req.server;
         let z = self.zones_label.as_str();
-        let kind = typify(msg);
-        let duration = self.duration(kind, minimal_ttl(msg, kind));
-        let matches = msg
-            .queries
-            .first()
-            .is_none_or(|q| q.name() == req.qname() && q.query_type() == req.qtype());
+        let (kind, answers_nothing) = cache_kind(msg);
+        let duration = self.duration(kind, minimal_ttl_with_maximum(msg, kind, Duration::MAX));
+        // CoreDNS's request.Match: a reply (QR set) to this question.
+        let matches = msg.metadata.message_type == hickory_proto::op::MessageType::Response
+            && msg
+                .queries
+                .first()
+                .is_none_or(|q| q.name() == req.qname() && q.query_type() == req.qtype());
         let storable = !msg.metadata.truncation
             && !matches!(kind, Kind::Other | Kind::Meta)
+            && !answers_nothing
             && !duration.is_zero();
         if storable && !matches {
             self.metrics.drops.with_label_values(&[server, z, ""]).inc();
@@ -713,12 +764,21 @@ impl Handler for Cache {
             rrs.iter()
                 .any(|r| r.section == dnswire::Section::Authority && r.rtype == t)
         };
-        let kind = typify_parts(
+        let answers = rrs.iter().any(|r| r.section == dnswire::Section::Answer);
+        let mut kind = typify_parts(
             ResponseCode::from(0, flags.rcode),
-            rrs.iter().any(|r| r.section == dnswire::Section::Answer),
+            answers,
             in_authority(dnswire::TYPE_SOA),
             in_authority(dnswire::TYPE_NS),
         );
+        if kind == Kind::NoError && answers && !plainly_answers(out, &rrs, q.q.qtype) {
+            // An answer that may not reach the question (a CNAME chain, records off it): the
+            // rule `store` applies ([`cache_kind`]), on the decoded reply. Rare on this path.
+            let Ok(msg) = Message::from_vec(out) else {
+                return;
+            };
+            kind = cache_kind(&msg).0;
+        }
         let msg_ttl = if matches!(kind, Kind::NoError | Kind::NameError | Kind::NoData) {
             min_ttl(rrs.iter().filter_map(|r| {
                 let at = r.ttl_at();
