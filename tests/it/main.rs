@@ -2,6 +2,7 @@
 
 mod api_outage;
 mod bad_corefiles;
+mod client_addr;
 mod conformance;
 mod coredns_readmes;
 mod corefile_examples;
