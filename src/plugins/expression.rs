@@ -189,14 +189,77 @@ const ENV_NAMES: &[&str] = &[
 
 /// expr-lang's builtin functions (its `builtin.Index`), reserved as variable names.
 const BUILTINS: &[&str] = &[
-    "all", "none", "any", "one", "filter", "map", "find", "findIndex", "findLast",
-    "findLastIndex", "count", "sum", "groupBy", "sortBy", "reduce", "len", "type", "abs", "ceil",
-    "floor", "round", "int", "float", "string", "trim", "trimPrefix", "trimSuffix", "upper",
-    "lower", "split", "splitAfter", "replace", "repeat", "join", "indexOf", "lastIndexOf",
-    "hasPrefix", "hasSuffix", "max", "min", "mean", "median", "toJSON", "fromJSON", "toBase64",
-    "fromBase64", "now", "duration", "date", "timezone", "first", "last", "get", "keys",
-    "values", "toPairs", "fromPairs", "sort", "bitand", "bitor", "bitxor", "bitnand", "bitnot",
-    "bitshl", "bitshr", "bitushr", "uniq", "concat", "flatten", "min", "max",
+    "all",
+    "none",
+    "any",
+    "one",
+    "filter",
+    "map",
+    "find",
+    "findIndex",
+    "findLast",
+    "findLastIndex",
+    "count",
+    "sum",
+    "groupBy",
+    "sortBy",
+    "reduce",
+    "len",
+    "type",
+    "abs",
+    "ceil",
+    "floor",
+    "round",
+    "int",
+    "float",
+    "string",
+    "trim",
+    "trimPrefix",
+    "trimSuffix",
+    "upper",
+    "lower",
+    "split",
+    "splitAfter",
+    "replace",
+    "repeat",
+    "join",
+    "indexOf",
+    "lastIndexOf",
+    "hasPrefix",
+    "hasSuffix",
+    "max",
+    "min",
+    "mean",
+    "median",
+    "toJSON",
+    "fromJSON",
+    "toBase64",
+    "fromBase64",
+    "now",
+    "duration",
+    "date",
+    "timezone",
+    "first",
+    "last",
+    "get",
+    "keys",
+    "values",
+    "toPairs",
+    "fromPairs",
+    "sort",
+    "bitand",
+    "bitor",
+    "bitxor",
+    "bitnand",
+    "bitnot",
+    "bitshl",
+    "bitshr",
+    "bitushr",
+    "uniq",
+    "concat",
+    "flatten",
+    "min",
+    "max",
 ];
 
 /// Words of the language that are not identifiers.
@@ -410,8 +473,8 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
             i = j;
         } else {
             const OPS: &[&str] = &[
-                "==", "!=", "<=", ">=", "&&", "||", "**", "??", "..", "<", ">", "!", "(", ")",
-                "[", "]", ",", "+", "-", "*", "/", "%", "#", "?", ":", ".", "|", "{", "}",
+                "==", "!=", "<=", ">=", "&&", "||", "**", "??", "..", "<", ">", "!", "(", ")", "[",
+                "]", ",", "+", "-", "*", "/", "%", "#", "?", ":", ".", "|", "{", "}",
             ];
             match OPS.iter().find(|op| s[i..].starts_with(**op)) {
                 Some(op) => {
@@ -492,7 +555,9 @@ impl Parser<'_> {
             l = (Node::Or(Box::new(l.0), Box::new(r.0)), Ty::Bool);
         }
         if self.is_op("?") || self.is_op("??") {
-            return Err("the conditional operators ?: and ?? are not supported by clusterdns".into());
+            return Err(
+                "the conditional operators ?: and ?? are not supported by clusterdns".into(),
+            );
         }
         Ok(l)
     }
@@ -533,7 +598,7 @@ impl Parser<'_> {
                     check(l.1, Ty::Str, "invalid operation: matches")?;
                     let Node::Lit(Value::Str(p)) = r.0 else {
                         return Err(
-                            "'matches' needs a string literal on its right in clusterdns".into()
+                            "'matches' needs a string literal on its right in clusterdns".into(),
                         );
                     };
                     let re = Regex::new(&p).map_err(|e| format!("error parsing regexp: {e}"))?;
@@ -557,7 +622,8 @@ impl Parser<'_> {
                     Ty::Bool
                 }
                 Op::Lt | Op::Le | Op::Gt | Op::Ge => {
-                    if !(l.1.fits(r.1) && matches!(l.1, Ty::Int | Ty::Str | Ty::Any)
+                    if !(l.1.fits(r.1)
+                        && matches!(l.1, Ty::Int | Ty::Str | Ty::Any)
                         && matches!(r.1, Ty::Int | Ty::Str | Ty::Any))
                     {
                         return Err(format!(
@@ -640,10 +706,7 @@ impl Parser<'_> {
             p = (Node::Index(Box::new(p.0), Box::new(i.0)), Ty::Any);
         }
         if self.is_op(".") || self.is_op("|") || self.is_op("..") {
-            return Err(format!(
-                "{} is not supported by clusterdns",
-                self.found()
-            ));
+            return Err(format!("{} is not supported by clusterdns", self.found()));
         }
         Ok(p)
     }
@@ -744,9 +807,7 @@ impl Parser<'_> {
                     .find(|(n, f, ..)| *n == w && (*f != F::Group || self.scope.group))
                 else {
                     if BUILTINS.contains(&w.as_str()) {
-                        return Err(format!(
-                            "function {w}() is not supported by clusterdns"
-                        ));
+                        return Err(format!("function {w}() is not supported by clusterdns"));
                     }
                     return Err(format!("unknown func {w}"));
                 };
@@ -911,7 +972,10 @@ fn call(f: F, args: Vec<Value>, env: &Env<'_>) -> Result<Value, String> {
                 .and_then(|i| env.groups.get(i))
                 .map_or(String::new(), |s| (*s).to_string()),
             Value::Str(n) => match n.parse::<usize>() {
-                Ok(i) => env.groups.get(i).map_or(String::new(), |s| (*s).to_string()),
+                Ok(i) => env
+                    .groups
+                    .get(i)
+                    .map_or(String::new(), |s| (*s).to_string()),
                 Err(_) => env
                     .named
                     .iter()
@@ -934,7 +998,12 @@ fn call(f: F, args: Vec<Value>, env: &Env<'_>) -> Result<Value, String> {
         F::Len => match next() {
             Value::Str(s) => Value::Int(s.chars().count() as i64),
             Value::List(l) => Value::Int(l.len() as i64),
-            other => return Err(format!("invalid argument for len (type {})", other.ty().name())),
+            other => {
+                return Err(format!(
+                    "invalid argument for len (type {})",
+                    other.ty().name()
+                ));
+            }
         },
         F::Upper => Value::Str(as_str(next())?.to_uppercase()),
         F::Lower => Value::Str(as_str(next())?.to_lowercase()),
@@ -960,7 +1029,12 @@ fn call(f: F, args: Vec<Value>, env: &Env<'_>) -> Result<Value, String> {
                 return Err("join: expected a list".into());
             };
             let sep = as_str(next())?;
-            Value::Str(l.iter().map(Value::to_string).collect::<Vec<_>>().join(&sep))
+            Value::Str(
+                l.iter()
+                    .map(Value::to_string)
+                    .collect::<Vec<_>>()
+                    .join(&sep),
+            )
         }
         F::Abs => Value::Int(as_int(&next())?.abs()),
     })
@@ -1051,12 +1125,12 @@ fn eval(n: &Node, env: &Env<'_>, hash: Option<&Value>) -> Result<Value, String> 
             }
         }
         Node::Matches(l, re) => Value::Bool(re.is_match(&as_str(eval(l, env, hash)?)?)),
-        Node::And(l, r) => Value::Bool(
-            as_bool(&eval(l, env, hash)?)? && as_bool(&eval(r, env, hash)?)?,
-        ),
-        Node::Or(l, r) => Value::Bool(
-            as_bool(&eval(l, env, hash)?)? || as_bool(&eval(r, env, hash)?)?,
-        ),
+        Node::And(l, r) => {
+            Value::Bool(as_bool(&eval(l, env, hash)?)? && as_bool(&eval(r, env, hash)?)?)
+        }
+        Node::Or(l, r) => {
+            Value::Bool(as_bool(&eval(l, env, hash)?)? || as_bool(&eval(r, env, hash)?)?)
+        }
         Node::Not(e) => Value::Bool(!as_bool(&eval(e, env, hash)?)?),
         Node::Neg(e) => Value::Int(as_int(&eval(e, env, hash)?)?.wrapping_neg()),
         Node::Index(l, i) => {
@@ -1068,7 +1142,9 @@ fn eval(n: &Node, env: &Env<'_>, hash: Option<&Value>) -> Result<Value, String> 
             usize::try_from(at)
                 .ok()
                 .and_then(|at| items.get(at).cloned())
-                .ok_or_else(|| format!("index out of range: {i} (array length is {})", items.len()))?
+                .ok_or_else(|| {
+                    format!("index out of range: {i} (array length is {})", items.len())
+                })?
         }
     })
 }
@@ -1116,8 +1192,14 @@ mod tests {
             Value::Bool(true)
         );
         assert_eq!(run("int('7') * 3 % 4", &[]).unwrap(), Value::Int(1));
-        assert_eq!(run("group(1) + group(0)", &["ab", "b"]).unwrap(), Value::Str("bab".into()));
-        assert_eq!(run("type() in ['A', 'AAAA'] and not (1 > 2)", &[]).unwrap(), Value::Bool(true));
+        assert_eq!(
+            run("group(1) + group(0)", &["ab", "b"]).unwrap(),
+            Value::Str("bab".into())
+        );
+        assert_eq!(
+            run("type() in ['A', 'AAAA'] and not (1 > 2)", &[]).unwrap(),
+            Value::Bool(true)
+        );
         assert_eq!(run("count([1, 2, 3], # > 1)", &[]).unwrap(), Value::Int(2));
         assert!(run("incidr('notanip', '10.0.0.0/8')", &[]).is_err());
         assert!(run("int('x')", &[]).is_err());

@@ -53,13 +53,14 @@ async fn ipv4_client_of_a_dual_stack_socket_is_ipv4() {
     let (code, text) = http_get(srv.http("127.0.0.1:0"), "/metrics").await;
     assert_eq!(code, 200);
     assert!(
-        text.lines().any(|l| l.starts_with("coredns_dns_requests_total{")
-            && l.contains("family=\"1\"")),
+        text.lines()
+            .any(|l| l.starts_with("coredns_dns_requests_total{") && l.contains("family=\"1\"")),
         "{text}"
     );
     assert!(
-        !text.lines().any(|l| l.starts_with("coredns_dns_requests_total{")
-            && l.contains("family=\"2\"")),
+        !text
+            .lines()
+            .any(|l| l.starts_with("coredns_dns_requests_total{") && l.contains("family=\"2\"")),
         "{text}"
     );
     srv.running.shutdown().await;

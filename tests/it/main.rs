@@ -17,6 +17,7 @@ mod lifecycle;
 mod monitoring;
 mod policy;
 mod real_corefiles;
+mod template;
 mod transfer;
 mod transports;
 mod util;

@@ -107,9 +107,9 @@ impl Table {
             return ips;
         }
         match host.split_once('.') {
-            Some((_, parent)) if !parent.is_empty() => wild
-                .get(&format!("*.{parent}"))
-                .map_or(&[], Vec::as_slice),
+            Some((_, parent)) if !parent.is_empty() => {
+                wild.get(&format!("*.{parent}")).map_or(&[], Vec::as_slice)
+            }
             _ => &[],
         }
     }
@@ -335,7 +335,12 @@ timeout 3600
         }
     }
 
-    async fn ask(h: Hosts, next: ResponseCode, name: &str, t: RecordType) -> (ResponseCode, Response) {
+    async fn ask(
+        h: Hosts,
+        next: ResponseCode,
+        name: &str,
+        t: RecordType,
+    ) -> (ResponseCode, Response) {
         let chain = Chain::new(vec![Arc::new(h), Arc::new(NextRcode(next))]);
         let req = Request::new(
             Name::from_ascii(name).unwrap(),
@@ -363,17 +368,65 @@ timeout 3600
     #[tokio::test]
     async fn test_lookup_a() {
         let cases: &[(&str, RecordType, ResponseCode, &[&str])] = &[
-            ("example.org.", RecordType::A, ResponseCode::NoError, &["example.org. 3600 IN A 10.0.0.1"]),
-            ("example.com.", RecordType::A, ResponseCode::NoError, &["example.com. 3600 IN A 10.0.0.2"]),
-            ("localhost.", RecordType::AAAA, ResponseCode::NoError, &["localhost. 3600 IN AAAA ::1"]),
-            ("1.0.0.10.in-addr.arpa.", RecordType::PTR, ResponseCode::NoError, &["1.0.0.10.in-addr.arpa. 3600 IN PTR example.org."]),
-            ("2.0.0.10.in-addr.arpa.", RecordType::PTR, ResponseCode::NoError, &["2.0.0.10.in-addr.arpa. 3600 IN PTR example.com."]),
-            ("1.0.0.127.in-addr.arpa.", RecordType::PTR, ResponseCode::NoError, &["1.0.0.127.in-addr.arpa. 3600 IN PTR localhost.", "1.0.0.127.in-addr.arpa. 3600 IN PTR localhost.domain."]),
+            (
+                "example.org.",
+                RecordType::A,
+                ResponseCode::NoError,
+                &["example.org. 3600 IN A 10.0.0.1"],
+            ),
+            (
+                "example.com.",
+                RecordType::A,
+                ResponseCode::NoError,
+                &["example.com. 3600 IN A 10.0.0.2"],
+            ),
+            (
+                "localhost.",
+                RecordType::AAAA,
+                ResponseCode::NoError,
+                &["localhost. 3600 IN AAAA ::1"],
+            ),
+            (
+                "1.0.0.10.in-addr.arpa.",
+                RecordType::PTR,
+                ResponseCode::NoError,
+                &["1.0.0.10.in-addr.arpa. 3600 IN PTR example.org."],
+            ),
+            (
+                "2.0.0.10.in-addr.arpa.",
+                RecordType::PTR,
+                ResponseCode::NoError,
+                &["2.0.0.10.in-addr.arpa. 3600 IN PTR example.com."],
+            ),
+            (
+                "1.0.0.127.in-addr.arpa.",
+                RecordType::PTR,
+                ResponseCode::NoError,
+                &[
+                    "1.0.0.127.in-addr.arpa. 3600 IN PTR localhost.",
+                    "1.0.0.127.in-addr.arpa. 3600 IN PTR localhost.domain.",
+                ],
+            ),
             ("example.org.", RecordType::AAAA, ResponseCode::NoError, &[]),
             ("example.org.", RecordType::MX, ResponseCode::NoError, &[]),
-            ("fallthrough-example.org.", RecordType::AAAA, ResponseCode::NoError, &[]),
-            ("apps.example.com.", RecordType::A, ResponseCode::ServFail, &[]),
-            ("aa.example.com.", RecordType::A, ResponseCode::NoError, &["aa.example.com. 3600 IN A 1.2.3.4"]),
+            (
+                "fallthrough-example.org.",
+                RecordType::AAAA,
+                ResponseCode::NoError,
+                &[],
+            ),
+            (
+                "apps.example.com.",
+                RecordType::A,
+                ResponseCode::ServFail,
+                &[],
+            ),
+            (
+                "aa.example.com.",
+                RecordType::A,
+                ResponseCode::NoError,
+                &["aa.example.com. 3600 IN A 1.2.3.4"],
+            ),
         ];
         for (name, t, rcode, want) in cases {
             let corefile = if *name == "fallthrough-example.org." {
@@ -407,16 +460,32 @@ timeout 3600
     async fn test_fallthrough_unsupported_type() {
         for (corefile, name, through) in [
             ("hosts {\n fallthrough\n}", "example.org.", false),
-            ("hosts {\n fallthrough\n fallthrough_unsupported\n}", "example.org.", true),
-            ("hosts {\n fallthrough example.net\n fallthrough_unsupported\n}", "example.org.", false),
+            (
+                "hosts {\n fallthrough\n fallthrough_unsupported\n}",
+                "example.org.",
+                true,
+            ),
+            (
+                "hosts {\n fallthrough example.net\n fallthrough_unsupported\n}",
+                "example.org.",
+                false,
+            ),
             ("hosts {\n fallthrough\n}", "missing.example.org.", true),
         ] {
             let h = handler(config(corefile).unwrap(), HOSTS_EXAMPLE);
             let (rcode, r) = ask(h, ResponseCode::Refused, name, RecordType::TXT).await;
             if through {
-                assert_eq!((rcode, r.plugin), (ResponseCode::Refused, "next"), "{corefile}");
+                assert_eq!(
+                    (rcode, r.plugin),
+                    (ResponseCode::Refused, "next"),
+                    "{corefile}"
+                );
             } else {
-                assert_eq!((rcode, r.plugin), (ResponseCode::NoError, NAME), "{corefile}");
+                assert_eq!(
+                    (rcode, r.plugin),
+                    (ResponseCode::NoError, NAME),
+                    "{corefile}"
+                );
                 assert!(r.msg.metadata.authoritative && r.msg.answers.is_empty());
             }
         }
@@ -443,7 +512,8 @@ timeout 3600
 
 	# internet address, host name and aliases
 	127.0.0.3	localhost	localhost.localdomain";
-    const IPV6_HOSTS: &str = "# See https://tools.ietf.org/html/rfc5952, https://tools.ietf.org/html/rfc4007.
+    const IPV6_HOSTS: &str =
+        "# See https://tools.ietf.org/html/rfc5952, https://tools.ietf.org/html/rfc4007.
 
 	# internet address and host name
 	::1						localhost	# inline comment separated by tab
@@ -472,9 +542,17 @@ timeout 3600
             name.to_ascii_uppercase(),
         ] {
             let host = input.to_ascii_lowercase();
-            let got4: Vec<String> = h.addresses(&host, true).iter().map(|a| a.to_string()).collect();
+            let got4: Vec<String> = h
+                .addresses(&host, true)
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
             assert_eq!(got4, v4, "v4 {input}");
-            let got6: Vec<String> = h.addresses(&host, false).iter().map(|a| a.to_string()).collect();
+            let got6: Vec<String> = h
+                .addresses(&host, false)
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
             assert_eq!(got6, v6, "v6 {input}");
         }
     }
@@ -483,27 +561,40 @@ timeout 3600
     // each asked 4 ways) and TestHostCacheModification's lookups.
     #[test]
     fn test_lookup_static_host() {
-        let cases: &[(&str, &[(&str, &[&str], &[&str])])] = &[
-            (HOSTS, &[
-                ("odin.", &["127.0.0.2", "127.0.0.3"], &["::2"]),
-                ("thor.", &["127.1.1.1"], &[]),
-                ("ullr.", &["127.1.1.2"], &[]),
-                ("ullrhost.", &["127.1.1.2"], &[]),
-                ("localhost.", &[], &["fe80::1"]),
-            ]),
+        type Ents<'a> = &'a [(&'a str, &'a [&'a str], &'a [&'a str])];
+        let cases: &[(&str, Ents<'_>)] = &[
+            (
+                HOSTS,
+                &[
+                    ("odin.", &["127.0.0.2", "127.0.0.3"], &["::2"]),
+                    ("thor.", &["127.1.1.1"], &[]),
+                    ("ullr.", &["127.1.1.2"], &[]),
+                    ("ullrhost.", &["127.1.1.2"], &[]),
+                    ("localhost.", &[], &["fe80::1"]),
+                ],
+            ),
             (SINGLE_LINE_HOSTS, &[("odin.", &["127.0.0.2"], &[])]),
-            (IPV4_HOSTS, &[
-                ("localhost.", &["127.0.0.1", "127.0.0.2", "127.0.0.3"], &[]),
-                ("localhost.localdomain.", &["127.0.0.3"], &[]),
-            ]),
-            (IPV6_HOSTS, &[
-                ("localhost.", &[], &["::1", "fe80::1", "fe80::2", "fe80::3"]),
-                ("localhost.localdomain.", &[], &["fe80::3"]),
-            ]),
-            (CASE_HOSTS, &[
-                ("PreserveMe.", &["127.0.0.1"], &["::1"]),
-                ("PreserveMe.local.", &["127.0.0.1"], &["::1"]),
-            ]),
+            (
+                IPV4_HOSTS,
+                &[
+                    ("localhost.", &["127.0.0.1", "127.0.0.2", "127.0.0.3"], &[]),
+                    ("localhost.localdomain.", &["127.0.0.3"], &[]),
+                ],
+            ),
+            (
+                IPV6_HOSTS,
+                &[
+                    ("localhost.", &[], &["::1", "fe80::1", "fe80::2", "fe80::3"]),
+                    ("localhost.localdomain.", &[], &["fe80::3"]),
+                ],
+            ),
+            (
+                CASE_HOSTS,
+                &[
+                    ("PreserveMe.", &["127.0.0.1"], &["::1"]),
+                    ("PreserveMe.local.", &["127.0.0.1"], &["::1"]),
+                ],
+            ),
         ];
         for (file, ents) in cases {
             let h = test_hosts(file);
@@ -519,32 +610,45 @@ timeout 3600
     // the Go test compares normalized, i.e. lower-case, names).
     #[test]
     fn test_lookup_static_addr() {
-        let cases: &[(&str, &[(&str, &[&str])])] = &[
-            (HOSTS, &[
-                ("255.255.255.255", &["broadcasthost."]),
-                ("127.0.0.2", &["odin."]),
-                ("127.0.0.3", &["odin."]),
-                ("::2", &["odin."]),
-                ("127.1.1.1", &["thor."]),
-                ("127.1.1.2", &["ullr.", "ullrhost."]),
-                ("fe80::1", &["localhost."]),
-            ]),
+        type Ents<'a> = &'a [(&'a str, &'a [&'a str])];
+        let cases: &[(&str, Ents<'_>)] = &[
+            (
+                HOSTS,
+                &[
+                    ("255.255.255.255", &["broadcasthost."]),
+                    ("127.0.0.2", &["odin."]),
+                    ("127.0.0.3", &["odin."]),
+                    ("::2", &["odin."]),
+                    ("127.1.1.1", &["thor."]),
+                    ("127.1.1.2", &["ullr.", "ullrhost."]),
+                    ("fe80::1", &["localhost."]),
+                ],
+            ),
             (SINGLE_LINE_HOSTS, &[("127.0.0.2", &["odin."])]),
-            (IPV4_HOSTS, &[
-                ("127.0.0.1", &["localhost."]),
-                ("127.0.0.2", &["localhost."]),
-                ("127.0.0.3", &["localhost.", "localhost.localdomain."]),
-            ]),
-            (IPV6_HOSTS, &[
-                ("::1", &["localhost."]),
-                ("fe80::1", &["localhost."]),
-                ("fe80::2", &["localhost."]),
-                ("fe80::3", &["localhost.", "localhost.localdomain."]),
-            ]),
-            (CASE_HOSTS, &[
-                ("127.0.0.1", &["preserveme.", "preserveme.local."]),
-                ("::1", &["preserveme.", "preserveme.local."]),
-            ]),
+            (
+                IPV4_HOSTS,
+                &[
+                    ("127.0.0.1", &["localhost."]),
+                    ("127.0.0.2", &["localhost."]),
+                    ("127.0.0.3", &["localhost.", "localhost.localdomain."]),
+                ],
+            ),
+            (
+                IPV6_HOSTS,
+                &[
+                    ("::1", &["localhost."]),
+                    ("fe80::1", &["localhost."]),
+                    ("fe80::2", &["localhost."]),
+                    ("fe80::3", &["localhost.", "localhost.localdomain."]),
+                ],
+            ),
+            (
+                CASE_HOSTS,
+                &[
+                    ("127.0.0.1", &["preserveme.", "preserveme.local."]),
+                    ("::1", &["preserveme.", "preserveme.local."]),
+                ],
+            ),
         ];
         for (file, ents) in cases {
             let h = test_hosts(file);
@@ -595,11 +699,26 @@ timeout 3600
         assert_eq!(rcode, ResponseCode::NoError);
         assert_eq!(texts(&r), ["mapped.example. 3600 IN A 192.0.2.7"]);
         let h = handler(cfg.clone(), "");
-        let (_, r) = ask(h, ResponseCode::NXDomain, "mapped.example.", RecordType::AAAA).await;
+        let (_, r) = ask(
+            h,
+            ResponseCode::NXDomain,
+            "mapped.example.",
+            RecordType::AAAA,
+        )
+        .await;
         assert!(r.msg.answers.is_empty() && r.plugin == NAME);
         let h = handler(cfg, "");
-        let (_, r) = ask(h, ResponseCode::NXDomain, "7.2.0.192.in-addr.arpa.", RecordType::PTR).await;
-        assert_eq!(texts(&r), ["7.2.0.192.in-addr.arpa. 3600 IN PTR mapped.example."]);
+        let (_, r) = ask(
+            h,
+            ResponseCode::NXDomain,
+            "7.2.0.192.in-addr.arpa.",
+            RecordType::PTR,
+        )
+        .await;
+        assert_eq!(
+            texts(&r),
+            ["7.2.0.192.in-addr.arpa. 3600 IN PTR mapped.example."]
+        );
     }
 
     // hostsfile.go parse: names outside the plugin's zones are not loaded (nor their PTRs).

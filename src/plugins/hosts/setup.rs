@@ -150,7 +150,12 @@ mod tests {
         for (input, file, zones, fall) in [
             ("hosts\n", "/etc/hosts", root(), false),
             ("hosts /tmp", "/tmp", root(), false),
-            ("hosts /etc/hosts miek.nl.", "/etc/hosts", vec!["miek.nl.".into()], false),
+            (
+                "hosts /etc/hosts miek.nl.",
+                "/etc/hosts",
+                vec!["miek.nl.".into()],
+                false,
+            ),
             (
                 "hosts /etc/hosts miek.nl. pun.gent.",
                 "/etc/hosts",
@@ -159,7 +164,12 @@ mod tests {
             ),
             ("hosts {\n fallthrough\n}", "/etc/hosts", root(), true),
             ("hosts /tmp {\n fallthrough\n}", "/tmp", root(), true),
-            ("hosts /etc/hosts miek.nl. {\n fallthrough\n}", "/etc/hosts", vec!["miek.nl.".into()], true),
+            (
+                "hosts /etc/hosts miek.nl. {\n fallthrough\n}",
+                "/etc/hosts",
+                vec!["miek.nl.".into()],
+                true,
+            ),
             (
                 "hosts /etc/hosts miek.nl 10.0.0.9/8 {\n fallthrough\n}",
                 "/etc/hosts",
@@ -180,7 +190,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e[0].to_string().contains("can only be used once per Server Block"),
+            e[0].to_string()
+                .contains("can only be used once per Server Block"),
             "{e:?}"
         );
     }
@@ -196,7 +207,10 @@ mod tests {
             table.by_addr[&"10.0.0.1".parse::<std::net::IpAddr>().unwrap()],
             ["example.org."]
         );
-        let c = run("hosts highly_unlikely_to_exist_hosts_file example.org {\n 10.0.0.1 example.org\n}").unwrap();
+        let c = run(
+            "hosts highly_unlikely_to_exist_hosts_file example.org {\n 10.0.0.1 example.org\n}",
+        )
+        .unwrap();
         assert_eq!(c.inline, ["10.0.0.1 example.org"]);
         assert!(!c.fall.through("example.org."));
         assert!(
@@ -210,9 +224,15 @@ mod tests {
     fn test_hosts_parse_fallthrough_unsupported() {
         for (input, ok) in [
             ("hosts {\n fallthrough\n fallthrough_unsupported\n}", true),
-            ("hosts {\n fallthrough_unsupported\n fallthrough example.org\n}", true),
+            (
+                "hosts {\n fallthrough_unsupported\n fallthrough example.org\n}",
+                true,
+            ),
             ("hosts {\n fallthrough_unsupported\n}", false),
-            ("hosts {\n fallthrough\n fallthrough_unsupported example.org\n}", false),
+            (
+                "hosts {\n fallthrough\n fallthrough_unsupported example.org\n}",
+                false,
+            ),
         ] {
             match run(input) {
                 Ok(c) => {

@@ -223,10 +223,12 @@ fn lex_action(s: &str) -> Result<Vec<Tok>, String> {
                 i += n;
             }
             b'.' => {
-                let j = i + 1 + b[i + 1..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_' || **c == b'.')
-                    .count();
+                let j = i
+                    + 1
+                    + b[i + 1..]
+                        .iter()
+                        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_' || **c == b'.')
+                        .count();
                 let text = &s[i..j];
                 if text == "." {
                     out.push(Tok::Dot);
@@ -240,10 +242,12 @@ fn lex_action(s: &str) -> Result<Vec<Tok>, String> {
                 i = j;
             }
             b'-' | b'0'..=b'9' => {
-                let j = i + 1 + b[i + 1..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
-                    .count();
+                let j = i
+                    + 1
+                    + b[i + 1..]
+                        .iter()
+                        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+                        .count();
                 let text = &s[i..j];
                 let n: i64 = text
                     .parse()
@@ -499,7 +503,12 @@ impl Template {
         let mut out = String::new();
         let ex = Exec { data };
         ex.walk(&self.nodes, &TV::Root, &mut out)
-            .map_err(|(at, e)| format!("template: {}: executing \"{}\" at <{at}>: {e}", self.name, self.name))?;
+            .map_err(|(at, e)| {
+                format!(
+                    "template: {}: executing \"{}\" at <{at}>: {e}",
+                    self.name, self.name
+                )
+            })?;
         Ok(out)
     }
 }
@@ -566,10 +575,7 @@ impl Exec<'_> {
                     .ok_or_else(|| format!("can't evaluate field {f} in type {name}"))?,
                 TV::Nil => return Err(format!("nil pointer evaluating interface {{}}.{f}")),
                 other => {
-                    return Err(format!(
-                        "can't evaluate field {f} in type {}",
-                        other.kind()
-                    ));
+                    return Err(format!("can't evaluate field {f} in type {}", other.kind()));
                 }
             };
         }
@@ -600,7 +606,9 @@ impl Exec<'_> {
         args.extend(piped);
         match first {
             Arg::Func(f) => call(f, args),
-            Arg::Field(chain) if matches!(dot, TV::Root) && chain.len() == 1 && chain[0] == "Meta" => {
+            Arg::Field(chain)
+                if matches!(dot, TV::Root) && chain.len() == 1 && chain[0] == "Meta" =>
+            {
                 match args.as_slice() {
                     [TV::Str(label)] => Ok(TV::Str(self.data.meta(label))),
                     [other] => Err(format!(
@@ -742,7 +750,9 @@ fn parse_uint(s: &str, base: i64, bits: i64) -> Result<u64, String> {
     } else if (2..=36).contains(&base) {
         (s.to_string(), base as u32)
     } else {
-        return Err(format!("strconv.ParseUint: parsing {s:?}: invalid base {base}"));
+        return Err(format!(
+            "strconv.ParseUint: parsing {s:?}: invalid base {base}"
+        ));
     };
     let bits = if bits == 0 { 64 } else { bits };
     if !(1..=64).contains(&bits) {
@@ -816,25 +826,36 @@ fn call(f: &str, args: Vec<TV>) -> Result<TV, String> {
             for i in &args[1..] {
                 v = match (v, i) {
                     (TV::List(l), i) => {
-                        let n = number(i).ok_or("error calling index: cannot index slice/array with non-integer")?;
+                        let n = number(i).ok_or(
+                            "error calling index: cannot index slice/array with non-integer",
+                        )?;
                         usize::try_from(n)
                             .ok()
                             .and_then(|n| l.get(n).cloned())
-                            .ok_or_else(|| format!("error calling index: index out of range: {n}"))?
+                            .ok_or_else(|| {
+                                format!("error calling index: index out of range: {n}")
+                            })?
                     }
                     (TV::Str(s), i) => {
-                        let n = number(i).ok_or("error calling index: cannot index string with non-integer")?;
+                        let n = number(i)
+                            .ok_or("error calling index: cannot index string with non-integer")?;
                         let b = usize::try_from(n)
                             .ok()
                             .and_then(|n| s.as_bytes().get(n).copied())
-                            .ok_or_else(|| format!("error calling index: index out of range: {n}"))?;
+                            .ok_or_else(|| {
+                                format!("error calling index: index out of range: {n}")
+                            })?;
                         TV::Uint(u64::from(b))
                     }
-                    (TV::Map(m, zero), TV::Str(k)) => {
-                        m.into_iter().find(|(mk, _)| mk == k).map_or(*zero, |(_, v)| v)
-                    }
+                    (TV::Map(m, zero), TV::Str(k)) => m
+                        .into_iter()
+                        .find(|(mk, _)| mk == k)
+                        .map_or(*zero, |(_, v)| v),
                     (other, _) => {
-                        return Err(format!("error calling index: can't index item of type {}", other.kind()));
+                        return Err(format!(
+                            "error calling index: can't index item of type {}",
+                            other.kind()
+                        ));
                     }
                 };
             }
@@ -909,17 +930,18 @@ mod tests {
                     Box::new(TV::Str(String::new())),
                 ),
                 "Var" => TV::Map(
-                    vec![
-                        ("local".into(), TV::Bool(true)),
-                        ("n".into(), TV::Int(2)),
-                    ],
+                    vec![("local".into(), TV::Bool(true)), ("n".into(), TV::Int(2))],
                     Box::new(TV::Nil),
                 ),
                 _ => return None,
             })
         }
         fn meta(&self, label: &str) -> String {
-            if label == "foo" { "myfoo".into() } else { String::new() }
+            if label == "foo" {
+                "myfoo".into()
+            } else {
+                String::new()
+            }
         }
     }
 
@@ -930,11 +952,20 @@ mod tests {
     #[test]
     fn renders() {
         for (t, want) in [
-            ("{{ .Name }} 60 IN A 10.{{ parseInt .Group.b 16 8 }}", "ip0a5f0c09.example. 60 IN A 10.95"),
+            (
+                "{{ .Name }} 60 IN A 10.{{ parseInt .Group.b 16 8 }}",
+                "ip0a5f0c09.example. 60 IN A 10.95",
+            ),
             ("{{ index .Match 1 }}", "b"),
             ("{{ .Meta \"foo\" }}-{{ .Meta \"bar\" }}x", "myfoo-x"),
-            ("{{ if .Var.local }}10.0.0.1{{ else }}192.0.2.1{{ end }}", "10.0.0.1"),
-            ("{{ if not .Var.local }}a{{ else if .Var.n }}b{{ else }}c{{ end }}", "b"),
+            (
+                "{{ if .Var.local }}10.0.0.1{{ else }}192.0.2.1{{ end }}",
+                "10.0.0.1",
+            ),
+            (
+                "{{ if not .Var.local }}a{{ else if .Var.n }}b{{ else }}c{{ end }}",
+                "b",
+            ),
             ("{{ len .Var }}", "2"),
             ("{{ eq .Group.missing \"\" }}", "true"),
             ("{{ .Var.missing }}", "<no value>"),
@@ -954,7 +985,10 @@ mod tests {
     fn errors() {
         for (t, want) in [
             ("{{", "unclosed action"),
-            ("{{ notAFunction }}", "function \"notAFunction\" not defined"),
+            (
+                "{{ notAFunction }}",
+                "function \"notAFunction\" not defined",
+            ),
             ("{{ if .Name }}x", "unexpected EOF"),
             ("{{ end }}", "unexpected"),
             ("{{ range .Match }}{{ end }}", "not supported by clusterdns"),
@@ -964,10 +998,19 @@ mod tests {
         }
         // Parsed, then failing when executed (as Go).
         for (t, want) in [
-            ("{{ index .Match 2 }}", "error calling index: index out of range: 2"),
-            ("{{ parseInt \"gg\" 16 8 }}", "strconv.ParseUint: parsing \"gg\": invalid syntax"),
+            (
+                "{{ index .Match 2 }}",
+                "error calling index: index out of range: 2",
+            ),
+            (
+                "{{ parseInt \"gg\" 16 8 }}",
+                "strconv.ParseUint: parsing \"gg\": invalid syntax",
+            ),
             ("{{ parseInt \"1ff\" 16 8 }}", "value out of range"),
-            ("{{ parseInt }}", "wrong number of args for parseInt: want 3 got 0"),
+            (
+                "{{ parseInt }}",
+                "wrong number of args for parseInt: want 3 got 0",
+            ),
             ("{{ .Grup.d }}", "can't evaluate field Grup"),
         ] {
             let e = run(t).unwrap_err();

@@ -162,9 +162,8 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Vec<Templa
                     if expr.is_empty() {
                         return Err(d.arg_err());
                     }
-                    let e = Expr::parse(&expr.join(" "), &scope).map_err(|e| {
-                        d.err(format!("could not compile expression: {name}, {e}"))
-                    })?;
+                    let e = Expr::parse(&expr.join(" "), &scope)
+                        .map_err(|e| d.err(format!("could not compile expression: {name}, {e}")))?;
                     scope.declare(name, &e).map_err(|e| d.err(e))?;
                     t.vars.push((name.clone(), e));
                 }
@@ -304,12 +303,8 @@ impl TemplateConfig {
             return Matched::No(true);
         };
         let (qc, qt) = (req.qclass(), req.qtype());
-        if self
-            .class
-            .is_some_and(|c| qc != DNSClass::ANY && qc != c)
-            || self
-                .qtype
-                .is_some_and(|t| qt != RecordType::ANY && qt != t)
+        if self.class.is_some_and(|c| qc != DNSClass::ANY && qc != c)
+            || self.qtype.is_some_and(|t| qt != RecordType::ANY && qt != t)
         {
             return Matched::No(true);
         }

@@ -66,7 +66,11 @@ async fn serve(cfg: Vec<TemplateConfig>, r: &Request) -> Out {
 }
 
 async fn ask(cfg: &str, name: &str, class: DNSClass, t: RecordType) -> Out {
-    serve(run(cfg).unwrap_or_else(|e| panic!("{cfg}: {e}")), &req(name, class, t)).await
+    serve(
+        run(cfg).unwrap_or_else(|e| panic!("{cfg}: {e}")),
+        &req(name, class, t),
+    )
+    .await
 }
 
 fn answer(o: Out) -> Message {
@@ -77,7 +81,10 @@ fn answer(o: Out) -> Message {
 }
 
 fn text(r: &Record) -> String {
-    r.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    r.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn texts(rs: &[Record]) -> Vec<String> {
@@ -96,10 +103,19 @@ async fn test_handler() {
     use DNSClass::IN;
     use RecordType as T;
     // RcodeServFail
-    let o = ask("template ANY ANY . {\n rcode SERVFAIL\n fallthrough\n}", "test.invalid.", IN, T::A).await;
+    let o = ask(
+        "template ANY ANY . {\n rcode SERVFAIL\n fallthrough\n}",
+        "test.invalid.",
+        IN,
+        T::A,
+    )
+    .await;
     assert!(matches!(o, Out::ServFail(_)), "{o:?}");
     // ExampleDomainNameMismatch
-    assert!(matches!(ask(IP_A, "test.invalid.", IN, T::A).await, Out::Fallthrough));
+    assert!(matches!(
+        ask(IP_A, "test.invalid.", IN, T::A).await,
+        Out::Fallthrough
+    ));
     // BrokenTemplate
     let o = ask(
         "template ANY ANY . {\n match \"[.]example[.]$\"\n answer \"{{ .Name }} 60 IN TXT \\\"{{ index .Match 2 }}\\\"\"\n fallthrough\n}",
@@ -123,7 +139,10 @@ async fn test_handler() {
             T::ANY,
         )
         .await;
-        assert!(matches!(&o, Out::ServFail(e) if e.contains("test.example.")), "{section}: {o:?}");
+        assert!(
+            matches!(&o, Out::ServFail(e) if e.contains("test.example.")),
+            "{section}: {o:?}"
+        );
     }
     // ExampleIPMatch
     let m = answer(
@@ -138,7 +157,10 @@ async fn test_handler() {
     assert_eq!(texts(&m.answers), ["test.example. 60 IN A 10.240.0.1"]);
     // ExampleDomainMatch
     let m = answer(ask(IP_A, "ip-10-95-12-8.example.", IN, T::A).await);
-    assert_eq!(texts(&m.answers), ["ip-10-95-12-8.example. 60 IN A 10.95.12.8"]);
+    assert_eq!(
+        texts(&m.answers),
+        ["ip-10-95-12-8.example. 60 IN A 10.95.12.8"]
+    );
     // ExampleDomainMatchHexIp
     let m = answer(
         ask(
@@ -149,7 +171,10 @@ async fn test_handler() {
         )
         .await,
     );
-    assert_eq!(texts(&m.answers), ["ip0a5f0c09.example. 60 IN A 10.95.12.9"]);
+    assert_eq!(
+        texts(&m.answers),
+        ["ip0a5f0c09.example. 60 IN A 10.95.12.9"]
+    );
     // BrokenParseIntTemplate
     let o = ask(
         "template ANY ANY . {\n match \"[.]example[.]$\"\n answer \"{{ .Name }} 60 IN TXT \\\"{{ parseInt \\\"gg\\\" 16 8 }}\\\"\"\n fallthrough\n}",
@@ -172,8 +197,14 @@ async fn test_handler() {
         )
         .await,
     );
-    assert_eq!(texts(&m.answers), ["ip-10-95-12-8.example. 60 IN MX 10 ip-10-95-12-8.example."]);
-    assert_eq!(texts(&m.additionals), ["ip-10-95-12-8.example. 60 IN A 10.95.12.8"]);
+    assert_eq!(
+        texts(&m.answers),
+        ["ip-10-95-12-8.example. 60 IN MX 10 ip-10-95-12-8.example."]
+    );
+    assert_eq!(
+        texts(&m.additionals),
+        ["ip-10-95-12-8.example. 60 IN A 10.95.12.8"]
+    );
     // ExampleDomainANSMatch (records without TTL: miekg/dns's default 3600)
     let m = answer(
         ask(
@@ -185,8 +216,14 @@ async fn test_handler() {
         .await,
     );
     assert_eq!(m.answers.len(), 1);
-    assert_eq!(texts(&m.additionals), ["ns0.example. 3600 IN A 203.0.113.8"]);
-    assert_eq!(texts(&m.authorities), ["example. 3600 IN NS ns0.example.com."]);
+    assert_eq!(
+        texts(&m.additionals),
+        ["ns0.example. 3600 IN A 203.0.113.8"]
+    );
+    assert_eq!(
+        texts(&m.authorities),
+        ["example. 3600 IN NS ns0.example.com."]
+    );
     // ExampleInvalidNXDOMAIN
     let m = answer(
         ask(
@@ -210,7 +247,10 @@ async fn test_handler() {
         )
         .await,
     );
-    assert_eq!(texts(&m.answers), ["example.net. 60 IN CNAME target.example.com."]);
+    assert_eq!(
+        texts(&m.answers),
+        ["example.net. 60 IN CNAME target.example.com."]
+    );
     // mdMatch and mdMissing
     let md = r#"template ANY ANY . {
     match "(^|[.])ip-10-(?P<b>[0-9]*)-(?P<c>[0-9]*)-(?P<d>[0-9]*)[.]example[.]$"
@@ -226,9 +266,15 @@ async fn test_handler() {
     meta.set("foobar", "myfoobar");
     r.meta = Some(Arc::new(meta));
     let m = answer(serve(run(md).unwrap(), &r).await);
-    assert_eq!(m.answers[0].name.to_string(), "myfoo-ip-10-95-12-8.example.");
+    assert_eq!(
+        m.answers[0].name.to_string(),
+        "myfoo-ip-10-95-12-8.example."
+    );
     assert_eq!(m.additionals[0].name.to_string(), "mybar.example.");
-    assert_eq!(texts(&m.authorities), ["example. 3600 IN NS mybar.example.com."]);
+    assert_eq!(
+        texts(&m.authorities),
+        ["example. 3600 IN NS mybar.example.com."]
+    );
     let mut r = req("ip-10-95-12-8.example.", IN, T::A);
     let mut meta = crate::plugins::metadata::Meta::default();
     meta.set("foo", "myfoo");
@@ -286,7 +332,10 @@ template IN MX example {
     use RecordType as T;
     let m = answer(serve(cfg.clone(), &req("some.test.", IN, T::A)).await);
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
-    assert!(matches!(serve(cfg.clone(), &req("some.test.", IN, T::TXT)).await, Out::Fallthrough));
+    assert!(matches!(
+        serve(cfg.clone(), &req("some.test.", IN, T::TXT)).await,
+        Out::Fallthrough
+    ));
     let m = answer(serve(cfg.clone(), &req("coredns.invalid.", CH, T::TXT)).await);
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert_eq!(texts(&m.answers), ["coredns.invalid. 60 CH TXT test"]);
@@ -294,8 +343,14 @@ template IN MX example {
     assert_eq!(m.answers[0].record_type(), T::A);
     let m = answer(serve(cfg.clone(), &req("ip-10-11-12-13.example.", IN, T::MX)).await);
     assert_eq!(m.answers[0].record_type(), T::MX);
-    assert!(matches!(serve(cfg.clone(), &req("something.example.", IN, T::A)).await, Out::Fallthrough));
-    assert!(matches!(serve(cfg, &req("something.example.", IN, T::MX)).await, Out::ServFail(_)));
+    assert!(matches!(
+        serve(cfg.clone(), &req("something.example.", IN, T::A)).await,
+        Out::Fallthrough
+    ));
+    assert!(matches!(
+        serve(cfg, &req("something.example.", IN, T::MX)).await,
+        Out::ServFail(_)
+    ));
 }
 
 // plugin/template/setup_test.go: TestSetup (2), TestSetupParse (29, server block keys
@@ -318,7 +373,10 @@ fn test_setup_parse() {
         ("template ANY ANY {\n answer \"{{\"\n}", true),
         ("template ANY ANY {\n additional \"{{\"\n}", true),
         ("template ANY ANY {\n authority \"{{\"\n}", true),
-        ("template ANY ANY {\n answer \"{{ notAFunction }}\"\n}", true),
+        (
+            "template ANY ANY {\n answer \"{{ notAFunction }}\"\n}",
+            true,
+        ),
         (
             "template ANY ANY {\n answer \"{{ parseInt }}\"\n additional \"{{ parseInt }}\"\n authority \"{{ parseInt }}\"\n}",
             false,
@@ -365,7 +423,10 @@ fn test_setup_parse() {
         let r = parse_in(input, &keys);
         assert_eq!(r.is_err(), bad, "{input}: {r:?}");
     }
-    let large = format!("template ANY A example.com {{\n match {}\n}}", "a".repeat(MAX_REGEX_LEN + 1));
+    let large = format!(
+        "template ANY A example.com {{\n match {}\n}}",
+        "a".repeat(MAX_REGEX_LEN + 1)
+    );
     let e = run(&large).unwrap_err().to_string();
     assert!(e.contains("too long"), "{e}");
 }
@@ -376,7 +437,10 @@ fn test_setup_parse_var() {
     for (input, vars) in [
         ("var a 1", Some(1)),
         ("var a 1\n var b a + 1\n var c 'x' + name()", Some(3)),
-        ("match ^(?P<a>[a-z]+)[.]example[.]$\n var a group(\"a\") + group(1) + group(0)", Some(1)),
+        (
+            "match ^(?P<a>[a-z]+)[.]example[.]$\n var a group(\"a\") + group(1) + group(0)",
+            Some(1),
+        ),
         ("var", None),
         ("var a", None),
         ("var 1a 1", None),
@@ -407,9 +471,15 @@ fn test_setup_parse_var() {
 fn test_setup_parse_expr() {
     for (input, exprs) in [
         ("expr name() == 'a.example.'", Some(1)),
-        ("expr name() == 'a.example.'\n expr incidr(client_ip(), '10.0.0.0/8')", Some(2)),
+        (
+            "expr name() == 'a.example.'\n expr incidr(client_ip(), '10.0.0.0/8')",
+            Some(2),
+        ),
         ("var a 1\n expr a == 1", Some(1)),
-        ("match ^(?P<a>[a-z]+)[.]example[.]$\n expr group('a') != ''", Some(1)),
+        (
+            "match ^(?P<a>[a-z]+)[.]example[.]$\n expr group('a') != ''",
+            Some(1),
+        ),
         ("expr 1", Some(1)),
         ("expr", None),
         ("expr name() ==", None),
@@ -429,7 +499,11 @@ fn test_setup_parse_expr() {
 /// Expected outcome of a TestExpr/TestVar case.
 enum Want {
     Answer(&'static [&'static str]),
-    Full(&'static [&'static str], &'static [&'static str], &'static [&'static str]),
+    Full(
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [&'static str],
+    ),
     ServFail,
     Fallthrough,
 }
@@ -466,22 +540,113 @@ async fn check(name: &str, cfg: &str, qname: &str, t: RecordType, md: &[(&str, &
 #[tokio::test]
 async fn test_expr() {
     use RecordType::A;
-    let cases: Vec<(&str, &str, &str, &[(&str, &str)], Want)> = vec![
-        ("True", "template IN A example. {\n expr name() == 'a.example.'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n}", "a.example.", &[], Want::Answer(&["a.example. 60 IN A 10.0.0.1"])),
-        ("FalseServfail", "template IN A example. {\n expr name() == 'b.example.'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n}", "a.example.", &[], Want::ServFail),
-        ("FalseFallthrough", "template IN A example. {\n expr name() == 'b.example.'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}", "a.example.", &[], Want::Fallthrough),
-        ("FalseFallthroughZoneMismatch", "template IN A example. {\n expr name() == 'b.example.'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough other.example.\n}", "a.example.", &[], Want::ServFail),
-        ("FalseFallsToNextTemplate", "template IN A example. {\n expr name() == 'b.example.'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}\ntemplate IN A example. {\n answer \"{{ .Name }} 60 IN A 10.0.0.2\"\n}", "a.example.", &[], Want::Answer(&["a.example. 60 IN A 10.0.0.2"])),
-        ("AllTrue", "template IN A example. {\n expr name() == 'a.example.'\n expr type() == 'A'\n expr incidr(client_ip(), '10.0.0.0/8')\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n}", "a.example.", &[], Want::Answer(&["a.example. 60 IN A 10.0.0.1"])),
-        ("LastFalse", "template IN A example. {\n expr name() == 'a.example.'\n expr type() == 'A'\n expr incidr(client_ip(), '192.0.2.0/24')\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}", "a.example.", &[], Want::Fallthrough),
-        ("UsesVars", "template IN A example. {\n match ^(?P<n>[0-9]+)[.]example[.]$\n var num int(group('n'))\n expr num > 1\n answer \"{{ .Name }} 60 IN A 10.0.0.{{ .Var.num }}\"\n fallthrough\n}", "2.example.", &[], Want::Answer(&["2.example. 60 IN A 10.0.0.2"])),
-        ("UsesVarsFalse", "template IN A example. {\n match ^(?P<n>[0-9]+)[.]example[.]$\n var num int(group('n'))\n expr num > 1\n answer \"{{ .Name }} 60 IN A 10.0.0.{{ .Var.num }}\"\n fallthrough\n}", "1.example.", &[], Want::Fallthrough),
-        ("UsesGroup", "template IN A example. {\n match ^(?P<n>[0-9]+)[.]example[.]$\n expr group('n') == '2' && group(0) == '2.example.'\n answer \"{{ .Name }} 60 IN A 10.0.0.{{ .Group.n }}\"\n fallthrough\n}", "2.example.", &[], Want::Answer(&["2.example. 60 IN A 10.0.0.2"])),
-        ("Metadata", "template IN A example. {\n expr metadata('test/region') == 'eu'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}", "a.example.", &[("test/region", "eu")], Want::Answer(&["a.example. 60 IN A 10.0.0.1"])),
-        ("MetadataMismatch", "template IN A example. {\n expr metadata('test/region') == 'eu'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}", "a.example.", &[("test/region", "us")], Want::Fallthrough),
-        ("NonBool", "template IN A example. {\n expr 1\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}", "a.example.", &[], Want::Fallthrough),
-        ("RuntimeError", "template IN A example. {\n expr incidr('notanip', '10.0.0.0/8')\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}", "a.example.", &[], Want::ServFail),
-        ("NoMatchNoEvaluation", "template IN A example. {\n match ^a[.]example[.]$\n expr incidr('notanip', '10.0.0.0/8')\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}", "b.example.", &[], Want::Fallthrough),
+    type Md = &'static [(&'static str, &'static str)];
+    let cases: Vec<(&str, &str, &str, Md, Want)> = vec![
+        (
+            "True",
+            "template IN A example. {\n expr name() == 'a.example.'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n}",
+            "a.example.",
+            &[],
+            Want::Answer(&["a.example. 60 IN A 10.0.0.1"]),
+        ),
+        (
+            "FalseServfail",
+            "template IN A example. {\n expr name() == 'b.example.'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n}",
+            "a.example.",
+            &[],
+            Want::ServFail,
+        ),
+        (
+            "FalseFallthrough",
+            "template IN A example. {\n expr name() == 'b.example.'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}",
+            "a.example.",
+            &[],
+            Want::Fallthrough,
+        ),
+        (
+            "FalseFallthroughZoneMismatch",
+            "template IN A example. {\n expr name() == 'b.example.'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough other.example.\n}",
+            "a.example.",
+            &[],
+            Want::ServFail,
+        ),
+        (
+            "FalseFallsToNextTemplate",
+            "template IN A example. {\n expr name() == 'b.example.'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}\ntemplate IN A example. {\n answer \"{{ .Name }} 60 IN A 10.0.0.2\"\n}",
+            "a.example.",
+            &[],
+            Want::Answer(&["a.example. 60 IN A 10.0.0.2"]),
+        ),
+        (
+            "AllTrue",
+            "template IN A example. {\n expr name() == 'a.example.'\n expr type() == 'A'\n expr incidr(client_ip(), '10.0.0.0/8')\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n}",
+            "a.example.",
+            &[],
+            Want::Answer(&["a.example. 60 IN A 10.0.0.1"]),
+        ),
+        (
+            "LastFalse",
+            "template IN A example. {\n expr name() == 'a.example.'\n expr type() == 'A'\n expr incidr(client_ip(), '192.0.2.0/24')\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}",
+            "a.example.",
+            &[],
+            Want::Fallthrough,
+        ),
+        (
+            "UsesVars",
+            "template IN A example. {\n match ^(?P<n>[0-9]+)[.]example[.]$\n var num int(group('n'))\n expr num > 1\n answer \"{{ .Name }} 60 IN A 10.0.0.{{ .Var.num }}\"\n fallthrough\n}",
+            "2.example.",
+            &[],
+            Want::Answer(&["2.example. 60 IN A 10.0.0.2"]),
+        ),
+        (
+            "UsesVarsFalse",
+            "template IN A example. {\n match ^(?P<n>[0-9]+)[.]example[.]$\n var num int(group('n'))\n expr num > 1\n answer \"{{ .Name }} 60 IN A 10.0.0.{{ .Var.num }}\"\n fallthrough\n}",
+            "1.example.",
+            &[],
+            Want::Fallthrough,
+        ),
+        (
+            "UsesGroup",
+            "template IN A example. {\n match ^(?P<n>[0-9]+)[.]example[.]$\n expr group('n') == '2' && group(0) == '2.example.'\n answer \"{{ .Name }} 60 IN A 10.0.0.{{ .Group.n }}\"\n fallthrough\n}",
+            "2.example.",
+            &[],
+            Want::Answer(&["2.example. 60 IN A 10.0.0.2"]),
+        ),
+        (
+            "Metadata",
+            "template IN A example. {\n expr metadata('test/region') == 'eu'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}",
+            "a.example.",
+            &[("test/region", "eu")],
+            Want::Answer(&["a.example. 60 IN A 10.0.0.1"]),
+        ),
+        (
+            "MetadataMismatch",
+            "template IN A example. {\n expr metadata('test/region') == 'eu'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}",
+            "a.example.",
+            &[("test/region", "us")],
+            Want::Fallthrough,
+        ),
+        (
+            "NonBool",
+            "template IN A example. {\n expr 1\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}",
+            "a.example.",
+            &[],
+            Want::Fallthrough,
+        ),
+        (
+            "RuntimeError",
+            "template IN A example. {\n expr incidr('notanip', '10.0.0.0/8')\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}",
+            "a.example.",
+            &[],
+            Want::ServFail,
+        ),
+        (
+            "NoMatchNoEvaluation",
+            "template IN A example. {\n match ^a[.]example[.]$\n expr incidr('notanip', '10.0.0.0/8')\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}",
+            "b.example.",
+            &[],
+            Want::Fallthrough,
+        ),
     ];
     for (name, cfg, q, md, want) in cases {
         check(name, cfg, q, A, md, want).await;
@@ -502,11 +667,27 @@ fn matched(cfg: &str, qname: &str) -> (bool, bool, Vec<(String, Value)>) {
 #[test]
 fn test_expr_and_var_match() {
     for (cfg, m, f) in [
-        ("template IN A example. {\n expr name() == 'a.example.'\n expr true\n fallthrough\n}", true, false),
-        ("template IN A example. {\n expr false\n expr true\n fallthrough\n}", false, true),
+        (
+            "template IN A example. {\n expr name() == 'a.example.'\n expr true\n fallthrough\n}",
+            true,
+            false,
+        ),
+        (
+            "template IN A example. {\n expr false\n expr true\n fallthrough\n}",
+            false,
+            true,
+        ),
         ("template IN A example. {\n expr false\n}", false, false),
-        ("template IN A example. {\n expr incidr('notanip', '10.0.0.0/8')\n fallthrough\n}", false, false),
-        ("template IN A example. {\n var bad incidr('notanip', '10.0.0.0/8')\n fallthrough\n}", false, false),
+        (
+            "template IN A example. {\n expr incidr('notanip', '10.0.0.0/8')\n fallthrough\n}",
+            false,
+            false,
+        ),
+        (
+            "template IN A example. {\n var bad incidr('notanip', '10.0.0.0/8')\n fallthrough\n}",
+            false,
+            false,
+        ),
     ] {
         let (gm, gf, _) = matched(cfg, "a.example.");
         assert_eq!((gm, gf), (m, f), "{cfg}");
@@ -531,20 +712,120 @@ fn test_expr_and_var_match() {
 #[tokio::test]
 async fn test_var() {
     use RecordType::{A, TXT};
-    let cases: Vec<(&str, &str, &str, RecordType, &[(&str, &str)], Want)> = vec![
-        ("Constant", "template IN A example. {\n var ttl 60\n answer \"{{ .Name }} {{ .Var.ttl }} IN A 10.0.0.1\"\n}", "a.example.", A, &[], Want::Answer(&["a.example. 60 IN A 10.0.0.1"])),
-        ("Chained", "template IN A example. {\n var a 1\n var b a + 1\n var c b * 10\n answer \"{{ .Name }} 60 IN A 10.{{ .Var.a }}.{{ .Var.b }}.{{ .Var.c }}\"\n}", "a.example.", A, &[], Want::Answer(&["a.example. 60 IN A 10.1.2.20"])),
-        ("GroupByNameAndIndex", "template IN A example. {\n match ^(?P<a>[0-9]+)-(?P<b>[0-9]+)[.]example[.]$\n var a group('a')\n var b group(2)\n var whole group(0)\n answer \"{{ .Var.whole }} 60 IN A 10.0.{{ .Var.a }}.{{ .Var.b }}\"\n}", "12-34.example.", A, &[], Want::Answer(&["12-34.example. 60 IN A 10.0.12.34"])),
-        ("GroupMissing", "template IN TXT example. {\n match ^(?P<a>[a-z]+)[.]example[.]$\n var missing group('nosuchgroup') + group(9)\n answer \"{{ .Name }} 60 IN TXT \\\"empty={{ eq .Var.missing \\\"\\\" }}\\\"\"\n}", "a.example.", TXT, &[], Want::Answer(&["a.example. 60 IN TXT empty=true"])),
-        ("QueryFunctions", "template IN A example. {\n var n name()\n var t type()\n var ip client_ip()\n answer \"{{ .Var.n }} 60 IN A {{ .Var.ip }}\"\n additional \"{{ .Var.n }} 60 IN TXT \\\"{{ .Var.t }}\\\"\"\n}", "a.example.", A, &[], Want::Full(&["a.example. 60 IN A 10.240.0.1"], &["a.example. 60 IN TXT A"], &[])),
-        ("Metadata", "template IN A example. {\n var region metadata('test/region')\n answer \"{{ .Var.region }}.{{ .Name }} 60 IN A 10.0.0.1\"\n}", "a.example.", A, &[("test/region", "eu")], Want::Answer(&["eu.a.example. 60 IN A 10.0.0.1"])),
-        ("BoolInTemplateCondition", "template IN A example. {\n var local incidr(client_ip(), '10.0.0.0/8')\n answer \"{{ .Name }} 60 IN A {{ if .Var.local }}10.0.0.1{{ else }}192.0.2.1{{ end }}\"\n}", "a.example.", A, &[], Want::Answer(&["a.example. 60 IN A 10.0.0.1"])),
-        ("UsedInAllSections", "template IN A example. {\n var target 'ns0.example.'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n additional \"{{ .Var.target }} 60 IN A 10.0.0.2\"\n authority \"example. 60 IN NS {{ .Var.target }}\"\n}", "a.example.", A, &[], Want::Full(&["a.example. 60 IN A 10.0.0.1"], &["ns0.example. 60 IN A 10.0.0.2"], &["example. 60 IN NS ns0.example."])),
-        ("NoVars", "template IN TXT example. {\n answer \"{{ .Name }} 60 IN TXT \\\"{{ len .Var }}\\\"\"\n}", "a.example.", TXT, &[], Want::Answer(&["a.example. 60 IN TXT 0"])),
-        ("PerTemplateScope", "template IN A example. {\n match ^a[.]example[.]$\n var v '1'\n answer \"{{ .Name }} 60 IN A 10.0.0.{{ .Var.v }}\"\n}\ntemplate IN A example. {\n match ^b[.]example[.]$\n answer \"{{ .Name }} 60 IN TXT \\\"{{ len .Var }}\\\"\"\n}", "a.example.", A, &[], Want::Answer(&["a.example. 60 IN A 10.0.0.1"])),
-        ("RuntimeError", "template IN A example. {\n var bad incidr('notanip', '10.0.0.0/8')\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n}", "a.example.", A, &[], Want::ServFail),
-        ("RuntimeErrorWithFallthrough", "template IN A example. {\n var bad incidr('notanip', '10.0.0.0/8')\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}", "a.example.", A, &[], Want::ServFail),
-        ("NoMatchNoEvaluation", "template IN A example. {\n match ^a[.]example[.]$\n var bad incidr('notanip', '10.0.0.0/8')\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}", "b.example.", A, &[], Want::Fallthrough),
+    type Md = &'static [(&'static str, &'static str)];
+    let cases: Vec<(&str, &str, &str, RecordType, Md, Want)> = vec![
+        (
+            "Constant",
+            "template IN A example. {\n var ttl 60\n answer \"{{ .Name }} {{ .Var.ttl }} IN A 10.0.0.1\"\n}",
+            "a.example.",
+            A,
+            &[],
+            Want::Answer(&["a.example. 60 IN A 10.0.0.1"]),
+        ),
+        (
+            "Chained",
+            "template IN A example. {\n var a 1\n var b a + 1\n var c b * 10\n answer \"{{ .Name }} 60 IN A 10.{{ .Var.a }}.{{ .Var.b }}.{{ .Var.c }}\"\n}",
+            "a.example.",
+            A,
+            &[],
+            Want::Answer(&["a.example. 60 IN A 10.1.2.20"]),
+        ),
+        (
+            "GroupByNameAndIndex",
+            "template IN A example. {\n match ^(?P<a>[0-9]+)-(?P<b>[0-9]+)[.]example[.]$\n var a group('a')\n var b group(2)\n var whole group(0)\n answer \"{{ .Var.whole }} 60 IN A 10.0.{{ .Var.a }}.{{ .Var.b }}\"\n}",
+            "12-34.example.",
+            A,
+            &[],
+            Want::Answer(&["12-34.example. 60 IN A 10.0.12.34"]),
+        ),
+        (
+            "GroupMissing",
+            "template IN TXT example. {\n match ^(?P<a>[a-z]+)[.]example[.]$\n var missing group('nosuchgroup') + group(9)\n answer \"{{ .Name }} 60 IN TXT \\\"empty={{ eq .Var.missing \\\"\\\" }}\\\"\"\n}",
+            "a.example.",
+            TXT,
+            &[],
+            Want::Answer(&["a.example. 60 IN TXT empty=true"]),
+        ),
+        (
+            "QueryFunctions",
+            "template IN A example. {\n var n name()\n var t type()\n var ip client_ip()\n answer \"{{ .Var.n }} 60 IN A {{ .Var.ip }}\"\n additional \"{{ .Var.n }} 60 IN TXT \\\"{{ .Var.t }}\\\"\"\n}",
+            "a.example.",
+            A,
+            &[],
+            Want::Full(
+                &["a.example. 60 IN A 10.240.0.1"],
+                &["a.example. 60 IN TXT A"],
+                &[],
+            ),
+        ),
+        (
+            "Metadata",
+            "template IN A example. {\n var region metadata('test/region')\n answer \"{{ .Var.region }}.{{ .Name }} 60 IN A 10.0.0.1\"\n}",
+            "a.example.",
+            A,
+            &[("test/region", "eu")],
+            Want::Answer(&["eu.a.example. 60 IN A 10.0.0.1"]),
+        ),
+        (
+            "BoolInTemplateCondition",
+            "template IN A example. {\n var local incidr(client_ip(), '10.0.0.0/8')\n answer \"{{ .Name }} 60 IN A {{ if .Var.local }}10.0.0.1{{ else }}192.0.2.1{{ end }}\"\n}",
+            "a.example.",
+            A,
+            &[],
+            Want::Answer(&["a.example. 60 IN A 10.0.0.1"]),
+        ),
+        (
+            "UsedInAllSections",
+            "template IN A example. {\n var target 'ns0.example.'\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n additional \"{{ .Var.target }} 60 IN A 10.0.0.2\"\n authority \"example. 60 IN NS {{ .Var.target }}\"\n}",
+            "a.example.",
+            A,
+            &[],
+            Want::Full(
+                &["a.example. 60 IN A 10.0.0.1"],
+                &["ns0.example. 60 IN A 10.0.0.2"],
+                &["example. 60 IN NS ns0.example."],
+            ),
+        ),
+        (
+            "NoVars",
+            "template IN TXT example. {\n answer \"{{ .Name }} 60 IN TXT \\\"{{ len .Var }}\\\"\"\n}",
+            "a.example.",
+            TXT,
+            &[],
+            Want::Answer(&["a.example. 60 IN TXT 0"]),
+        ),
+        (
+            "PerTemplateScope",
+            "template IN A example. {\n match ^a[.]example[.]$\n var v '1'\n answer \"{{ .Name }} 60 IN A 10.0.0.{{ .Var.v }}\"\n}\ntemplate IN A example. {\n match ^b[.]example[.]$\n answer \"{{ .Name }} 60 IN TXT \\\"{{ len .Var }}\\\"\"\n}",
+            "a.example.",
+            A,
+            &[],
+            Want::Answer(&["a.example. 60 IN A 10.0.0.1"]),
+        ),
+        (
+            "RuntimeError",
+            "template IN A example. {\n var bad incidr('notanip', '10.0.0.0/8')\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n}",
+            "a.example.",
+            A,
+            &[],
+            Want::ServFail,
+        ),
+        (
+            "RuntimeErrorWithFallthrough",
+            "template IN A example. {\n var bad incidr('notanip', '10.0.0.0/8')\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}",
+            "a.example.",
+            A,
+            &[],
+            Want::ServFail,
+        ),
+        (
+            "NoMatchNoEvaluation",
+            "template IN A example. {\n match ^a[.]example[.]$\n var bad incidr('notanip', '10.0.0.0/8')\n answer \"{{ .Name }} 60 IN A 10.0.0.1\"\n fallthrough\n}",
+            "b.example.",
+            A,
+            &[],
+            Want::Fallthrough,
+        ),
     ];
     for (name, cfg, q, t, md, want) in cases {
         check(name, cfg, q, t, md, want).await;
@@ -558,7 +839,11 @@ struct Upstub;
 #[async_trait::async_trait]
 impl crate::plugins::request::Resolve for Upstub {
     async fn resolve(&self, _req: &Request) -> Result<Message, HandlerError> {
-        let mut m = Message::new(1, hickory_proto::op::MessageType::Response, hickory_proto::op::OpCode::Query);
+        let mut m = Message::new(
+            1,
+            hickory_proto::op::MessageType::Response,
+            hickory_proto::op::OpCode::Query,
+        );
         m.metadata.truncation = true;
         m.add_answer(Record::from_rdata(
             Name::from_ascii("test.up.").unwrap(),
@@ -579,7 +864,13 @@ async fn test_truncated_cname() {
     assert!(m.metadata.truncation, "reply marked truncated");
     let mut got = texts(&m.answers);
     got.sort();
-    assert_eq!(got, ["cname.test. 600 IN CNAME test.up.", "test.up. 600 IN A 1.2.3.4"]);
+    assert_eq!(
+        got,
+        [
+            "cname.test. 600 IN CNAME test.up.",
+            "test.up. 600 IN A 1.2.3.4"
+        ]
+    );
 }
 
 // Beyond the Go tables: a DNAME record is a record (miekg/dns parses it), and a control entry
@@ -597,7 +888,10 @@ async fn dname_and_non_records() {
     );
     assert_eq!(m.answers.len(), 1);
     assert_eq!(u16::from(m.answers[0].record_type()), 39);
-    for bad in ["$INCLUDE /etc/passwd", "a. 60 IN A 192.0.2.1\nb. 60 IN A 192.0.2.2"] {
+    for bad in [
+        "$INCLUDE /etc/passwd",
+        "a. 60 IN A 192.0.2.1\nb. 60 IN A 192.0.2.2",
+    ] {
         let cfg = vec![TemplateConfig {
             answer: vec![Rr {
                 text: bad.into(),
