@@ -14,6 +14,7 @@ mod file;
 mod forward;
 mod kubernetes;
 mod lifecycle;
+mod log_coredns;
 mod monitoring;
 mod policy;
 mod real_corefiles;

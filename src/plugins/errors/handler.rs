@@ -49,7 +49,7 @@ impl Errors {
             tokio::spawn(async move {
                 tokio::time::sleep(cfg.period).await;
                 let n = count.swap(0, Ordering::Relaxed);
-                if n > 1 || !cfg.show_first {
+                if n > 1 || (n == 1 && !cfg.show_first) {
                     let msg = format!(
                         "{n} errors like '{}' occurred in last {}",
                         cfg.pattern,
@@ -58,6 +58,25 @@ impl Errors {
                     log_at(cfg.level, &msg);
                 }
             });
+        }
+    }
+}
+
+/// On shutdown or reload (CoreDNS's `OnShutdown`: `stop`), what is still counted is reported.
+impl Drop for Errors {
+    fn drop(&mut self) {
+        for r in &self.rules {
+            let n = r.count.swap(0, Ordering::Relaxed);
+            if n > 1 || (n == 1 && !r.cfg.show_first) {
+                log_at(
+                    r.cfg.level,
+                    &format!(
+                        "{n} errors like '{}' occurred in last {}",
+                        r.cfg.pattern,
+                        humantime(r.cfg.period)
+                    ),
+                );
+            }
         }
     }
 }

@@ -105,10 +105,30 @@ mod tests {
         assert_eq!(Whoami.name(), "whoami");
         let chain = Chain::new(vec![Arc::new(Whoami)]);
         for (qname, remote, owners, addr) in [
-            ("example.org", "10.240.0.1:40212", ["example.org.", "_udp.example.org."], "10.240.0.1"),
-            ("Example.ORG", "10.240.0.1:40212", ["Example.ORG.", "_udp.Example.ORG."], "10.240.0.1"),
-            ("example.org", "[2003::1]:40212", ["example.org.", "_udp.example.org."], "2003::1"),
-            ("Example.ORG", "[2003::1]:40212", ["Example.ORG.", "_udp.Example.ORG."], "2003::1"),
+            (
+                "example.org",
+                "10.240.0.1:40212",
+                ["example.org.", "_udp.example.org."],
+                "10.240.0.1",
+            ),
+            (
+                "Example.ORG",
+                "10.240.0.1:40212",
+                ["Example.ORG.", "_udp.Example.ORG."],
+                "10.240.0.1",
+            ),
+            (
+                "example.org",
+                "[2003::1]:40212",
+                ["example.org.", "_udp.example.org."],
+                "2003::1",
+            ),
+            (
+                "Example.ORG",
+                "[2003::1]:40212",
+                ["Example.ORG.", "_udp.Example.ORG."],
+                "2003::1",
+            ),
         ] {
             let req = Request::new(
                 Name::from_ascii(format!("{qname}.")).unwrap(),
