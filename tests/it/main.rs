@@ -5,6 +5,7 @@ mod bad_corefiles;
 mod client_addr;
 mod conformance;
 mod coredns_readmes;
+mod coredns_test_corefiles;
 mod corefile_examples;
 mod daemons;
 mod dns;
