@@ -208,7 +208,8 @@ mod tests {
             error: true,
             ..Classes::NONE
         };
-        let cases: &[(&str, Option<&[(&str, String, Classes)]>)] = &[
+        type Want<'a> = Option<&'a [(&'a str, String, Classes)]>;
+        let cases: &[(&str, Want<'_>)] = &[
             ("log", Some(&[(".", COMMON.into(), all)])),
             (
                 "log example.org",
