@@ -183,6 +183,8 @@ async fn run(
 ) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
     let banner = built.banner.clone();
+    // As Go does for CoreDNS: room for thousands of TCP connections (see server::ConnLimits).
+    server::raise_nofile();
     let readiness = Arc::new(Readiness::default());
     let mut running = server::start(built, metrics.clone(), readiness).await?;
     if let Some(p) = &cli.pidfile {

@@ -1,3 +1,3 @@
 #![no_main]
-//! Corefile bytes → parse and setup must not panic. Run: `cargo fuzz run corefile`.
+//! Bytes as a Corefile: load, then build every plugin (see `clusterdns::fuzzing::corefile`).
 libfuzzer_sys::fuzz_target!(|data: &[u8]| clusterdns::fuzzing::corefile(data));

@@ -225,7 +225,12 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         rest = &rest[unit_end..];
         total += n * scale;
     }
-    Some(Duration::from_secs_f64(total))
+    // Go's time.ParseDuration keeps nanoseconds in an int64: anything past ~292 years is an
+    // "invalid duration" there, and `from_secs_f64` would panic on it here (found by fuzzing).
+    if !total.is_finite() || total > i64::MAX as f64 / 1e9 {
+        return None;
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]
@@ -234,6 +239,19 @@ mod tests {
 
     use super::*;
     use crate::corefile::lexer::lex;
+
+    #[test]
+    fn durations_past_go_s_int64_range_are_invalid_not_a_panic() {
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(
+            parse_duration("2562047h"),
+            Some(Duration::from_secs(2562047 * 3600))
+        );
+        // Go: time.ParseDuration("2562048h") = invalid duration (overflows int64 nanoseconds).
+        assert_eq!(parse_duration("2562048h"), None);
+        assert_eq!(parse_duration("5555555555555555555555m"), None);
+        assert_eq!(parse_duration(&format!("{}s", "9".repeat(400))), None);
+    }
 
     #[test]
     fn walks_occurrences_and_blocks() {
@@ -283,5 +301,13 @@ mod tests {
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration(""), None);
+        // Past Go's int64 nanoseconds (about 292 years): invalid, not a panic (found by the
+        // corefile fuzz target: `consolidate 55555555555555555555m`).
+        assert_eq!(parse_duration("55555555555555555555m"), None);
+        assert_eq!(
+            parse_duration("2562047h"),
+            Some(Duration::from_secs(2562047 * 3600))
+        );
+        assert_eq!(parse_duration("2562048h"), None);
     }
 }

@@ -1,6 +1,8 @@
 //! Metrics of the API side: CoreDNS's `coredns_kubernetes_*` and our own `clusterdns_kubernetes_*`.
 
-use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// Registered once per process (in [`crate::plugins::prometheus::Metrics`]).
 pub struct KubeMetrics {
@@ -14,11 +16,13 @@ pub struct KubeMetrics {
     pub objects: IntGaugeVec,
     /// `clusterdns_kubernetes_sync_seconds`: start to first complete sync.
     pub sync_seconds: Gauge,
+    /// `coredns_panics_total` (registered by the server's metrics): panics in the watch task.
+    pub panics: IntCounter,
 }
 
 impl KubeMetrics {
-    /// Creates and registers the metrics.
-    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+    /// Creates and registers the metrics; `panics` is the process's `coredns_panics_total`.
+    pub fn new(registry: &Registry, panics: IntCounter) -> Result<Self, prometheus::Error> {
         let programming = HistogramVec::new(
             HistogramOpts::new(
                 "coredns_kubernetes_dns_programming_duration_seconds",
@@ -63,6 +67,7 @@ impl KubeMetrics {
             request_duration,
             objects,
             sync_seconds,
+            panics,
         })
     }
 }

@@ -11,7 +11,7 @@ pub mod metrics;
 pub mod model;
 mod selector;
 pub mod shards;
-mod snapshot;
+pub(crate) mod snapshot;
 pub mod store;
 mod watch;
 
@@ -140,10 +140,78 @@ pub async fn start(
         Source::Snapshot(path) => snapshot::spawn(path.clone(), spec, metrics, tx, stop).await?,
         Source::Api(connect) => {
             let (client, api) = watch::client(connect, metrics.clone()).await?;
-            watch::spawn(client, &api, spec, metrics, tx, stop);
+            start_api(client, api, spec, metrics, tx, stop);
         }
     }
     Ok(rx)
+}
+
+/// The API source's store task, kept running: see [`supervise`].
+fn start_api(
+    client: kube::Client,
+    api: String,
+    spec: &WatchSpec,
+    metrics: Arc<KubeMetrics>,
+    tx: tokio::sync::watch::Sender<Arc<Objects>>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let spec = spec.clone();
+    let panics = metrics.panics.clone();
+    supervise(
+        move || {
+            watch::spawn(
+                client.clone(),
+                &api,
+                &spec,
+                metrics.clone(),
+                tx.clone(),
+                stop.clone(),
+            )
+        },
+        panics,
+    );
+}
+
+/// The first wait before a task that panicked is started again; it doubles with each panic in
+/// a row, up to [`RESTART_MAX`].
+const RESTART_FIRST: std::time::Duration = std::time::Duration::from_millis(500);
+const RESTART_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs the task `spawn` starts and, when it ends in a panic (a bug in trimming an object, in
+/// the store or in kube-runtime), logs it, counts it in `coredns_panics_total` and starts it
+/// again: for the API source that is new watchers relisting every kind into a store that
+/// starts from the last published view, so answers never stop and nothing the panic lost
+/// stays lost. A task that ends without a panic (stopped, or nobody reads) is not restarted.
+fn supervise(
+    mut spawn: impl FnMut() -> tokio::task::JoinHandle<()> + Send + 'static,
+    panics: prometheus::IntCounter,
+) {
+    tokio::spawn(async move {
+        let mut wait = RESTART_FIRST;
+        loop {
+            let started = tokio::time::Instant::now();
+            match spawn().await {
+                Err(e) if e.is_panic() => {
+                    let p = e.into_panic();
+                    let what = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    std::mem::forget(p);
+                    tracing::error!(target: "plugin/kubernetes", "Recovered from panic in the watch task: {what}; restarting it");
+                    panics.inc();
+                    // A panic after a good while of work is not part of a streak.
+                    if started.elapsed() > RESTART_MAX * 2 {
+                        wait = RESTART_FIRST;
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RESTART_MAX);
+                }
+                _ => return,
+            }
+        }
+    });
 }
 
 /// A running source, shared by every configuration that watches the same thing. Its tasks stop
@@ -190,5 +258,222 @@ impl Sources {
         running.retain(|_, w| w.strong_count() > 0);
         running.insert(spec.clone(), Arc::downgrade(&shared));
         Ok(shared)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use futures_util::future::BoxFuture;
+    use http_body_util::Full;
+
+    use super::*;
+
+    /// The API server as kube's client sees it, inside the client's own transport (its tower
+    /// service): lists Services and Namespaces, and answers a watch once a Service is added. When
+    /// armed, the response future of the next Service watch panics — polled, as every response
+    /// future is, by the watch task itself.
+    #[derive(Clone, Default)]
+    struct FakeApi {
+        services: Arc<Mutex<Vec<(String, String)>>>,
+        version: Arc<tokio::sync::watch::Sender<u64>>,
+        panic_next_watch: Arc<AtomicBool>,
+    }
+
+    fn service(name: &str, ip: &str, rv: u64) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "ns1", "resourceVersion": rv.to_string()},
+            "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip],
+                     "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}
+        })
+    }
+
+    impl tower::Service<http::Request<kube::client::Body>> for FakeApi {
+        type Response = http::Response<Full<Bytes>>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<kube::client::Body>) -> Self::Future {
+            let api = self.clone();
+            let path = req.uri().path().to_string();
+            let watch = req.uri().query().is_some_and(|q| q.contains("watch=true"));
+            Box::pin(async move {
+                let rv = *api.version.borrow();
+                let body = match (path.as_str(), watch) {
+                    ("/api/v1/services", false) => {
+                        let items: Vec<_> = api
+                            .services
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .map(|(n, ip)| service(n, ip, rv))
+                            .collect();
+                        serde_json::json!({"apiVersion": "v1", "kind": "ServiceList",
+                            "metadata": {"resourceVersion": rv.to_string()}, "items": items})
+                        .to_string()
+                    }
+                    ("/api/v1/namespaces", false) => serde_json::json!({
+                        "apiVersion": "v1", "kind": "NamespaceList",
+                        "metadata": {"resourceVersion": rv.to_string()},
+                        "items": [{"apiVersion": "v1", "kind": "Namespace",
+                                   "metadata": {"name": "ns1", "resourceVersion": "1"}}]})
+                    .to_string(),
+                    ("/api/v1/services", true) => {
+                        // Wait for the next change, then send it as one ADDED event.
+                        let mut rx = api.version.subscribe();
+                        let _ = tokio::time::timeout(Duration::from_secs(30), rx.changed()).await;
+                        if api.panic_next_watch.swap(false, Ordering::SeqCst) {
+                            panic!("injected: a panic in the watch task");
+                        }
+                        let rv = *rx.borrow();
+                        let last = api.services.lock().unwrap().last().cloned();
+                        let (n, ip) = last.unwrap_or_default();
+                        format!(
+                            "{}\n",
+                            serde_json::json!({"type": "ADDED", "object": service(&n, &ip, rv)})
+                        )
+                    }
+                    _ => {
+                        // Nothing else changes: hold the watch open.
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        String::new()
+                    }
+                };
+                Ok(http::Response::new(Full::new(Bytes::from(body))))
+            })
+        }
+    }
+
+    fn has(o: &Objects, name: &str) -> bool {
+        o.services
+            .contains_key(&(Arc::from("ns1"), Arc::from(name)))
+    }
+
+    /// A panic in the watch task (here in the API client's response future, which that task
+    /// polls) is counted, the last view keeps being served, and the task starts again: its new
+    /// watchers relist and the change the panic swallowed arrives.
+    #[tokio::test]
+    async fn a_panic_in_the_watch_task_is_counted_and_the_source_recovers() {
+        let api = FakeApi::default();
+        api.services
+            .lock()
+            .unwrap()
+            .push(("a".into(), "10.96.0.5".into()));
+        let client = kube::Client::new(api.clone(), "default");
+        let registry = prometheus::Registry::new();
+        let panics = prometheus::IntCounter::new("coredns_panics_total", "panics").unwrap();
+        let metrics = Arc::new(KubeMetrics::new(&registry, panics.clone()).unwrap());
+        let spec = WatchSpec {
+            source: Source::Api(Connect::Infer),
+            labels: None,
+            namespace_labels: None,
+            endpoints: false,
+            pods: false,
+            pod_names: false,
+            zones: false,
+            multicluster: false,
+        };
+        let (tx, mut rx) = tokio::sync::watch::channel(Arc::new(Objects::default()));
+        let stop = tokio_util::sync::CancellationToken::new();
+        start_api(
+            client,
+            "http://fake".into(),
+            &spec,
+            metrics,
+            tx,
+            stop.clone(),
+        );
+        let first = tokio::time::timeout(
+            Duration::from_secs(10),
+            rx.wait_for(|o| o.synced && has(o, "a")),
+        )
+        .await
+        .expect("first sync")
+        .unwrap()
+        .clone();
+        drop(first);
+
+        api.panic_next_watch.store(true, Ordering::SeqCst);
+        api.services
+            .lock()
+            .unwrap()
+            .push(("b".into(), "10.96.0.6".into()));
+        api.version.send_modify(|v| *v += 1);
+        // Every view published from now on is whole: synced, with `a`; `b` arrives through the
+        // restarted task's relist.
+        let last = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                rx.changed().await.unwrap();
+                let o = rx.borrow_and_update().clone();
+                assert!(o.synced && has(&o, "a"), "a partial view was published");
+                if has(&o, "b") {
+                    return o;
+                }
+            }
+        })
+        .await
+        .expect("the restarted watch task never published the new Service");
+        assert_eq!(last.services.len(), 2);
+        assert_eq!(panics.get(), 1);
+        stop.cancel();
+    }
+
+    #[test]
+    fn a_resumed_store_keeps_a_synced_view_through_its_relist() {
+        use super::model::{Port, Service, ServiceKind};
+        use super::store::{Change, Obj};
+        let svc = |name: &str| {
+            Obj::Service(
+                (Arc::from("ns1"), Arc::from(name)),
+                Arc::new(Service {
+                    namespace: Arc::from("ns1"),
+                    name: Arc::from(name),
+                    kind: ServiceKind::ClusterIp(vec!["10.96.0.5".parse().unwrap()]),
+                    ports: vec![Port {
+                        name: Arc::from(""),
+                        protocol: Arc::from("TCP"),
+                        port: 80,
+                    }],
+                    external_ips: vec![],
+                    external_hostnames: Box::default(),
+                }),
+            )
+        };
+        let kinds = [Kind::Service, Kind::Namespace];
+        let mut s = Store::new(&kinds, None);
+        for k in kinds {
+            s.apply(Change::Init(k));
+        }
+        s.apply(Change::InitApply(svc("a")));
+        for k in kinds {
+            s.apply(Change::InitDone(k));
+        }
+        assert!(s.objects().synced);
+        let mut r = Store::resume(&kinds, None, s.objects());
+        assert!(r.objects().synced && r.objects().services.len() == 1);
+        r.apply(Change::Init(Kind::Service));
+        r.apply(Change::InitApply(svc("b")));
+        assert_eq!(r.objects().services.len(), 1, "the old view until InitDone");
+        assert!(r.apply(Change::InitDone(Kind::Service)));
+        assert!(r.objects().synced);
+        assert!(
+            r.objects()
+                .services
+                .contains_key(&(Arc::from("ns1"), Arc::from("b")))
+        );
+        let fresh = Store::resume(&kinds, None, &Objects::default());
+        assert!(!fresh.objects().synced);
     }
 }

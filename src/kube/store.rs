@@ -216,6 +216,18 @@ impl Store {
         }
     }
 
+    /// A store that starts from `last`, the view a previous store of the same source published:
+    /// while the new watchers relist, `last` stays the view (a relist replaces a kind's map only
+    /// when complete), and a synced view stays synced. From an unsynced view, as [`Store::new`].
+    pub fn resume(kinds: &[Kind], metrics: Option<Arc<KubeMetrics>>, last: &Objects) -> Self {
+        let mut store = Self::new(kinds, metrics);
+        if last.synced {
+            store.objects = last.clone();
+            store.synced.values_mut().for_each(|s| *s = true);
+        }
+        store
+    }
+
     /// The current view.
     pub fn objects(&self) -> &Objects {
         &self.objects

@@ -155,9 +155,11 @@ fn key(ns: &Arc<str>, name: &Arc<str>) -> model::Key {
     (ns.clone(), name.clone())
 }
 
-/// Starts the watches and the store task; the receiver gets every new view. The task runs in a
-/// `plugin/kubernetes` span naming the API (`api`): every line it logs, ours or kube's, hyper's
-/// and rustls's while it polls their requests, is the kubernetes plugin's and names the API.
+/// Starts the watches and the store task; the receiver gets every new view. The store starts
+/// from the view `tx` holds, so a task started again after a panic keeps answering from the last
+/// view while its new watchers relist. The task runs in a `plugin/kubernetes` span naming the
+/// API (`api`): every line it logs, ours or kube's, hyper's and rustls's while it polls their
+/// requests, is the kubernetes plugin's and names the API.
 pub fn spawn(
     client: Client,
     api: &str,
@@ -165,7 +167,7 @@ pub fn spawn(
     metrics: Arc<KubeMetrics>,
     tx: watch::Sender<Arc<Objects>>,
     stop: tokio_util::sync::CancellationToken,
-) {
+) -> tokio::task::JoinHandle<()> {
     let mut cfg = watcher::Config::default();
     if let Some(l) = &spec.labels {
         cfg = cfg.labels(l.as_str());
@@ -274,7 +276,7 @@ pub fn spawn(
             },
         ));
     }
-    let mut store = Store::new(&kinds, Some(metrics));
+    let mut store = Store::resume(&kinds, Some(metrics), &tx.borrow());
     spawn_in(api, async move {
         let mut merged = stream::select_all(streams);
         loop {
@@ -294,7 +296,7 @@ pub fn spawn(
                 return; // nobody reads any more (the plugin was dropped)
             }
         }
-    });
+    })
 }
 
 /// `tokio::spawn` in a `plugin/kubernetes` span naming the API.

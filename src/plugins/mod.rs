@@ -39,6 +39,7 @@ pub mod request;
 pub mod response;
 pub mod rewrite;
 pub mod template;
+pub mod timeouts;
 pub mod tls;
 pub mod transfer;
 pub mod view;
@@ -85,7 +86,7 @@ pub const ORDER: &[Entry] = &[
     e("grpc_server", false, true),
     e("https", true, true),
     e("https3", false, true),
-    e("timeouts", false, true),
+    e("timeouts", true, true),
     e("multisocket", false, true),
     e("reload", true, true),
     e("nsid", true, true),
@@ -195,6 +196,8 @@ pub enum PluginConfig {
     Kubernetes(Box<kubernetes::KubernetesConfig>),
     /// `whoami`
     Whoami,
+    /// `timeouts`
+    Timeouts(timeouts::TimeoutsConfig),
     /// `acl` (every line of the block)
     Acl(acl::AclConfig),
     /// `header`
@@ -249,6 +252,7 @@ impl PluginConfig {
             Self::Reload(_) => reload::NAME,
             Self::Loop => loop_detect::NAME,
             Self::Whoami => whoami::NAME,
+            Self::Timeouts(_) => timeouts::NAME,
             Self::Acl(_) => acl::NAME,
             Self::Header(_) => header::NAME,
             Self::Local(_) => local::NAME,
@@ -342,6 +346,7 @@ pub fn parse(dir: &Directive, zones: &[String]) -> Result<PluginConfig, Error> {
             whoami::parse(&mut d).map_err(wrap)?;
             PluginConfig::Whoami
         }
+        timeouts::NAME => PluginConfig::Timeouts(timeouts::parse(&mut d).map_err(wrap)?),
         acl::NAME => PluginConfig::Acl(acl::parse(&mut d, zones).map_err(wrap)?),
         header::NAME => PluginConfig::Header(header::parse(&mut d).map_err(wrap)?),
         local::NAME => PluginConfig::Local(local::parse(&mut d).map_err(wrap)?),
@@ -541,6 +546,8 @@ pub fn build(
         ))),
         PluginConfig::Forward(c) => Some(forward::build(c, ctx)?),
         PluginConfig::Whoami => Some(Arc::new(whoami::Whoami)),
+        // Applied by the server to the listener's connection limits.
+        PluginConfig::Timeouts(_) => None,
         PluginConfig::Acl(c) => Some(Arc::new(acl::Acl::new(c, ctx.metrics.acl.clone()))),
         PluginConfig::Header(c) => Some(Arc::new(header::Header::new(c.clone()))),
         PluginConfig::Local(c) => Some(Arc::new(local::Local::new(*c, ctx.metrics.local.clone()))),

@@ -57,6 +57,8 @@ pub(crate) struct Router {
     pub(crate) any_class: bool,
     /// Whether any block on this listener records metrics (for `dropped`).
     pub(crate) any_metrics: bool,
+    /// The limits of its TCP connections.
+    pub(crate) limits: super::ConnLimits,
 }
 
 impl Router {
@@ -291,17 +293,60 @@ fn reply_header(request: &HRequest, rcode: ResponseCode, msg: Option<&Message>) 
     md
 }
 
-/// The reply to a message that does not parse: FORMERR with its id, opcode and RD if it has
-/// a query header, else nothing.
-pub(crate) fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
+/// What to do with a message before decoding it: CoreDNS's, i.e. miekg/dns's
+/// `DefaultMsgAcceptFunc` (acceptfunc.go), which looks at the header alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Accept {
+    /// Decode and answer it.
+    Yes,
+    /// No reply: shorter than a header, or a response (QR set; answering responses can make
+    /// two servers bounce a packet between them).
+    Drop,
+    /// FORMERR, header only: not exactly one question, more than one answer or authority
+    /// record, more than two additional records (an OPT and a TSIG).
+    FormErr,
+    /// NOTIMP, header only: an opcode other than QUERY and NOTIFY.
+    NotImp,
+}
+
+/// The header checks of [`Accept`]. Rejecting on the counts before decoding also keeps a
+/// datagram that claims 65,535 questions from making the decoder reserve room for them.
+pub(crate) fn accept(raw: &[u8]) -> Accept {
+    let Some(h) = raw.get(..12) else {
+        return Accept::Drop;
+    };
+    if h[2] & 0x80 != 0 {
+        return Accept::Drop;
+    }
+    let opcode = (h[2] >> 3) & 0x0f;
+    if opcode != 0 && opcode != 4 {
+        return Accept::NotImp;
+    }
+    let count = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
+    let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
+    if qd != 1 || an > 1 || ns > 1 || ar > 2 {
+        return Accept::FormErr;
+    }
+    Accept::Yes
+}
+
+/// A header-only reply with `rcode` to a query header: its id, opcode, RD and CD (miekg/dns's
+/// `SetRcodeFormatError` on a message it could not unpack). `None` for no query header.
+pub(crate) fn header_reply(raw: &[u8], rcode: u8) -> Option<Vec<u8>> {
     if raw.len() < 12 || raw[2] & 0x80 != 0 {
         return None;
     }
     let mut out = vec![0u8; 12];
     out[..2].copy_from_slice(&raw[..2]);
     out[2] = 0x80 | (raw[2] & 0x79);
-    out[3] = 1; // FORMERR
+    out[3] = (raw[3] & 0x10) | (rcode & 0x0f);
     Some(out)
+}
+
+/// The reply to a message that does not parse: FORMERR with its id, opcode and RD if it has
+/// a query header, else nothing.
+pub(crate) fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
+    header_reply(raw, 1)
 }
 
 /// The messages after the first of a multi-message TCP reply (a zone transfer), encoded as
@@ -330,6 +375,26 @@ impl Follow {
 }
 
 impl Dispatcher {
+    /// Logs a panic caught while answering, as CoreDNS does (plus where it happened), and counts
+    /// it in `coredns_panics_total`.
+    pub(crate) fn recovered(&self, panic: &(dyn std::any::Any + Send)) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        match super::panics::take_location() {
+            Some(at) => {
+                tracing::error!(
+                    "Recovered from panic in server: \"{}\" {what} at {at}",
+                    self.label
+                )
+            }
+            None => tracing::error!("Recovered from panic in server: \"{}\" {what}", self.label),
+        }
+        self.metrics.panics.inc();
+    }
+
     /// Answers one request with the encoded reply (one message: UDP, DoH); `None` when the
     /// query gets no reply at all (`acl … drop`). A reply of several messages (a zone transfer)
     /// cannot be given this way: REFUSED.
@@ -416,7 +481,9 @@ impl Dispatcher {
         }
         let req = req;
 
-        let result = AssertUnwindSafe(block.chain.run(&req)).catch_unwind().await;
+        let result = AssertUnwindSafe(super::panics::quiet(block.chain.run(&req)))
+            .catch_unwind()
+            .await;
         let mut log_line = None;
         let mut more = None;
         let (rcode, mut msg, plugin): (ResponseCode, Option<Message>, &'static str) = match result {
@@ -459,13 +526,9 @@ impl Dispatcher {
             }
             Ok(Err(e)) => (e.rcode(), None, ""),
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                tracing::error!("Recovered from panic in server: \"{}\" {what}", self.label);
-                self.metrics.panics.inc();
+                // The payload is dropped here; should its destructor panic too, the listener's
+                // own guard (transport::reply) catches that one.
+                self.recovered(&*panic);
                 (ResponseCode::ServFail, None, "")
             }
         };

@@ -28,11 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::dispatch::Dispatcher;
-use super::transport::{TCP_READ, connection};
-
-/// CoreDNS's timeouts for connection-oriented transports: 3 s to read, 5 s to write, 10 s idle.
-const READ: Duration = TCP_READ;
-const IDLE: Duration = Duration::from_secs(10);
+use super::transport::connection;
 /// RFC 8484 path and media type.
 const DOH_PATH: &str = "/dns-query";
 const DOH_TYPE: &str = "application/dns-message";
@@ -94,12 +90,13 @@ fn accept_loop<F, Fut>(
 async fn handshake(
     tls: &TlsSlot,
     conn: TcpStream,
+    read: Duration,
 ) -> Option<Result<tokio_rustls::server::TlsStream<TcpStream>, TcpStream>> {
     match tls.load_full() {
         None => Some(Err(conn)),
         Some(cfg) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-            match tokio::time::timeout(READ, acceptor.accept(conn)).await {
+            match tokio::time::timeout(read, acceptor.accept(conn)).await {
                 Ok(Ok(s)) => Some(Ok(s)),
                 Ok(Err(e)) => {
                     tracing::debug!("tls handshake: {e}");
@@ -122,7 +119,9 @@ pub(crate) fn serve_tls(
     accept_loop(listener, stop, tracker, None, move |conn, src| {
         let (d, tls) = (d.clone(), tls.clone());
         async move {
-            let _ = match handshake(&tls, conn).await {
+            // The listener's limits (`timeouts`): the same as TCP's, read per connection.
+            let read = d.router.load().limits.read;
+            let _ = match handshake(&tls, conn, read).await {
                 Some(Ok(s)) => connection(s, src, &d).await,
                 Some(Err(plain)) => connection(plain, src, &d).await,
                 None => Ok(()),
@@ -144,7 +143,8 @@ pub(crate) fn serve_https(
     accept_loop(listener, stop, tracker, max, move |conn, src| {
         let (d, tls) = (d.clone(), tls.clone());
         async move {
-            match handshake(&tls, conn).await {
+            let read = d.router.load().limits.read;
+            match handshake(&tls, conn, read).await {
                 Some(Ok(s)) => http_connection(s, src, d).await,
                 Some(Err(plain)) => http_connection(plain, src, d).await,
                 None => {}
@@ -154,11 +154,12 @@ pub(crate) fn serve_https(
 }
 
 /// Serves HTTP/1.1 or HTTP/2 (whichever the client speaks) on one connection; the connection is
-/// closed after [`IDLE`] without a byte in either direction.
+/// closed after the listener's idle timeout without a byte in either direction.
 async fn http_connection<S>(io: S, src: SocketAddr, d: Arc<Dispatcher>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = d.router.load().limits;
     let start = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
     let io = Watched {
@@ -174,13 +175,13 @@ where
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(READ)
+        .header_read_timeout(limits.read)
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     loop {
         let seen = Duration::from_millis(last.load(Ordering::Relaxed));
-        let idle_until = start + seen + IDLE;
+        let idle_until = start + seen + limits.idle;
         tokio::select! {
             _ = conn.as_mut() => return,
             () = tokio::time::sleep_until(idle_until.into()) => {
@@ -260,7 +261,7 @@ fn http_error(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
 }
 
 /// The DNS message of a DoH request (CoreDNS's `doh.RequestToMsgWire`).
-async fn doh_message(req: Request<Incoming>) -> Result<Vec<u8>, String> {
+async fn doh_message(req: Request<Incoming>, read: Duration) -> Result<Vec<u8>, String> {
     match *req.method() {
         Method::GET => {
             let query = req.uri().query().unwrap_or("");
@@ -284,7 +285,7 @@ async fn doh_message(req: Request<Incoming>) -> Result<Vec<u8>, String> {
         }
         Method::POST => {
             let body = Limited::new(req.into_body(), DOH_MAX);
-            match tokio::time::timeout(READ, body.collect()).await {
+            match tokio::time::timeout(read, body.collect()).await {
                 Ok(Ok(b)) => Ok(b.to_bytes().to_vec()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err("timeout reading the request body".into()),
@@ -308,14 +309,16 @@ async fn doh(req: Request<Incoming>, src: SocketAddr, d: &Dispatcher) -> Respons
         count(StatusCode::NOT_FOUND);
         return http_error(StatusCode::NOT_FOUND, "");
     }
-    let parsed = doh_message(req).await.and_then(|raw| {
-        hickory_server::server::Request::from_bytes(
-            raw,
-            src,
-            hickory_server::net::xfer::Protocol::Tcp,
-        )
-        .map_err(|e| e.to_string())
-    });
+    let parsed = doh_message(req, d.router.load().limits.read)
+        .await
+        .and_then(|raw| {
+            hickory_server::server::Request::from_bytes(
+                raw,
+                src,
+                hickory_server::net::xfer::Protocol::Tcp,
+            )
+            .map_err(|e| e.to_string())
+        });
     let request = match parsed {
         Ok(r) => r,
         Err(e) => {

@@ -5,6 +5,8 @@
 mod dispatch;
 mod encrypted;
 mod http;
+mod limits;
+mod panics;
 mod transport;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,6 +25,9 @@ use crate::plugins::prometheus::Metrics;
 use crate::plugins::ready::{Monitor, Readiness};
 use crate::plugins::{self, BuildCtx, Chain, PluginConfig, Services, StartCtx};
 use dispatch::{Block, Dispatcher, Router};
+pub use limits::{
+    Admission, Admitted, ConnLimits, DEFAULT_MAX_CONNECTIONS, nofile_soft, raise_nofile,
+};
 
 /// Errors while starting.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +66,9 @@ struct ListenerPlan {
     zones: HashMap<Arc<str>, Vec<Arc<Block>>>,
     any_class: bool,
     any_metrics: bool,
+    /// TCP limits: CoreDNS's defaults, then each block's `timeouts` in file order (a later
+    /// block's setting wins, as in CoreDNS's `NewServer`).
+    limits: ConnLimits,
     /// The `tls` of the blocks on a `tls://` or `https://` listener (CoreDNS: the last one's).
     tls: Option<Arc<rustls::ServerConfig>>,
     /// `https { max_connections }` of a DoH listener (0: unbounded).
@@ -123,6 +131,10 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
             .iter()
             .any(|p| matches!(p, PluginConfig::Prometheus(_)));
         let chain = Chain::new(handlers);
+        let timeouts = b.plugins.iter().find_map(|p| match p {
+            PluginConfig::Timeouts(t) => Some(t),
+            _ => None,
+        });
         let view = b.plugins.iter().find_map(|p| match p {
             PluginConfig::View(v) => Some(Arc::new(plugins::view::ViewFilter::new(v))),
             _ => None,
@@ -141,9 +153,13 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, ConfigErr
                         zones: HashMap::new(),
                         any_class: false,
                         any_metrics: false,
+                        limits: ConnLimits::DNS,
                         tls: None,
                         max_connections: plugins::https::DEFAULT_MAX_CONNECTIONS,
                     });
+                if let Some(t) = timeouts {
+                    plan.limits = plan.limits.with_timeouts(t);
+                }
                 if let Some(h) = https {
                     plan.max_connections = h.max_connections;
                 }
@@ -276,7 +292,7 @@ fn bind_pair(ip: IpAddr, port: u16) -> std::io::Result<(Vec<std::net::UdpSocket>
     for _ in 0..20 {
         let udp = transport::bind_udp(SocketAddr::new(ip, port), transport::udp_readers())?;
         let p = udp[0].local_addr()?.port();
-        let tcp = std::net::TcpListener::bind(SocketAddr::new(ip, p))
+        let tcp = transport::bind_tcp(SocketAddr::new(ip, p))
             .and_then(|t| t.set_nonblocking(true).map(|()| t))
             .and_then(TcpListener::from_std);
         match tcp {
@@ -316,6 +332,8 @@ pub async fn start(
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
 ) -> Result<Running, ServerError> {
+    // Panics the listeners catch are reported by them, without the standard hook's backtrace.
+    panics::install();
     let http_state = http::HttpState {
         readiness: readiness.clone(),
         monitor: built.monitor,
@@ -362,6 +380,7 @@ fn router(plan: ListenerPlan) -> Arc<Router> {
         zones,
         any_class: plan.any_class,
         any_metrics: plan.any_metrics,
+        limits: plan.limits,
     })
 }
 
@@ -538,6 +557,18 @@ impl Running {
             hickory_server::net::xfer::Protocol::Udp,
         )
         .await
+    }
+
+    /// Serves one DNS-over-TCP connection (length-prefixed messages, the listener's limits) on
+    /// any byte stream, as the first listener would: for fuzzing and embedding.
+    pub async fn serve_stream<S>(&self, stream: S, src: SocketAddr) -> std::io::Result<()>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let Some(l) = self.listeners.values().next() else {
+            return Ok(());
+        };
+        transport::connection(stream, src, &l.dispatcher).await
     }
 
     /// Swaps in a newly built configuration (the `reload` plugin and SIGUSR1). On error the

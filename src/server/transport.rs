@@ -10,10 +10,12 @@ use std::future::Future;
 use std::io::{IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request as HRequest;
 use nix::errno::Errno;
@@ -24,41 +26,92 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::dispatch::{Dispatcher, Follow, formerr};
+use super::dispatch::{Accept, Dispatcher, Follow, accept, formerr, header_reply};
+use super::limits::Admission;
 
-/// CoreDNS's TCP timeouts: 3 s to read a query, 10 s idle between queries.
-pub(crate) const TCP_READ: Duration = Duration::from_secs(3);
-const TCP_IDLE: Duration = Duration::from_secs(10);
+/// What one message gets.
+pub(crate) enum Answer {
+    /// A reply and, over a stream, the messages that follow it (a zone transfer).
+    Reply(Vec<u8>, Option<Box<Follow>>),
+    /// Nothing, and a stream reads on: a response or a runt (miekg/dns's `MsgIgnore`).
+    Ignore,
+    /// Nothing, and a stream is closed: the chain dropped the query (`acl … drop`).
+    Dropped,
+}
 
+/// [`reply_all`] for one-message transports (UDP): the reply, or `None` for none.
 pub(crate) async fn reply(
     d: &Dispatcher,
     raw: Vec<u8>,
     src: SocketAddr,
     proto: Protocol,
 ) -> Option<Vec<u8>> {
-    // Keep only the header for a FORMERR, rather than a copy of every datagram.
-    let head: Option<[u8; 12]> = raw.get(..12).and_then(|h| h.try_into().ok());
-    match HRequest::from_bytes(raw, src, proto) {
-        Ok(req) => d.answer(&req).await,
-        Err(_) => head.and_then(|h| formerr(&h)),
+    match reply_all(d, raw, src, proto, false).await {
+        Answer::Reply(out, _) => Some(out),
+        Answer::Ignore | Answer::Dropped => None,
     }
 }
 
-/// [`reply`] over TCP: also the messages that follow the reply (zone transfers).
-async fn reply_tcp(
+/// Answers one message: the header checks CoreDNS makes before decoding, the decode, the
+/// dispatcher; with `stream` (TCP, TLS) a reply may be followed by more messages. A panic
+/// anywhere in it — the dispatcher recovers the chain's own; this catches what escapes that
+/// (decoding, encoding, a panic payload whose destructor panics) — is logged, counted in
+/// `coredns_panics_total` and answered SERVFAIL (header only): the UDP reader or TCP
+/// connection that called it carries on.
+pub(crate) async fn reply_all(
     d: &Dispatcher,
     raw: Vec<u8>,
     src: SocketAddr,
-) -> Option<(Vec<u8>, Option<Box<Follow>>)> {
+    proto: Protocol,
+    stream: bool,
+) -> Answer {
     let head: Option<[u8; 12]> = raw.get(..12).and_then(|h| h.try_into().ok());
-    match HRequest::from_bytes(raw, src, Protocol::Tcp) {
-        Ok(req) => d.answer_all(&req, true).await,
-        Err(_) => head.and_then(|h| formerr(&h)).map(|out| (out, None)),
+    match AssertUnwindSafe(super::panics::quiet(answer(d, raw, src, proto, stream)))
+        .catch_unwind()
+        .await
+    {
+        Ok(out) => out,
+        Err(panic) => {
+            d.recovered(&*panic);
+            // Leaked, not dropped: nothing may unwind past this guard.
+            std::mem::forget(panic);
+            header(head.and_then(|h| header_reply(&h, 2)))
+        }
     }
 }
 
-/// Writes one DNS message with its TCP length prefix; a message over 64 KiB is not written.
-async fn write_framed<S>(conn: &mut S, out: &[u8]) -> std::io::Result<bool>
+/// A header-only reply, or nothing for a message without a query header.
+fn header(out: Option<Vec<u8>>) -> Answer {
+    out.map_or(Answer::Ignore, |out| Answer::Reply(out, None))
+}
+
+async fn answer(
+    d: &Dispatcher,
+    raw: Vec<u8>,
+    src: SocketAddr,
+    proto: Protocol,
+    stream: bool,
+) -> Answer {
+    match accept(&raw) {
+        Accept::Yes => {}
+        Accept::Drop => return Answer::Ignore,
+        Accept::FormErr => return header(formerr(&raw)),
+        Accept::NotImp => return header(header_reply(&raw, 4)),
+    }
+    // Keep only the header for a FORMERR, rather than a copy of every datagram.
+    let head: Option<[u8; 12]> = raw.get(..12).and_then(|h| h.try_into().ok());
+    match HRequest::from_bytes(raw, src, proto) {
+        Ok(req) => match d.answer_all(&req, stream).await {
+            Some((out, follow)) => Answer::Reply(out, follow),
+            None => Answer::Dropped,
+        },
+        Err(_) => header(head.and_then(|h| formerr(&h))),
+    }
+}
+
+/// Writes one DNS message with its TCP length prefix within `write`; a message over 64 KiB is
+/// not written (`false`).
+async fn write_framed<S>(conn: &mut S, out: &[u8], write: Duration) -> std::io::Result<bool>
 where
     S: tokio::io::AsyncWrite + Unpin,
 {
@@ -68,7 +121,9 @@ where
     let mut framed = Vec::with_capacity(out.len() + 2);
     framed.extend_from_slice(&n.to_be_bytes());
     framed.extend_from_slice(out);
-    conn.write_all(&framed).await?;
+    tokio::time::timeout(write, conn.write_all(&framed))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     Ok(true)
 }
 
@@ -78,6 +133,23 @@ const UDP_POLL_STOP: Duration = Duration::from_millis(100);
 /// The number of UDP readers a listener gets: one per CPU this process may run on.
 pub(crate) fn udp_readers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The TCP listen backlog. Go (so CoreDNS) listens with the kernel's `somaxconn` (which caps
+/// this); std's 128 would drop the SYNs of a burst of new connections.
+const TCP_BACKLOG: i32 = 4096;
+
+/// Binds a TCP listener to `addr` (SO_REUSEADDR, as std and Go do).
+pub(crate) fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(TCP_BACKLOG)?;
+    Ok(s.into())
 }
 
 /// Binds `n` UDP sockets to `addr` (port 0: the first one picks it), with SO_REUSEPORT when
@@ -117,9 +189,27 @@ pub(crate) fn serve_udp(
     let handle = tokio::runtime::Handle::current();
     for (i, sock) in sockets.into_iter().enumerate() {
         let (d, stop, tracker, handle) = (d.clone(), stop.clone(), tracker.clone(), handle.clone());
+        let sock = Arc::new(sock);
         std::thread::Builder::new()
             .name(format!("udp-{i}-{}", d.local.port()))
-            .spawn(move || udp_reader(sock, &d, &stop, &tracker, &handle))?;
+            .spawn(move || {
+                // A panic while answering a datagram is caught in `reply` (SERVFAIL, counted).
+                // One anywhere else in the loop (its system calls and buffers) is counted and
+                // the loop starts again on the same socket: a reader stops only with its
+                // listener.
+                while !stop.is_cancelled() {
+                    let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        udp_reader(&sock, &d, &stop, &tracker, &handle)
+                    }));
+                    match run {
+                        Ok(()) => break,
+                        Err(panic) => {
+                            d.recovered(&*panic);
+                            std::mem::forget(panic);
+                        }
+                    }
+                }
+            })?;
     }
     Ok(())
 }
@@ -169,7 +259,7 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
 }
 
 fn udp_reader(
-    sock: std::net::UdpSocket,
+    sock: &Arc<std::net::UdpSocket>,
     d: &Arc<Dispatcher>,
     stop: &CancellationToken,
     tracker: &TaskTracker,
@@ -178,7 +268,6 @@ fn udp_reader(
     // Shutdown waits for this reader as for a task; plugins may use the runtime's timers.
     let _token = tracker.token();
     let _rt = handle.enter();
-    let sock = Arc::new(sock);
     let fd = sock.as_raw_fd();
     let mut bufs = vec![[0u8; UDP_MAX_QUERY]; UDP_BATCH];
     let mut rx_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
@@ -220,7 +309,7 @@ fn udp_reader(
             let out = if cut {
                 formerr(raw)
             } else {
-                answer_in_place(d, raw, src, &mut cx, &sock, tracker, handle)
+                answer_in_place(d, raw, src, &mut cx, sock, tracker, handle)
             };
             if let Some(out) = out {
                 replies.push((out, addr));
@@ -243,7 +332,11 @@ fn udp_reader(
     }
 }
 
-/// Serves TCP on `listener` until `stop`; each connection is served in its own task.
+/// Serves TCP on `listener` until `stop`; each connection is served in its own task, within
+/// the listener's [`ConnLimits`](super::ConnLimits) (read from its router, so a reload that
+/// changes `timeouts` applies to the next message of every connection). A panic while answering
+/// is caught in `reply`; one elsewhere in a connection's task ends that connection only (tokio
+/// contains it), never the listener.
 pub(crate) fn serve_tcp(
     listener: TcpListener,
     d: Arc<Dispatcher>,
@@ -251,6 +344,7 @@ pub(crate) fn serve_tcp(
     tracker: TaskTracker,
 ) {
     let t = tracker.clone();
+    let admission = Admission::new(&d.metrics, &d.label);
     tracker.spawn(async move {
         loop {
             let (conn, src) = tokio::select! {
@@ -264,8 +358,19 @@ pub(crate) fn serve_tcp(
                     }
                 },
             };
+            let limits = d.router.load().limits;
+            let Some(place) = admission.admit(limits.max_connections) else {
+                // Over the cap: closed at once with a reset, so the client learns now rather
+                // than after a timeout, and no TIME_WAIT is left here.
+                let _ = socket2::SockRef::from(&conn).set_linger(Some(Duration::ZERO));
+                continue;
+            };
+            // Replies go out whole; pipelined replies must not wait for delayed ACKs (Go, and
+            // so CoreDNS, sets TCP_NODELAY on every connection too).
+            let _ = conn.set_nodelay(true);
             let (d, stop) = (d.clone(), stop.clone());
             t.spawn(async move {
+                let _place = place;
                 let _ = tokio::select! {
                     _ = stop.cancelled() => Ok(()),
                     r = connection(conn, src, &d) => r,
@@ -275,7 +380,13 @@ pub(crate) fn serve_tcp(
     });
 }
 
-/// Serves length-prefixed DNS messages on one stream (TCP, or TLS for `tls://`).
+/// Serves one connection as miekg/dns's `serveTCPConn` does: the first message (length and
+/// body) must arrive within `read` of the connection opening, each later one within `idle` of
+/// the previous reply; a reply must be written within `write`; after `max_queries` the
+/// connection is closed. Messages that get no reply (a response, a runt) are skipped; a query
+/// the chain drops (`acl … drop`) closes the connection without a reply. A zone transfer's
+/// messages follow its reply, each written within `write`.
+/// Any byte stream works: a TCP connection, a TLS session over one, a test's in-memory pipe.
 pub(crate) async fn connection<S>(
     mut conn: S,
     src: SocketAddr,
@@ -284,31 +395,59 @@ pub(crate) async fn connection<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut first = true;
+    let mut served: u32 = 0;
     loop {
-        let wait = if first { TCP_READ } else { TCP_IDLE };
-        first = false;
-        let Ok(len) = tokio::time::timeout(wait, conn.read_u16()).await else {
-            return Ok(());
+        let limits = d.router.load().limits;
+        let wait = if served == 0 {
+            limits.read
+        } else {
+            limits.idle
         };
-        let len = usize::from(len?);
-        let mut raw = vec![0u8; len];
-        tokio::time::timeout(TCP_READ, conn.read_exact(&mut raw))
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let Some((out, follow)) = reply_tcp(d, raw, src).await else {
-            return Ok(());
+        let raw = match tokio::time::timeout(wait, read_message(&mut conn)).await {
+            Ok(Ok(Some(raw))) => raw,
+            // The client closed, or was too slow: a slow-loris holds a place for `read` at most.
+            Ok(Ok(None)) | Err(_) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
         };
-        if !write_framed(&mut conn, &out).await? {
-            return Ok(());
-        }
-        // A zone transfer: the rest of its messages, as the producer makes them.
-        if let Some(mut follow) = follow {
-            while let Some(out) = follow.next().await {
-                if !write_framed(&mut conn, &out).await? {
+        served = served.saturating_add(1);
+        match reply_all(d, raw, src, Protocol::Tcp, true).await {
+            Answer::Reply(out, follow) => {
+                if !write_framed(&mut conn, &out, limits.write).await? {
                     return Ok(());
                 }
+                // A zone transfer: the rest of its messages, as the producer makes them.
+                if let Some(mut follow) = follow {
+                    while let Some(out) = follow.next().await {
+                        if !write_framed(&mut conn, &out, limits.write).await? {
+                            return Ok(());
+                        }
+                    }
+                }
             }
+            Answer::Ignore => {}
+            Answer::Dropped => return Ok(()),
+        }
+        if limits.max_queries.is_some_and(|max| served >= max) {
+            return Ok(());
         }
     }
+}
+
+/// One length-prefixed message, `None` at the end of the stream. The buffer grows with what
+/// arrives: a length of 65,535 with nothing behind it reserves nothing.
+async fn read_message<S>(conn: &mut S) -> std::io::Result<Option<Vec<u8>>>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    let len = match conn.read_u16().await {
+        Ok(n) => usize::from(n),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut raw = Vec::with_capacity(len.min(512));
+    (&mut *conn).take(len as u64).read_to_end(&mut raw).await?;
+    if raw.len() < len {
+        return Ok(None);
+    }
+    Ok(Some(raw))
 }

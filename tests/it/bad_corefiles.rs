@@ -205,6 +205,13 @@ const CASES: &[Case] = &[
         &[],
     ),
     (
+        // Found by the corefile fuzz target: a duration past Go's int64 nanoseconds panicked.
+        "errors consolidate duration overflow",
+        ".:53 {\n    errors {\n        consolidate 5555555555555555555555m \".*\"\n    }\n}\n",
+        "plugin/errors: Corefile:3 - Error during parsing: invalid duration '5555555555555555555555m'",
+        &[],
+    ),
+    (
         "import without argument",
         ".:53 {\n    import\n}\n",
         "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'import'",
@@ -400,6 +407,7 @@ fn command_line() {
             "metadata",
             "tls",
             "https",
+            "timeouts",
             "reload",
             "nsid",
             "bind",

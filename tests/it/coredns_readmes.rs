@@ -282,7 +282,45 @@ const CASES: &[Case] = &[
         &[],
         Valid,
     ),
+    // file (issue 16): its README's examples, transfer among them, with the zone file its
+    // README shows. `example.org.signed` serves two origins, so its names are relative.
+    (
+        "file",
+        "example.org {\n    file db.example.org\n    transfer {\n        to * 10.240.1.1\n    }\n}\n",
+        &[("db.example.org", FILE_ZONE)],
+        Valid,
+    ),
+    (
+        "file",
+        ". {\n    file example.org.signed example.org example.net\n    transfer example.org example.net {\n        to * 10.240.1.1\n    }\n}\n",
+        &[("example.org.signed", FILE_ZONE_RELATIVE)],
+        Valid,
+    ),
+    // The root as origin of a file whose SOA is example.org's: CoreDNS loads it ("may or may
+    // not do what you want"); clusterdns refuses an SOA that is not at the origin.
+    (
+        "file",
+        ". {\n    file db.example.org\n}\n",
+        &[("db.example.org", FILE_ZONE)],
+        Refused("SOA owner example.org. is not the zone origin ."),
+    ),
+    (
+        "file",
+        ". {\n    file db.example.org example.org\n}\n",
+        &[("db.example.org", FILE_ZONE)],
+        Valid,
+    ),
+    (
+        "file",
+        "example.org {\n    file db.example.org\n}\n",
+        &[("db.example.org", FILE_ZONE)],
+        Valid,
+    ),
 ];
+
+/// The zone of CoreDNS's file README.
+const FILE_ZONE: &str = "$ORIGIN example.org.\n@\t3600 IN\tSOA sns.dns.icann.org. noc.dns.icann.org. 2017042745 7200 3600 1209600 3600\n\t3600 IN NS a.iana-servers.net.\n\t3600 IN NS b.iana-servers.net.\n\nwww     IN A     127.0.0.1\n        IN AAAA  ::1\n";
+const FILE_ZONE_RELATIVE: &str = "@\t3600 IN\tSOA sns.dns.icann.org. noc.dns.icann.org. 2017042745 7200 3600 1209600 3600\n\t3600 IN NS a.iana-servers.net.\n\t3600 IN NS b.iana-servers.net.\n\nwww     IN A     127.0.0.1\n        IN AAAA  ::1\n";
 
 #[test]
 fn coredns_readme_examples_validate() {

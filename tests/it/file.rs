@@ -10,15 +10,16 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{Name, RecordType};
 
 use crate::daemons::{Daemon, require, wait_until};
+use crate::transfer::{dig, records};
 use crate::util::{free_port, query, start, udp, udp_raw};
 
-const ORIGIN: &str = "example.org.";
+pub(crate) const ORIGIN: &str = "example.org.";
 
 /// A zone with every feature the plugin handles: apex data, CNAME chains (inside, outside,
 /// dangling, looping), wildcards (plain, CNAME, blocked by an empty non-terminal), empty
 /// non-terminals, delegations with and without glue, DNAMEs, SRV/MX targets with addresses,
 /// assorted types, and a few dozen plain hosts.
-fn zone_text() -> String {
+pub(crate) fn zone_text() -> String {
     let mut z = String::from(
         "$ORIGIN example.org.\n\
          $TTL 3600\n\
@@ -148,13 +149,14 @@ const TYPES: &[RecordType] = &[
     RecordType::NSEC,
 ];
 
-struct Knot {
-    daemon: Daemon,
-    addr: SocketAddr,
+pub(crate) struct Knot {
+    pub(crate) daemon: Daemon,
+    pub(crate) addr: SocketAddr,
 }
 
-/// Starts knotd serving `zone` as example.org (signing it itself when `sign`).
-async fn knotd(zone: &str, sign: bool) -> Knot {
+/// Starts knotd serving `zone` as example.org (signing it itself when `sign`), transfers
+/// allowed from 127.0.0.1.
+pub(crate) async fn knotd(zone: &str, sign: bool) -> Knot {
     let bin = require("knotd", "knot");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -291,7 +293,8 @@ async fn file_vs_knotd() {
     s.running.shutdown().await;
 }
 
-#[tokio::test]
+// Two runtime threads: `dig` runs as a blocking child process while the server answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_vs_knotd_signed_zone() {
     // knotd signs the zone (ECDSA, NSEC); the signed zone it transfers out is the file we
     // serve, and both answer from the same signatures.
@@ -321,13 +324,23 @@ async fn file_vs_knotd_signed_zone() {
     std::fs::write(&signed, lines.join("\n") + "\n").unwrap();
     let s = start(
         &format!(
-            "example.org:0 {{\n bind 127.0.0.1\n file {} {{\n  reload 0\n }}\n}}\n",
+            "example.org:0 {{\n bind 127.0.0.1\n file {} {{\n  reload 0\n }}\n transfer {{\n  to *\n }}\n}}\n",
             signed.display()
         ),
         vec![],
     )
     .await;
     compare(s.dns(), knot.addr, &text, &[false, true]).await;
+    // Transferred out again, the signed zone is the file: its SOA, every other record (RRSIGs,
+    // NSECs, DNSKEYs), the SOA.
+    let file = records(&std::fs::read_to_string(&signed).unwrap());
+    let mut axfr = records(&dig(s.dns(), &["AXFR", ORIGIN, "+noall", "+answer"]));
+    assert_eq!(axfr.first(), file.first());
+    assert_eq!(axfr.pop().as_ref(), file.first());
+    let mut want = file.clone();
+    axfr.sort();
+    want.sort();
+    assert_eq!(axfr, want);
     s.running.shutdown().await;
 }
 

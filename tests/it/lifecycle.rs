@@ -83,7 +83,10 @@ async fn sigterm_keeps_serving_for_lameduck_then_exits_zero() {
         answered += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(answered > 10);
+    // Every query sent in the window was answered (above); how many fit in it depends on the
+    // machine's load (a loaded CI box fits a few), so only at least one is required here.
+    // sigterm_under_load_loses_no_query_during_lameduck checks the volume.
+    assert!(answered >= 1, "no query answered during lameduck");
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -361,5 +364,112 @@ async fn log_writes_one_coredns_line_per_query_over_udp_and_tcp() {
     assert_eq!(
         lines.iter().filter(|l| l.contains("two.example.")).count(),
         1
+    );
+}
+
+/// The deployment's security context, for real: the binary runs as uid/gid 65532 with
+/// CAP_NET_BIND_SERVICE as its only capability (`setpriv`, no new privileges), on a read-only
+/// root filesystem, serving kubeadm's Corefile on :53 (its `kubernetes` reads the demo cluster
+/// from a snapshot instead of an API server). It all happens in a network and mount namespace
+/// the test makes (`unshare -n -m`): loopback only, the read-only flag set on this namespace's
+/// mounts alone, `/etc/resolv.conf` naming 198.51.100.1, which is unreachable there.
+#[test]
+fn runs_as_65532_with_only_net_bind_service_on_a_read_only_root_binding_53() {
+    use std::io::Write as _;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|u| u.split_whitespace().nth(1))
+        .unwrap_or("");
+    if euid != "0" {
+        let _ = std::io::stderr().write_all(
+            b"lifecycle: least privilege: NOT RUN - needs root to make namespaces and drop to uid 65532 (CI runs as root)\n",
+        );
+        return;
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let kubeadm = std::fs::read_to_string(format!(
+        "{root}/../shared/corefiles/kubeadm.filled.Corefile"
+    ))
+    .unwrap();
+    let corefile = kubeadm.replacen(
+        "       pods insecure",
+        &format!("       snapshot {root}/deploy/demo/cluster.yaml\n       pods insecure"),
+        1,
+    );
+    assert_ne!(corefile, kubeadm);
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.path().join("Corefile"), corefile).unwrap();
+    std::fs::write(dir.path().join("resolv.conf"), "nameserver 198.51.100.1\n").unwrap();
+    for f in ["Corefile", "resolv.conf"] {
+        std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    let script = r#"
+set -euo pipefail
+BIN=$1; DIR=$2
+mount --make-rprivate /
+ip link set lo up
+mount --bind "$DIR/resolv.conf" /etc/resolv.conf
+# Read-only for this mount namespace only (per-mount flags; no file may be open for writing).
+mount -o remount,bind,ro /
+mount -o remount,bind,ro /etc/resolv.conf
+if touch /.clusterdns-rw-probe 2>/dev/null; then echo "root: WRITABLE"; exit 1; fi
+echo "root: read-only"
+setpriv --reuid=65532 --regid=65532 --clear-groups \
+    --inh-caps=-all,+net_bind_service --ambient-caps=-all,+net_bind_service \
+    --bounding-set=-all,+net_bind_service --no-new-privs \
+    "$BIN" -conf "$DIR/Corefile" -quiet &
+pid=$!
+trap 'kill -9 $pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+    curl -sf http://127.0.0.1:8181/ready >/dev/null && break
+    sleep 0.1
+done
+echo "ready: $(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8181/ready)"
+grep -E '^(Uid|Gid|Groups|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/$pid/status | tr -s '\t ' ' '
+echo "listening: $(grep -c ':0035 ' /proc/$pid/net/udp6 /proc/$pid/net/tcp6 | tr '\n' ' ')"
+echo "udp: $(dig @127.0.0.1 -p 53 +time=2 +tries=1 +short kubernetes.default.svc.cluster.local)"
+echo "tcp: $(dig @127.0.0.1 -p 53 +time=2 +tries=1 +tcp +short kubernetes.default.svc.cluster.local)"
+echo "ptr: $(dig @127.0.0.1 -p 53 +time=2 +tries=1 +short -x 10.96.0.10)"
+kill -TERM $pid
+set +e
+wait $pid
+echo "exit: $?"
+"#;
+    std::fs::write(dir.path().join("run.sh"), script).unwrap();
+    let out = Command::new("unshare")
+        .args(["-n", "-m", "bash"])
+        .arg(dir.path().join("run.sh"))
+        .arg(BIN)
+        .arg(dir.path())
+        .output()
+        .expect("unshare (util-linux) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "root: read-only",
+        "ready: 200",
+        "Uid: 65532 65532 65532 65532",
+        "Gid: 65532 65532 65532 65532",
+        "CapPrm: 0000000000000400",
+        "CapEff: 0000000000000400",
+        "CapBnd: 0000000000000400",
+        "NoNewPrivs: 1",
+        "udp: 10.96.0.1",
+        "tcp: 10.96.0.1",
+        "ptr: kube-dns.kube-system.svc.cluster.local.",
+        "exit: 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim_end() == want),
+            "missing `{want}`\n--- stdout\n{text}\n--- stderr\n{err}"
+        );
+    }
+    let _ = std::io::stderr().write_all(
+        b"lifecycle: least privilege: uid/gid 65532, CapEff=CapBnd=NET_BIND_SERVICE, no_new_privs, read-only root; kubeadm's Corefile on :53 answers UDP and TCP; SIGTERM exits 0\n",
     );
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::ResponseCode;
+use hickory_proto::op::{OpCode, ResponseCode};
 use hickory_proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -16,7 +16,7 @@ use crate::kubernetes::{fake_api, post};
 use crate::util::{free_port, query, start, tcp, udp};
 
 /// `dig` with `args` against `addr`, its output.
-fn dig(addr: SocketAddr, args: &[&str]) -> String {
+pub(crate) fn dig(addr: SocketAddr, args: &[&str]) -> String {
     let out = Command::new(require("dig", "dnsutils"))
         .arg(format!("@{}", addr.ip()))
         .args(["-p", &addr.port().to_string(), "+time=5", "+tries=1"])
@@ -26,8 +26,9 @@ fn dig(addr: SocketAddr, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-/// The records of a `dig +noall +answer` output, one `NAME TTL TYPE RDATA` string each.
-fn records(text: &str) -> Vec<String> {
+/// The records of a `dig +noall +answer` output (or of a zone file of absolute
+/// `NAME TTL IN TYPE RDATA` lines), one `NAME TTL TYPE RDATA` string each.
+pub(crate) fn records(text: &str) -> Vec<String> {
     text.lines()
         .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
         .map(|l| {
@@ -72,6 +73,35 @@ const DEMO_ZONE: &[&str] = &[
     "web.shop.svc.cluster.local. 5 SRV 0 100 80 web.shop.svc.cluster.local.",
     "_http._tcp.web.shop.svc.cluster.local. 5 SRV 0 100 80 web.shop.svc.cluster.local.",
 ];
+
+/// A NOTIFY sent to us gets NOTIMP, `transfer` or not: clusterdns is never a secondary (there is
+/// no `secondary` plugin), and `transfer` only sends NOTIFYs, from a socket of its own. The
+/// zone keeps transferring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notify_sent_to_us_gets_notimp_and_the_zone_still_transfers() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let s = start(
+        &snapshot_block(0, &format!("{root}/deploy/demo/cluster.yaml"), "to *"),
+        vec![],
+    )
+    .await;
+    let dns = s.dns();
+    // RFC 1996 3.7: opcode NOTIFY, AA, the zone's SOA as the question.
+    let mut notify = query("cluster.local.", RecordType::SOA, None);
+    notify.metadata.op_code = OpCode::Notify;
+    notify.metadata.authoritative = true;
+    notify.metadata.recursion_desired = false;
+    for (how, r) in [
+        ("UDP", udp(dns, &notify).await),
+        ("TCP", tcp(dns, &notify).await),
+    ] {
+        assert_eq!(r.metadata.response_code, ResponseCode::NotImp, "{how}");
+        assert_eq!(r.metadata.id, notify.metadata.id, "{how}");
+        assert_eq!(r.metadata.op_code, OpCode::Notify, "{how}");
+    }
+    let axfr = records(&dig(dns, &["AXFR", "cluster.local", "+noall", "+answer"]));
+    assert_eq!(axfr.len(), DEMO_ZONE.len() + 2, "{axfr:#?}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dig_axfr_and_ixfr_of_the_demo_cluster() {
@@ -229,25 +259,25 @@ async fn an_unsynced_zone_is_not_transferred() {
 }
 
 /// knotd on 127.0.0.1:`port`, with its address.
-struct Knot {
+pub(crate) struct Knot {
     daemon: Daemon,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Knot {
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.daemon.log_text()
     }
 }
 
-/// knotd on 127.0.0.1:`port` as a secondary for cluster.local of the primary on `primary`,
-/// taking NOTIFY from 127.0.0.1; zone file, journal and log in a temporary directory.
-fn knotd_secondary(primary: u16, port: u16) -> Knot {
+/// knotd on 127.0.0.1:`port` as a secondary for `zone` of the primary on `primary`, taking
+/// NOTIFY from 127.0.0.1; zone file, journal and log in a temporary directory.
+pub(crate) fn knotd_secondary(zone: &str, primary: u16, port: u16) -> Knot {
     let bin = require("knotd", "knot");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
     let conf = format!(
-        "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\ndatabase:\n    storage: \"{d}\"\nlog:\n  - target: stderr\n    any: info\nremote:\n  - id: primary\n    address: 127.0.0.1@{primary}\nacl:\n  - id: notify_from_primary\n    address: 127.0.0.1\n    action: notify\ntemplate:\n  - id: default\n    storage: \"{d}\"\nzone:\n  - domain: cluster.local\n    master: primary\n    acl: notify_from_primary\n"
+        "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\ndatabase:\n    storage: \"{d}\"\nlog:\n  - target: stderr\n    any: info\nremote:\n  - id: primary\n    address: 127.0.0.1@{primary}\nacl:\n  - id: notify_from_primary\n    address: 127.0.0.1\n    action: notify\ntemplate:\n  - id: default\n    storage: \"{d}\"\nzone:\n  - domain: {zone}\n    master: primary\n    acl: notify_from_primary\n"
     );
     let path = dir.path().join("knot.conf");
     std::fs::write(&path, conf).unwrap();
@@ -259,12 +289,19 @@ fn knotd_secondary(primary: u16, port: u16) -> Knot {
     }
 }
 
-fn soa_serial(addr: SocketAddr) -> Option<u32> {
-    let out = dig(addr, &["+short", "SOA", "cluster.local"]);
+/// The SOA serial of `zone` at `addr`.
+pub(crate) fn soa_serial(addr: SocketAddr, zone: &str) -> Option<u32> {
+    let out = dig(addr, &["+short", "SOA", zone]);
     out.split_whitespace().nth(2)?.parse().ok()
 }
 
-async fn until(what: &str, limit: Duration, knot: &Knot, mut check: impl FnMut() -> bool) {
+/// Polls `check` every 100 ms for up to `limit`; fails with `what` and knotd's log.
+pub(crate) async fn until(
+    what: &str,
+    limit: Duration,
+    knot: &Knot,
+    mut check: impl FnMut() -> bool,
+) {
     let t = Instant::now();
     while !check() {
         assert!(t.elapsed() < limit, "{what}\nknotd's log:\n{}", knot.log());
@@ -289,13 +326,13 @@ async fn knotd_secondary_follows_our_notify() {
     )
     .await;
     let dns = s.dns();
-    let knot = knotd_secondary(port, knot_port);
-    let ours = soa_serial(dns).expect("our SOA");
+    let knot = knotd_secondary("cluster.local", port, knot_port);
+    let ours = soa_serial(dns, "cluster.local").expect("our SOA");
     until(
         "knotd loads the zone",
         Duration::from_secs(15),
         &knot,
-        || soa_serial(knot.addr) == Some(ours),
+        || soa_serial(knot.addr, "cluster.local") == Some(ours),
     )
     .await;
     assert_eq!(
@@ -318,10 +355,10 @@ async fn knotd_secondary_follows_our_notify() {
         "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"late\",\"namespace\":\"shop\"},\"spec\":{\"clusterIP\":\"10.96.7.7\",\"ports\":[{\"name\":\"http\",\"port\":80}]}}",
     );
     until("our serial changes", Duration::from_secs(5), &knot, || {
-        soa_serial(dns).is_some_and(|s| s != ours)
+        soa_serial(dns, "cluster.local").is_some_and(|s| s != ours)
     })
     .await;
-    let newer = soa_serial(dns).unwrap();
+    let newer = soa_serial(dns, "cluster.local").unwrap();
     assert!(newer.wrapping_sub(ours) < 1 << 31, "{ours} -> {newer}");
     until(
         "knotd follows the NOTIFY",
@@ -330,7 +367,7 @@ async fn knotd_secondary_follows_our_notify() {
         || dig(knot.addr, &["+short", "late.shop.svc.cluster.local"]).trim() == "10.96.7.7",
     )
     .await;
-    assert_eq!(soa_serial(knot.addr), Some(newer));
+    assert_eq!(soa_serial(knot.addr, "cluster.local"), Some(newer));
     assert!(
         knot.log().contains("notify, incoming"),
         "knotd saw no NOTIFY:\n{}",

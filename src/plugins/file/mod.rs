@@ -2,11 +2,14 @@
 //!
 //! Each zone is parsed (`crate::zonefile`) into an immutable [`Zone`] behind an `ArcSwap`: a
 //! query loads it without a lock, a reload builds a new one and swaps it in only if it parsed,
-//! so a broken file never replaces the last good zone.
+//! so a broken file never replaces the last good zone. The zones are also a
+//! [`ZoneSource`](crate::plugins::zone_source::ZoneSource) for `transfer` (`xfr`): each swap
+//! marks it changed, so the secondaries get a NOTIFY.
 
 mod setup;
 #[cfg(test)]
 mod tests;
+mod xfr;
 pub mod zone;
 
 use std::path::{Path, PathBuf};
@@ -106,13 +109,21 @@ pub fn build(
             }));
         }
     }
+    // The zones, for `transfer` (nothing happens unless the block has it).
+    let changed = Arc::new(tokio::sync::watch::Sender::new(()));
+    ctx.zone_sources.add(Arc::new(xfr::FileZones {
+        zones: zones.clone(),
+        changed: changed.clone(),
+    }));
     if !cfg.reload.is_zero() {
         let (zones, every, by_mtime) = (zones.clone(), cfg.reload, cfg.reload_by_mtime);
         ctx.services.starters.0.push(Box::new(move |start| {
             Box::pin(async move {
                 for z in zones {
-                    let stop = start.stop.clone();
-                    tokio::spawn(async move { reload_loop(z, every, by_mtime, stop).await });
+                    let (stop, changed) = (start.stop.clone(), changed.clone());
+                    tokio::spawn(
+                        async move { reload_loop(z, every, by_mtime, &changed, stop).await },
+                    );
                 }
                 Ok(())
             })
@@ -125,12 +136,13 @@ pub fn build(
 }
 
 /// Re-reads a zone every `every` until `stop`: swapped in when its SOA serial changed (or, with
-/// `by_mtime`, its file's modification time); a file that does not parse is logged and the
-/// zone served so far stays.
+/// `by_mtime`, its file's modification time) and `changed` is marked; a file that does not
+/// parse is logged and the zone served so far stays.
 async fn reload_loop(
     z: Arc<Served>,
     every: Duration,
     by_mtime: bool,
+    changed: &tokio::sync::watch::Sender<()>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut seen = mtime(&z.path);
@@ -162,6 +174,7 @@ async fn reload_loop(
         }
         tracing::info!(target: "plugin/file", "Successfully reloaded zone {:?} in {:?} with {} SOA serial", z.name, z.path.display().to_string(), zone.serial());
         z.zone.store(Some(Arc::new(zone)));
+        changed.send_replace(());
     }
 }
 

@@ -236,15 +236,20 @@ impl Zone {
         self.records == 0
     }
 
-    /// Every record in canonical order of owner names, the SOA first (for transfers: the
-    /// caller ends the stream with the SOA again).
+    /// The SOA record.
+    pub fn soa(&self) -> &Record {
+        &self.soa
+    }
+
+    /// Every record but the SOA (its signatures included), in canonical order of owner names:
+    /// the body of a transfer, which the caller frames with the SOA.
     pub fn records(&self) -> impl Iterator<Item = &Record> {
-        std::iter::once(&self.soa).chain(self.nodes.values().flat_map(|n| {
+        self.nodes.values().flat_map(|n| {
             n.sets.iter().flat_map(|(t, s)| {
                 let own = s.records.iter().filter(move |_| *t != RecordType::SOA);
                 own.chain(s.sigs.iter())
             })
-        }))
+        })
     }
 
     fn apex(&self) -> &Node {

@@ -30,6 +30,11 @@ pub struct Metrics {
     pub plugin_enabled: IntGaugeVec,
     /// `coredns_panics_total`
     pub panics: IntCounter,
+    /// `clusterdns_dns_connections_open{server}`: TCP connections open now (ours).
+    pub connections_open: IntGaugeVec,
+    /// `clusterdns_dns_connections_refused_total{server}`: TCP connections closed at once
+    /// because the listener's cap was reached (ours).
+    pub connections_refused: IntCounterVec,
     /// `coredns_build_info{version,revision,goversion}`
     pub build_info: IntGaugeVec,
     /// `coredns_reload_failed_total`
@@ -131,6 +136,19 @@ impl Metrics {
             "A metrics that counts the number of panics.",
         )?;
         registry.register(Box::new(panics.clone()))?;
+        let connections_open = IntGaugeVec::new(
+            Opts::new(
+                "clusterdns_dns_connections_open",
+                "TCP connections open now, per server.",
+            ),
+            &["server"],
+        )?;
+        registry.register(Box::new(connections_open.clone()))?;
+        let connections_refused = counter(
+            "clusterdns_dns_connections_refused_total",
+            "TCP connections closed at once because the server's connection cap was reached.",
+            &["server"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "coredns_build_info",
@@ -152,7 +170,8 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        let kubernetes = std::sync::Arc::new(crate::kube::KubeMetrics::new(&registry)?);
+        let kubernetes =
+            std::sync::Arc::new(crate::kube::KubeMetrics::new(&registry, panics.clone())?);
         let forward = std::sync::Arc::new(crate::plugins::forward::ForwardMetrics::new(&registry)?);
         let cache = std::sync::Arc::new(crate::plugins::cache::CacheMetrics::new(&registry)?);
         let reload_failed = IntCounter::new(
@@ -191,6 +210,8 @@ impl Metrics {
             https_responses,
             plugin_enabled,
             panics,
+            connections_open,
+            connections_refused,
             build_info,
             acl,
             local,
