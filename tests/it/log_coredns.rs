@@ -149,6 +149,12 @@ async fn logged_status_and_classes() {
         logged(&lines, "SERVFAIL") && !logged(&lines, "\"OTHERERROR "),
         "{lines:?}"
     );
+    // {duration}: seconds as a decimal with an `s` (Go's FormatFloat(…, 'f', -1, 64) + "s").
+    let dur = lines[0].rsplit(' ').next().unwrap();
+    assert!(
+        dur.ends_with('s') && dur[..dur.len() - 1].parse::<f64>().is_ok_and(|d| d >= 0.0),
+        "{lines:?}"
+    );
 
     let (_, _, lines) = run(" log . {\n  class denial\n }", "example.org.").await;
     assert!(lines.is_empty(), "{lines:?}");
