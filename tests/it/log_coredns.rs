@@ -345,20 +345,3 @@ async fn errors_lines_and_consolidation() {
         "{lines:?}"
     );
 }
-
-// plugin/errors/errors_test.go: TestStop: errors still counted when the server stops are
-// reported then ("3 errors like '…' occurred in last …").
-#[tokio::test]
-async fn errors_counted_at_shutdown_are_reported() {
-    let block = " errors {\n  consolidate 1m \"no next plugin\"\n }";
-    let lines = run_many(block, &[("x.test.", 3)], Duration::from_millis(100)).await;
-    assert!(
-        lines
-            .iter()
-            // Three queries and the readiness probe.
-            .any(|l| l.contains(
-                "[ERROR] plugin/errors: 4 errors like 'no next plugin' occurred in last 1m0s"
-            )),
-        "{lines:?}"
-    );
-}
