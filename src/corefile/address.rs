@@ -171,7 +171,7 @@ pub fn reverse_zones(host: &str) -> Result<Option<Vec<String>>, String> {
             let count = 1u64 << (rounded - len);
             (0..count)
                 .map(|i| {
-                    let addr = base as u64 + (i << (32 - rounded));
+                    let addr = base as u64 + i.checked_shl(32 - rounded).unwrap_or(0);
                     let octets = Ipv4Addr::from(addr as u32).octets();
                     let mut labels: Vec<String> = octets[..(rounded / 8) as usize]
                         .iter()
@@ -192,7 +192,8 @@ pub fn reverse_zones(host: &str) -> Result<Option<Vec<String>>, String> {
             let count = 1u128 << (rounded - len);
             (0..count)
                 .map(|i| {
-                    let addr = base + (i << (128 - rounded));
+                    // A /0 has one zone (i = 0): a shift by 128 would overflow (found by fuzzing).
+                    let addr = base + i.checked_shl(128 - rounded).unwrap_or(0);
                     let hex = format!("{:032x}", u128::from(Ipv6Addr::from(addr)));
                     let mut labels: Vec<String> = hex[..(rounded / 4) as usize]
                         .chars()
@@ -242,6 +243,9 @@ mod tests {
             ("10.0.0.0/24:9053", &["dns://0.0.10.in-addr.arpa.:9053"]),
             ("0.0.0.0/0", &["dns://in-addr.arpa.:53"]),
             ("2001:db8::/32", &["dns://8.b.d.0.1.0.0.2.ip6.arpa.:53"]),
+            // cidr.Reverse of a /0 walks past every label: the whole tree (found by fuzzing,
+            // where a shift by 128 overflowed).
+            ("23:ff9b::/0", &["dns://ip6.arpa.:53"]),
             // Default ports by scheme (register.go); the -dns.port flag is for dns:// only.
             ("tls://.", &["tls://.:853"]),
             ("TLS://example.org:5553", &["tls://example.org.:5553"]),

@@ -525,7 +525,7 @@ pub fn build(
         PluginConfig::Autopath(c) => Some(autopath::build(c, ctx)?),
         PluginConfig::Rewrite(c) => Some(rewrite::Rewrite::handler(c.clone())),
         PluginConfig::Reload(_) => None,
-        PluginConfig::Dns64(c) => Some(dns64::Dns64::handler(*c)),
+        PluginConfig::Dns64(c) => Some(dns64::Dns64::handler(*c, ctx.metrics.dns64.clone())),
         PluginConfig::Any => Some(Arc::new(any::Any)),
         PluginConfig::LoadBalance(c) => Some(loadbalance::build(c, ctx)?),
         PluginConfig::Loop => {

@@ -58,8 +58,15 @@ pub fn typify(m: &Message) -> Kind {
     }
 }
 
-/// CoreDNS's `dnsutil.MinimalTTL`: the smallest TTL in the reply, 5 s when there is none.
+/// CoreDNS's `dnsutil.MinimalTTL`: the smallest TTL in the reply (at most an hour), 5 s when
+/// there is none.
 pub fn minimal_ttl(m: &Message, kind: Kind) -> Duration {
+    minimal_ttl_with_maximum(m, kind, Duration::from_secs(3600))
+}
+
+/// CoreDNS's `dnsutil.MinimalTTLWithMaximum`: the smallest TTL in the reply, at most `max`
+/// (the cache passes its bucket's maximum), 5 s when there is none.
+pub fn minimal_ttl_with_maximum(m: &Message, kind: Kind, max: Duration) -> Duration {
     const FAIL_SAFE: Duration = Duration::from_secs(5);
     if !matches!(kind, Kind::NoError | Kind::NameError | Kind::NoData) {
         return FAIL_SAFE;
@@ -68,9 +75,9 @@ pub fn minimal_ttl(m: &Message, kind: Kind) -> Duration {
         .iter()
         .chain(&m.authorities)
         .chain(&m.additionals)
-        .map(|r| r.ttl)
+        .map(|r| Duration::from_secs(u64::from(r.ttl)))
         .min()
-        .map_or(FAIL_SAFE, |t| Duration::from_secs(u64::from(t.min(3600))))
+        .map_or(FAIL_SAFE, |t| t.min(max))
 }
 
 /// Whether a NOERROR reply answers `qname`/`qtype`/`qclass`: for CNAME the CNAME itself, for

@@ -373,6 +373,9 @@ async fn dns64_synthesizes_aaaa_through_the_chain() {
     .await;
     assert_eq!(r.answers.len(), 1);
     assert_eq!(r.answers[0].data.to_string(), "64:ff9b::c000:221");
+    // CoreDNS's Synthesize: a fresh reply (AA clear), TTL min(A TTL 3600, 600 without a SOA).
+    assert!(!r.metadata.authoritative);
+    assert_eq!(r.answers[0].ttl, 600);
     let r = crate::util::udp(
         dns,
         &crate::util::query("dual.example.org.", RecordType::AAAA, None),

@@ -7,6 +7,7 @@ mod conformance;
 mod coredns_readmes;
 mod coredns_test_corefiles;
 mod corefile_examples;
+mod corefiles_rewrite_dns64_loadbalance;
 mod daemons;
 mod dns;
 mod dnstap;

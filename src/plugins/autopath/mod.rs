@@ -71,14 +71,14 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<AutopathCo
     d.next();
     let args = d.remaining_args();
     let Some((last, zones)) = args.split_last() else {
-        return Err(d.arg_err());
+        return Err(d.err("no resolv-conf specified"));
     };
     let source = match last.strip_prefix('@') {
         Some("kubernetes") => SearchSource::Kubernetes,
         Some(other) => return Err(d.err(format!("unknown plugin: {other}"))),
         None => {
             let mut search = resolv_search(std::path::Path::new(last))
-                .map_err(|e| d.err(format!("failed to parse {last}: {e}")))?;
+                .map_err(|e| d.err(format!("failed to parse \"{last}\": open {last}: {e}")))?;
             search.push(String::new());
             SearchSource::File(search)
         }
@@ -167,6 +167,13 @@ impl Autopath {
     }
 }
 
+/// Whether `name` is the first search domain or under it.
+fn first_in_search_path(name: &str, search: &[String]) -> bool {
+    search
+        .first()
+        .is_some_and(|first| first == "." || is_subdomain(first, name))
+}
+
 /// Prefixes the answer with `original CNAME <owner of the first answer>` unless that owner is
 /// the original name; the question is the client's anyway.
 fn cnamer(msg: &mut Message, original: &Name) {
@@ -195,7 +202,9 @@ impl Handler for Autopath {
         let Some(first) = search.first() else {
             return next.run(req).await;
         };
-        if !(first == "." || is_subdomain(first, name)) || name == *first {
+        // CoreDNS's firstInSearchPath also lets the search domain itself through, and then
+        // fails to trim it (SERVFAIL); here that name is passed on unchanged.
+        if !first_in_search_path(name, &search) || name == *first {
             return next.run(req).await;
         }
         let base = &name[..name.len() - first.len() - 1];
@@ -219,5 +228,68 @@ impl Handler for Autopath {
         // Every name was NXDOMAIN: the first reply, so the client walks its own path.
         first_reply
             .ok_or_else(|| HandlerError::Internal("plugin/autopath: empty search path".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::corefile::lexer::lex;
+
+    // plugin/autopath/autopath_test.go: TestInSearchPath
+    #[test]
+    fn coredns_test_in_search_path() {
+        let search: Vec<String> = [
+            "default.svc.cluster.local.",
+            "svc.cluster.local.",
+            "cluster.local.",
+        ]
+        .map(String::from)
+        .to_vec();
+        for (qname, want) in [
+            ("google.com", false),
+            ("default.svc.cluster.local.", true),
+            ("a.default.svc.cluster.local.", true),
+            ("a.b.svc.cluster.local.", false),
+        ] {
+            assert_eq!(first_in_search_path(qname, &search), want, "{qname}");
+        }
+    }
+
+    // plugin/autopath/setup_test.go: TestSetupAutoPath
+    #[test]
+    fn coredns_test_setup_autopath() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolv = dir.path().join("resolv.conf");
+        std::fs::write(
+            &resolv,
+            "nameserver 1.2.3.4\ndomain foo.com\nsearch bar.com baz.com\noptions ndots:5\n",
+        )
+        .unwrap();
+        let run = |s: &str| {
+            let toks = lex(&Arc::from("Corefile"), s);
+            parse(&mut Dispenser::new(&toks), &[])
+        };
+        let c = run("autopath @kubernetes").unwrap();
+        assert_eq!((c.zones.len(), c.source), (0, SearchSource::Kubernetes));
+        let c = run("autopath example.org @kubernetes").unwrap();
+        assert_eq!(c.zones, ["example.org."]);
+        let c = run("autopath 10.0.0.0/8 @kubernetes").unwrap();
+        assert_eq!(c.zones[0], "10.in-addr.arpa.");
+        let c = run(&format!("autopath {}", resolv.display())).unwrap();
+        assert_eq!(
+            c.source,
+            SearchSource::File(vec!["bar.com.".into(), "baz.com.".into(), String::new()])
+        );
+        for (input, want) in [
+            ("autopath kubernetes", "open kubernetes:"),
+            ("autopath", "no resolv-conf"),
+            ("autopath \"\"", "failed to parse"),
+        ] {
+            let e = run(input).unwrap_err().to_string();
+            assert!(e.contains(want), "{input}: {e}");
+        }
     }
 }

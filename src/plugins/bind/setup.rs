@@ -32,9 +32,11 @@ fn resolve(arg: &str) -> Result<Vec<IpAddr>, String> {
 
 /// Parses every `bind` occurrence of a block.
 pub fn parse(d: &mut Dispenser<'_>) -> Result<BindConfig, Error> {
-    let mut addrs = Vec::new();
-    let mut except = Vec::new();
+    let mut out: Vec<IpAddr> = Vec::new();
     while d.next() {
+        // `except` applies to the addresses of its own `bind` line, as in CoreDNS.
+        let mut addrs = Vec::new();
+        let mut except = Vec::new();
         let args = d.remaining_args();
         if args.is_empty() {
             return Err(d.arg_err());
@@ -56,11 +58,10 @@ pub fn parse(d: &mut Dispenser<'_>) -> Result<BindConfig, Error> {
                 other => return Err(d.err(format!("unknown property '{other}'"))),
             }
         }
-    }
-    let mut out: Vec<IpAddr> = Vec::new();
-    for a in addrs {
-        if !except.contains(&a) && !out.contains(&a) {
-            out.push(a);
+        for a in addrs {
+            if !except.contains(&a) && !out.contains(&a) {
+                out.push(a);
+            }
         }
     }
     if out.is_empty() {
@@ -121,5 +122,37 @@ mod tests {
             let e = run(input).unwrap_err().to_string();
             assert!(e.contains(want), "{input}: {e}");
         }
+    }
+
+    // plugin/bind/setup_test.go: TestSetup (input, expected listen addresses; None = error)
+    #[test]
+    fn coredns_test_setup() {
+        let cases: &[(&str, Option<&[&str]>)] = &[
+            ("bind 1.2.3.4", Some(&["1.2.3.4"])),
+            ("bind", None),
+            ("bind 1.2.3.invalid", None),
+            ("bind 1.2.3.4 ::5", Some(&["1.2.3.4", "::5"])),
+            (
+                "bind ::1 1.2.3.4 ::5 127.9.9.0",
+                Some(&["::1", "1.2.3.4", "::5", "127.9.9.0"]),
+            ),
+            ("bind ::1 1.2.3.4 ::5 127.9.9.0 noone", None),
+            ("bind 1.2.3.4 lo", Some(&["1.2.3.4", "127.0.0.1", "::1"])),
+            ("bind lo {\nexcept 127.0.0.1\n}\n", Some(&["::1"])),
+        ];
+        for (input, want) in cases {
+            match (run(input), want) {
+                (Ok(c), Some(w)) => assert_eq!(c.addrs, ips(w), "{input}"),
+                (Err(_), None) => {}
+                (got, _) => panic!("{input}: {got:?}"),
+            }
+        }
+        // `except` belongs to its own line.
+        assert_eq!(
+            run("bind 127.0.0.1 {\n except 127.0.0.2\n}\nbind 127.0.0.2")
+                .unwrap()
+                .addrs,
+            ips(&["127.0.0.1", "127.0.0.2"])
+        );
     }
 }

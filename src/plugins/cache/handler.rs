@@ -14,7 +14,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::NAME;
 use super::setup::CacheConfig;
-use crate::plugins::response::{Kind, answers_question, minimal_ttl, typify};
+use crate::plugins::response::{Kind, answers_question, minimal_ttl_with_maximum, typify};
 use crate::plugins::{Handler, HandlerError, Next, Request, Response, is_subdomain};
 
 /// `coredns_cache_*`, registered once per process.
@@ -129,6 +129,32 @@ impl Item {
     }
 }
 
+/// CoreDNS's `cacheResponseType` and the NODATA rule of its `key`: a NOERROR reply whose answer
+/// section does not answer the question along the CNAME chain (dangling chain, chain ending in
+/// another type, records off the chain, two CNAMEs at one owner, a loop) is a NODATA — cached
+/// as a denial when it carries an SOA, not cached at all without one (`true`, RFC 2308 §5).
+fn cache_kind(msg: &Message) -> (Kind, bool) {
+    let kind = typify(msg);
+    let nodata = kind == Kind::NoError
+        && !msg.answers.is_empty()
+        && msg
+            .queries
+            .first()
+            .is_some_and(|q| !answers_question(msg, q.name(), q.query_type(), q.query_class()));
+    if !nodata {
+        return (kind, false);
+    }
+    let soa = msg
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::SOA);
+    if soa {
+        (Kind::NoData, false)
+    } else {
+        (kind, true)
+    }
+}
+
 /// Whether `msg` is a complete positive answer to `req`'s question.
 fn usable(msg: &Message, req: &Request) -> bool {
     !msg.metadata.truncation
@@ -220,20 +246,25 @@ impl Inner {
     fn store(&self, req: &Request, name: &str, key: Key, msg: &mut Message, now: Instant) {
         let server = &*req.server;
         let z = self.zones_label.as_str();
-        let kind = typify(msg);
-        let msg_ttl = minimal_ttl(msg, kind);
-        let clamp = |b: &super::setup::Bucket| msg_ttl.clamp(b.min_ttl, b.max_ttl.max(b.min_ttl));
+        let (kind, answers_nothing) = cache_kind(msg);
+        let clamp = |b: &super::setup::Bucket| {
+            minimal_ttl_with_maximum(msg, kind, b.max_ttl)
+                .clamp(b.min_ttl, b.max_ttl.max(b.min_ttl))
+        };
         let duration = match kind {
             Kind::NameError | Kind::NoData => clamp(&self.cfg.denial),
             Kind::ServerError => self.cfg.servfail,
             _ => clamp(&self.cfg.success),
         };
-        let matches = msg
-            .queries
-            .first()
-            .is_none_or(|q| q.name() == req.qname() && q.query_type() == req.qtype());
+        // CoreDNS's request.Match: a reply (QR set) to this question.
+        let matches = msg.metadata.message_type == hickory_proto::op::MessageType::Response
+            && msg
+                .queries
+                .first()
+                .is_none_or(|q| q.name() == req.qname() && q.query_type() == req.qtype());
         let storable = !msg.metadata.truncation
             && !matches!(kind, Kind::Other | Kind::Meta)
+            && !answers_nothing
             && !duration.is_zero();
         if storable && !matches {
             self.metrics.drops.with_label_values(&[server, z, ""]).inc();
@@ -344,7 +375,8 @@ impl Inner {
                 self.refresh(req, name, key, item, next);
             }
         }
-        let ttl = (!self.cfg.keepttl).then(|| secs(item.ttl - age));
+        // CoreDNS's item.ttl: the stored TTL less the whole seconds elapsed (3599 after 1.3 s).
+        let ttl = (!self.cfg.keepttl).then(|| secs(item.ttl).saturating_sub(secs(age)));
         Response::new(self.reply_from(req, item, ttl), NAME)
     }
 

@@ -1,5 +1,7 @@
 //! `cache`: keeps answers for their TTL (plugin/cache), on moka.
 
+#[cfg(test)]
+mod coredns_tests;
 mod handler;
 mod setup;
 

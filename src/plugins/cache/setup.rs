@@ -224,10 +224,11 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<CacheConfi
                         d.err(format!("invalid value for serve_stale duration: {v}"))
                     })?;
                 }
-                match a.get(1).map(String::as_str) {
+                match a.get(1).map(|m| m.to_ascii_lowercase()).as_deref() {
                     None | Some("immediate") => {}
                     Some("verify") => st.verify = true,
-                    Some(other) => {
+                    Some(_) => {
+                        let other = &a[1];
                         return Err(d.err(format!(
                             "invalid value for serve_stale refresh mode: {other}"
                         )));
@@ -372,5 +373,194 @@ mod tests {
             let err = run(input).expect_err(input).to_string();
             assert!(err.contains(want), "{input}: {err}");
         }
+    }
+
+    /// (success capacity, max TTL, min TTL, denial capacity, max TTL, min TTL, prefetch amount)
+    type Want = (u64, u64, u64, u64, u64, u64, u32);
+
+    fn summary(c: &CacheConfig) -> Want {
+        (
+            c.success.capacity,
+            c.success.max_ttl.as_secs(),
+            c.success.min_ttl.as_secs(),
+            c.denial.capacity,
+            c.denial.max_ttl.as_secs(),
+            c.denial.min_ttl.as_secs(),
+            c.prefetch.as_ref().map_or(0, |p| p.amount),
+        )
+    }
+
+    // plugin/cache/setup_test.go: TestSetup (defaultCap 10000, maxTTL 3600, maxNTTL 1800,
+    // minTTL = minNTTL = 5)
+    #[test]
+    fn coredns_test_setup() {
+        let d = DEFAULT_CAPACITY;
+        let good: &[(&str, Want)] = &[
+            ("cache", (d, 3600, 5, d, 1800, 5, 0)),
+            ("cache {}", (d, 3600, 5, d, 1800, 5, 0)),
+            (
+                "cache example.nl {\n\t\t\t\tsuccess 10\n\t\t\t}",
+                (10, 3600, 5, d, 1800, 5, 0),
+            ),
+            (
+                "cache example.nl {\n\t\t\t\tsuccess 10 1800 30\n\t\t\t}",
+                (10, 1800, 30, d, 1800, 5, 0),
+            ),
+            (
+                "cache example.nl {\n\t\t\t\tsuccess 10\n\t\t\t\tdenial 10 15\n\t\t\t}",
+                (10, 3600, 5, 10, 15, 5, 0),
+            ),
+            (
+                "cache example.nl {\n\t\t\t\tsuccess 10\n\t\t\t\tdenial 10 15 2\n\t\t\t}",
+                (10, 3600, 5, 10, 15, 2, 0),
+            ),
+            (
+                "cache 25 example.nl {\n\t\t\t\tsuccess 10\n\t\t\t\tdenial 10 15\n\t\t\t}",
+                (10, 25, 5, 10, 15, 5, 0),
+            ),
+            (
+                "cache 25 example.nl {\n\t\t\t\tsuccess 10\n\t\t\t\tdenial 10 15 5\n\t\t\t}",
+                (10, 25, 5, 10, 15, 5, 0),
+            ),
+            ("cache aaa example.nl", (d, 3600, 5, d, 1800, 5, 0)),
+            (
+                "cache\t{\n\t\t\t\tprefetch 10\n\t\t\t}",
+                (d, 3600, 5, d, 1800, 5, 10),
+            ),
+        ];
+        for (input, want) in good {
+            let c = run(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(summary(&c), *want, "{input}");
+        }
+        assert_eq!(
+            run("cache aaa example.nl").unwrap().zones,
+            ["aaa.", "example.nl."]
+        );
+        for input in [
+            "cache example.nl {\n\t\t\t\tsuccess\n\t\t\t\tdenial 10 15\n\t\t\t}",
+            "cache example.nl {\n\t\t\t\tsuccess 15\n\t\t\t\tdenial aaa\n\t\t\t}",
+            "cache example.nl {\n\t\t\t\tpositive 15\n\t\t\t\tnegative aaa\n\t\t\t}",
+            "cache 0 example.nl",
+            "cache -1 example.nl",
+            "cache 1 example.nl {\n\t\t\t\tpositive 0\n\t\t\t}",
+            "cache 1 example.nl {\n\t\t\t\tpositive 0\n\t\t\t\tprefetch -1\n\t\t\t}",
+            "cache 1 example.nl {\n\t\t\t\tprefetch 0 blurp\n\t\t\t}",
+        ] {
+            assert!(run(input).is_err(), "{input}");
+        }
+        // `cache` twice in one block: refused when the block is loaded.
+        let e = crate::config::load("Corefile", ".:53 {\n cache\n\t\t  cache\n}\n", 53);
+        assert!(e.is_err());
+    }
+
+    // plugin/cache/setup_test.go: TestServeStale, the rows of the two-argument grammar
+    // `serve_stale [DURATION] [REFRESH_MODE]` (the rows with a verify timeout, a stale TTL or a
+    // recheck interval — newer arguments — are not built; see README).
+    #[test]
+    fn coredns_test_serve_stale() {
+        let good: &[(&str, u64, bool)] = &[
+            ("serve_stale", 3600, false),
+            ("serve_stale 20m", 1200, false),
+            ("serve_stale 1h20m", 4800, false),
+            ("serve_stale 0m", 0, false),
+            ("serve_stale 0", 0, false),
+            ("serve_stale 0 verify", 0, true),
+            ("serve_stale 0 immediate", 0, false),
+            ("serve_stale 0 VERIFY", 0, true),
+        ];
+        for (input, up_to, verify) in good {
+            let c =
+                run(&format!("cache {{\n{input}\n}}")).unwrap_or_else(|e| panic!("{input}: {e}"));
+            let st = c.serve_stale.unwrap();
+            assert_eq!(
+                (st.duration.as_secs(), st.verify),
+                (*up_to, *verify),
+                "{input}"
+            );
+        }
+        for input in [
+            "serve_stale 20",
+            "serve_stale -20m",
+            "serve_stale aa",
+            "serve_stale 1m nono",
+            "serve_stale 0 after nono",
+        ] {
+            assert!(run(&format!("cache {{\n{input}\n}}")).is_err(), "{input}");
+        }
+    }
+
+    // plugin/cache/setup_test.go: TestServeStalePolicy, TestServfail, TestDisable, TestKeepttl
+    #[test]
+    fn coredns_test_policy_servfail_disable_keepttl() {
+        let c = |s: &str| run(&format!("cache {{\n{s}\n}}"));
+        for (input, want) in [
+            ("serve_stale\nserve_stale_policy prefer_positive", true),
+            ("serve_stale_policy PREFER_POSITIVE\nserve_stale", true),
+            ("serve_stale", false),
+        ] {
+            assert_eq!(c(input).unwrap().prefer_positive, want, "{input}");
+        }
+        for input in [
+            "serve_stale_policy prefer_positive",
+            "serve_stale\nserve_stale_policy",
+            "serve_stale\nserve_stale_policy prefer_positive extra",
+            "serve_stale\nserve_stale_policy invalid",
+            "serve_stale\nserve_stale_policy prefer_positive\nserve_stale_policy prefer_positive",
+        ] {
+            assert!(c(input).is_err(), "{input}");
+        }
+        for (input, ms) in [
+            ("servfail 1s", 1000),
+            ("servfail 5m", 300_000),
+            ("servfail 0s", 0),
+            ("servfail 0", 0),
+        ] {
+            assert_eq!(
+                c(input).unwrap().servfail,
+                Duration::from_millis(ms),
+                "{input}"
+            );
+        }
+        for input in [
+            "servfail",
+            "servfail 6m",
+            "servfail 20",
+            "servfail -1s",
+            "servfail aa",
+            "servfail 1m invalid",
+        ] {
+            assert!(c(input).is_err(), "{input}");
+        }
+        let z = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            (
+                "disable denial example.com example.org",
+                &["example.com.", "example.org."],
+                &[],
+            ),
+            (
+                "disable success example.com example.org",
+                &[],
+                &["example.com.", "example.org."],
+            ),
+            ("disable denial", &["."], &[]),
+            ("disable success", &[], &["."]),
+            (
+                "disable denial example.com example.org\ndisable success example.com example.org",
+                &["example.com.", "example.org."],
+                &["example.com.", "example.org."],
+            ),
+        ];
+        for (input, nexcept, pexcept) in cases {
+            let cfg = c(input).unwrap();
+            assert_eq!(
+                (cfg.denial.disabled, cfg.success.disabled),
+                (z(nexcept), z(pexcept)),
+                "{input}"
+            );
+        }
+        assert!(c("disable invalid example.com example.org").is_err());
+        assert!(c("keepttl").unwrap().keepttl);
+        assert!(c("keepttl arg1").is_err());
     }
 }

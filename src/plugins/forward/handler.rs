@@ -125,6 +125,7 @@ impl Instance {
         let start = Instant::now();
         let mut last_err = String::from("no upstreams");
         let mut i = 0;
+        let mut failover_attempts = 0;
         while i < list.len() {
             let p = &list[i];
             let left = DEADLINE.saturating_sub(start.elapsed());
@@ -167,6 +168,14 @@ impl Instance {
                         .proxy_duration
                         .with_label_values(&[NAME, &p.label, &rcode])
                         .observe(secs);
+                    // `failover RCODE...`: try the next upstream, while there is one.
+                    if self.cfg.failover.contains(&reply.metadata.response_code) {
+                        failover_attempts += 1;
+                        if failover_attempts < list.len() {
+                            i += 1;
+                            continue;
+                        }
+                    }
                     reply.metadata.id = req.id;
                     return Ok(Response::new(reply, NAME));
                 }
@@ -209,7 +218,11 @@ impl Handler for Forward {
                 continue;
             }
             let resp = inst.serve(req, self.taps.as_ref()).await?;
-            if i < last && inst.cfg.next.contains(&resp.rcode()) {
+            let nodata = resp.rcode() == hickory_proto::op::ResponseCode::NoError
+                && resp.msg.answers.is_empty();
+            if i < last
+                && (inst.cfg.next.contains(&resp.rcode()) || (inst.cfg.next_on_nodata && nodata))
+            {
                 continue;
             }
             return Ok(resp);

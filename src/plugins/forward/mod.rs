@@ -39,7 +39,9 @@ fn proxies(c: &ForwardConfig) -> Result<Vec<Arc<Proxy>>, String> {
     let mut tls: Option<Arc<rustls::ClientConfig>> = None;
     for t in &c.to {
         match t {
-            To::Addr(a) => out.push(Arc::new(Proxy::new(*a, None, c.expire))),
+            To::Addr(a) => out.push(Arc::new(
+                Proxy::new(*a, None, c.expire).with_source(c.source_address),
+            )),
             To::Tls(a, name) => {
                 let cfg = match &tls {
                     Some(cfg) => cfg.clone(),
@@ -54,20 +56,20 @@ fn proxies(c: &ForwardConfig) -> Result<Vec<Arc<Proxy>>, String> {
                     connector: tokio_rustls::TlsConnector::from(cfg),
                     name,
                 };
-                out.push(Arc::new(Proxy::new(*a, Some(Arc::new(setup)), c.expire)));
+                out.push(Arc::new(
+                    Proxy::new(*a, Some(Arc::new(setup)), c.expire).with_source(c.source_address),
+                ));
             }
             To::File(p) => {
                 let addrs = resolv_conf(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                if addrs.is_empty() {
-                    return Err(format!("no nameservers found in {}", p.display()));
-                }
-                out.extend(
-                    addrs
-                        .into_iter()
-                        .map(|a| Arc::new(Proxy::new(a, None, c.expire))),
-                );
+                out.extend(addrs.into_iter().map(|a| {
+                    Arc::new(Proxy::new(a, None, c.expire).with_source(c.source_address))
+                }));
             }
         }
+    }
+    if out.is_empty() {
+        return Err("no valid upstream addresses found".into());
     }
     Ok(out)
 }

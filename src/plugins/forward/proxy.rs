@@ -62,6 +62,7 @@ pub struct Proxy {
     tls: Option<Arc<TlsSetup>>,
     expire: Duration,
     idle: std::sync::Mutex<Vec<(Pooled, std::time::Instant)>>,
+    source: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -96,7 +97,14 @@ impl Proxy {
             tls,
             expire,
             idle: std::sync::Mutex::new(Vec::new()),
+            source: None,
         }
+    }
+
+    /// Sends from `source` (`source_address`) instead of the address the kernel picks.
+    pub fn with_source(mut self, source: Option<std::net::IpAddr>) -> Self {
+        self.source = source;
+        self
     }
 
     /// Whether this upstream speaks DNS over TLS.
@@ -122,7 +130,18 @@ impl Proxy {
     }
 
     async fn connect(&self) -> Result<Pooled, ExchangeError> {
-        let tcp = TcpStream::connect(self.addr).await?;
+        let tcp = match self.source {
+            None => TcpStream::connect(self.addr).await?,
+            Some(ip) => {
+                let sock = if ip.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                sock.bind(SocketAddr::new(ip, 0))?;
+                sock.connect(self.addr).await?
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().ok();
         Ok(match &self.tls {
@@ -217,10 +236,10 @@ impl Proxy {
         let fut = async {
             match transport {
                 Transport::Udp => {
-                    let bind: SocketAddr = if self.addr.is_ipv4() {
-                        "0.0.0.0:0".parse().expect("literal")
-                    } else {
-                        "[::]:0".parse().expect("literal")
+                    let bind: SocketAddr = match self.source {
+                        Some(ip) => SocketAddr::new(ip, 0),
+                        None if self.addr.is_ipv4() => "0.0.0.0:0".parse().expect("literal"),
+                        None => "[::]:0".parse().expect("literal"),
                     };
                     let sock = UdpSocket::bind(bind).await?;
                     sock.connect(self.addr).await?;

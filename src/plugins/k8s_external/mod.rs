@@ -302,6 +302,14 @@ impl Handler for External {
         if base.is_empty() || base == apex || base.ends_with(&format!(".{apex}")) {
             if base.is_empty() && qtype == RecordType::SOA {
                 msg.add_answer(self.soa(zone_q, serial));
+            } else if base.is_empty() && qtype == RecordType::NS {
+                // CoreDNS's serveApex: `ZONE NS ns1.APEX.ZONE` (its glue: see README).
+                let apex = join(&self.cfg.apex, zone_q);
+                msg.add_answer(record(
+                    name(zone_q),
+                    ttl,
+                    RData::NS(hickory_proto::rr::rdata::NS(name(&join("ns1", &apex)))),
+                ));
             } else if !base.is_empty() && base != apex && base != format!("ns1.{apex}") {
                 msg.metadata.response_code = ResponseCode::NXDomain;
                 msg.add_authority(self.soa(zone_q, serial));
@@ -446,6 +454,74 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("unknown property")
+        );
+    }
+
+    // plugin/k8s_external/setup_test.go: TestSetup
+    // (input, zone, apex, headless, fallthrough zones; None = no fallthrough)
+    #[test]
+    fn coredns_test_setup() {
+        let run = |s: &str| {
+            let toks = lex(&StdArc::from("Corefile"), s);
+            parse(&mut Dispenser::new(&toks), &[])
+        };
+        let s = |v: &[&str]| -> Vec<String> { v.iter().map(|x| x.to_string()).collect() };
+        type Row<'a> = (&'a str, &'a str, &'a str, bool, Option<&'a [&'a str]>);
+        let cases: &[Row<'_>] = &[
+            ("k8s_external", "", "dns", false, None),
+            (
+                "k8s_external example.org",
+                "example.org.",
+                "dns",
+                false,
+                None,
+            ),
+            (
+                "k8s_external example.org {\n\t\t\tapex testdns\n}",
+                "example.org.",
+                "testdns",
+                false,
+                None,
+            ),
+            (
+                "k8s_external example.org {\n\theadless\n}",
+                "example.org.",
+                "dns",
+                true,
+                None,
+            ),
+            (
+                "k8s_external example.org {\n\tfallthrough\n}",
+                "example.org.",
+                "dns",
+                false,
+                Some(&[]),
+            ),
+            (
+                "k8s_external example.org {\n\tfallthrough ip6.arpa inaddr.arpa foo.com\n}",
+                "example.org.",
+                "dns",
+                false,
+                Some(&["ip6.arpa.", "inaddr.arpa.", "foo.com."]),
+            ),
+        ];
+        for (input, zone, apex, headless, fall) in cases {
+            let c = run(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            if !zone.is_empty() {
+                assert_eq!(c.zones[0], *zone, "{input}");
+            }
+            assert_eq!((c.apex.as_str(), c.headless), (*apex, *headless), "{input}");
+            let want = match fall {
+                None => Fall::none(),
+                Some(z) => Fall::parse(&s(z)),
+            };
+            assert_eq!(c.fall, want, "{input}");
+        }
+        assert_eq!(
+            run("k8s_external example.org {\n\tfallthrough\n}")
+                .unwrap()
+                .fall,
+            Fall::parse(&[])
         );
     }
 }

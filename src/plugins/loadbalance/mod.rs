@@ -669,4 +669,177 @@ mod tests {
         weighted(&mut rs, &one, |_| panic!("no draw without addresses"));
         assert_eq!(show(&rs), before);
     }
+
+    /// Answers with the records it was built with (CoreDNS's handler() echoing the request).
+    struct Canned(Vec<Record>, Vec<Record>);
+
+    #[async_trait::async_trait]
+    impl Handler for Canned {
+        fn name(&self) -> &'static str {
+            "canned"
+        }
+        async fn serve(&self, req: &Request, _: Next<'_>) -> Result<Response, HandlerError> {
+            let mut m = req.reply();
+            m.answers = self.0.clone();
+            m.additionals = self.1.clone();
+            Ok(Response::new(m, "canned"))
+        }
+    }
+
+    fn rr(s: &str) -> Record {
+        crate::zonefile::parse_str(s, std::path::Path::new("t"), &Name::root())
+            .unwrap()
+            .remove(0)
+            .record
+    }
+
+    async fn through(qtype: RecordType, answer: &[&str], extra: &[&str]) -> Message {
+        let lb: Arc<dyn Handler> = Arc::new(LoadBalance {
+            prefer: vec![],
+            weights: None,
+        });
+        let next = Arc::new(Canned(
+            answer.iter().map(|s| rr(s)).collect(),
+            extra.iter().map(|s| rr(s)).collect(),
+        ));
+        let chain = crate::plugins::Chain::new(vec![lb, next]);
+        let req = Request::new(
+            n("region2.skydns.test."),
+            qtype,
+            "127.0.0.1:1".parse().unwrap(),
+            crate::plugins::Proto::Udp,
+        );
+        chain.run(&req).await.unwrap().msg
+    }
+
+    /// CoreDNS's countRecords: CNAMEs, addresses and MX records, and whether they come in
+    /// that order.
+    fn count(rs: &[Record]) -> (usize, usize, usize, bool) {
+        let (mut c, mut a, mut m, mut state, mut sorted) = (0, 0, 0, 0, true);
+        for r in rs {
+            let s = match r.record_type() {
+                RecordType::CNAME => {
+                    c += 1;
+                    1
+                }
+                RecordType::A | RecordType::AAAA => {
+                    a += 1;
+                    2
+                }
+                RecordType::MX => {
+                    m += 1;
+                    3
+                }
+                _ => 4,
+            };
+            if s < 4 {
+                sorted = sorted && state <= s;
+            }
+            state = s;
+        }
+        (c, a, m, sorted)
+    }
+
+    #[tokio::test]
+    async fn coredns_load_balance_random() {
+        // plugin/loadbalance/loadbalance_test.go: TestLoadBalanceRandom — (answer, extra,
+        // (CNAME, address, MX) counts in answer and extra), CNAMEs then addresses then MX.
+        const C1: &str = "cname1.region2.skydns.test. 300 IN CNAME cname2.region2.skydns.test.";
+        const C2: &str = "cname2.region2.skydns.test. 300 IN CNAME cname3.region2.skydns.test.";
+        const C5: &str = "cname5.region2.skydns.test. 300 IN CNAME cname6.region2.skydns.test.";
+        const C6: &str = "cname6.region2.skydns.test. 300 IN CNAME endpoint.region2.skydns.test.";
+        const C: &str = "cname.region2.skydns.test. 300 IN CNAME endpoint.region2.skydns.test.";
+        const A1: &str = "endpoint.region2.skydns.test. 300 IN A 10.240.0.1";
+        const A2: &str = "endpoint.region2.skydns.test. 300 IN A 10.240.0.2";
+        const A3: &str = "endpoint.region2.skydns.test. 300 IN A 10.240.0.3";
+        const Q1: &str = "endpoint.region2.skydns.test. 300 IN AAAA ::1";
+        const Q2: &str = "endpoint.region2.skydns.test. 300 IN AAAA ::2";
+        const M1: &str = "mx.region2.skydns.test. 300 IN MX 1 mx1.region2.skydns.test.";
+        const M2: &str = "mx.region2.skydns.test. 300 IN MX 2 mx2.region2.skydns.test.";
+        const M3: &str = "mx.region2.skydns.test. 300 IN MX 3 mx3.region2.skydns.test.";
+        type Row<'a> = (
+            &'a [&'a str],
+            &'a [&'a str],
+            (usize, usize, usize),
+            (usize, usize, usize),
+        );
+        let rows: &[Row<'_>] = &[
+            (&[C1, C2, C5, C6, A1, M1, M2, M3], &[], (4, 1, 3), (0, 0, 0)),
+            (&[A1, M1, C], &[], (1, 1, 1), (0, 0, 0)),
+            (
+                &[M1, A1, A2, M2, C2, A3, M3],
+                &[A1, Q1, M1, C2, M2, A3, Q2, M3],
+                (1, 3, 3),
+                (1, 4, 3),
+            ),
+        ];
+        for (i, (answer, extra, wa, we)) in rows.iter().enumerate() {
+            let m = through(RecordType::SRV, answer, extra).await;
+            let (c, a, x, sorted) = count(&m.answers);
+            assert!(sorted, "row {i}: answer order");
+            assert_eq!((c, a, x), *wa, "row {i}: answer");
+            let (c, a, x, sorted) = count(&m.additionals);
+            assert!(sorted, "row {i}: extra order");
+            assert_eq!((c, a, x), *we, "row {i}: extra");
+        }
+    }
+
+    #[tokio::test]
+    async fn coredns_load_balance_xfr() {
+        // plugin/loadbalance/loadbalance_test.go: TestLoadBalanceXFR — a transfer keeps its
+        // SOA first and last.
+        let soa = "skydns.test. 30 IN SOA ns.dns.skydns.test. hostmaster.skydns.test. 1542756695 7200 1800 86400 30";
+        let answer = [
+            soa,
+            "mx.region2.skydns.test. 300 IN MX 1 mx1.region2.skydns.test.",
+            "endpoint.region2.skydns.test. 300 IN A 10.240.0.1",
+            "endpoint.region2.skydns.test. 300 IN A 10.240.0.2",
+            "mx.region2.skydns.test. 300 IN MX 1 mx2.region2.skydns.test.",
+            "cname2.region2.skydns.test. 300 IN CNAME cname3.region2.skydns.test.",
+            "endpoint.region2.skydns.test. 300 IN A 10.240.0.3",
+            "mx.region2.skydns.test. 300 IN MX 1 mx3.region2.skydns.test.",
+            soa,
+        ];
+        for t in [RecordType::IXFR, RecordType::AXFR] {
+            let m = through(t, &answer, &[]).await;
+            assert_eq!(m.answers[0].record_type(), RecordType::SOA, "{t}");
+            assert_eq!(
+                m.answers.last().unwrap().record_type(),
+                RecordType::SOA,
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn coredns_round_robin_keeps_every_record() {
+        // plugin/loadbalance/loadbalance_test.go: TestRoundRobinDoesNotMutateInput — the
+        // shuffle gives back every record (the input is moved here, so it cannot be mutated
+        // behind the caller's back).
+        for input in [
+            vec![
+                "a.example.org. 300 IN A 10.0.0.1",
+                "a.example.org. 300 IN A 10.0.0.2",
+                "a.example.org. 300 IN A 10.0.0.3",
+                "a.example.org. 300 IN A 10.0.0.4",
+            ],
+            vec![
+                "a.example.org. 300 IN CNAME b.example.org.",
+                "b.example.org. 300 IN A 10.0.0.1",
+                "b.example.org. 300 IN A 10.0.0.2",
+                "example.org. 300 IN MX 10 mx.example.org.",
+            ],
+        ] {
+            let before: Vec<Record> = input.iter().map(|s| rr(s)).collect();
+            for _ in 0..50 {
+                let mut out = before.clone();
+                shuffle(&mut out);
+                let mut got = show(&out);
+                let mut want = show(&before);
+                got.sort();
+                want.sort();
+                assert_eq!(got, want);
+            }
+        }
+    }
 }

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub acl: std::sync::Arc<crate::plugins::acl::AclMetrics>,
     /// `local`'s metric.
     pub local: std::sync::Arc<crate::plugins::local::LocalMetrics>,
+    /// `dns64`'s metric.
+    pub dns64: std::sync::Arc<crate::plugins::dns64::Dns64Metrics>,
 }
 
 /// CoreDNS's `TimeBuckets`: 0.25 ms × 2^i, i = 0..15.
@@ -192,7 +194,9 @@ impl Metrics {
             std::sync::Arc::new(crate::plugins::autopath::AutopathMetrics::new(&registry)?);
         let acl = std::sync::Arc::new(crate::plugins::acl::AclMetrics::new(&registry)?);
         let local = std::sync::Arc::new(crate::plugins::local::LocalMetrics::new(&registry)?);
+        let dns64 = std::sync::Arc::new(crate::plugins::dns64::Dns64Metrics::new(&registry)?);
         Ok(Self {
+            dns64,
             autopath,
             hosts,
             reload_failed,

@@ -1,6 +1,8 @@
 //! `rewrite`: rewrites queries (name, type, class, EDNS0 options) before the rest of the chain
 //! and the answers on the way back (names, TTLs, CNAME targets, rcodes) (plugin/rewrite).
 
+#[cfg(test)]
+mod coredns_tests;
 mod edns0;
 
 use std::sync::Arc;
@@ -36,12 +38,61 @@ pub enum NameMatch {
     Regex(Regex),
 }
 
-/// A response rewrite (`answer name|value FROM TO`): regex and replacement.
+/// How a response rule changes a name (CoreDNS's `stringRewriter`s).
 #[derive(Debug, Clone)]
-pub struct AnswerRule {
-    re: Regex,
-    to: String,
-    values: bool,
+pub enum StrRw {
+    /// `answer name|value REGEX TO`: a matching name becomes TO, `{N}` being group N.
+    Regex(Regex, String),
+    /// `answer auto` of exact, prefix, substring and regex rules: the rewritten question name
+    /// (and names under it) back to the asked one.
+    Remap(String, String),
+    /// `answer auto` of suffix rules: the new suffix back to the old one.
+    Suffix(String, String),
+}
+
+impl StrRw {
+    /// The new name, when the rewriter changes `src`.
+    fn rewrite(&self, src: &str) -> Option<String> {
+        let out = match self {
+            Self::Regex(re, to) => expand_groups(re, src, to)?,
+            Self::Remap(orig, to) => {
+                if src == orig {
+                    to.clone()
+                } else {
+                    let i = src.len().checked_sub(orig.len()).filter(|i| *i > 0)?;
+                    if src.as_bytes()[i - 1] != b'.' || &src[i..] != orig {
+                        return None;
+                    }
+                    format!("{}{to}", &src[..i])
+                }
+            }
+            Self::Suffix(suffix, to) => format!("{}{to}", src.strip_suffix(suffix.as_str())?),
+        };
+        (out != src).then_some(out)
+    }
+}
+
+/// What a matched rule does to each record of the reply.
+#[derive(Debug, Clone)]
+pub enum RespRule {
+    /// Rewrites the owner name.
+    Name(StrRw),
+    /// Rewrites the name in the data (CNAME, DNAME, NS, PTR, SRV, MX, NAPTR replacement, SOA
+    /// MNAME).
+    Value(StrRw),
+    /// Clamps the TTL.
+    Ttl(u32, u32),
+}
+
+/// CoreDNS's group substitution: TO with every `{N}` replaced by group N of RE's match in
+/// `src`, or `None` when RE does not match.
+fn expand_groups(re: &Regex, src: &str, to: &str) -> Option<String> {
+    let caps = re.captures(src)?;
+    let mut out = to.to_string();
+    for (i, g) in caps.iter().enumerate() {
+        out = out.replace(&format!("{{{i}}}"), g.map_or("", |m| m.as_str()));
+    }
+    Some(out)
 }
 
 /// One rule.
@@ -53,10 +104,11 @@ pub enum Rule {
         from: NameMatch,
         /// Replacement.
         to: String,
-        /// `answer auto`: undo the rewrite in answer names and values.
+        /// Undo the rewrite in names and values by mapping the new question name back (exact
+        /// rules, and `answer auto` of prefix, substring and regex rules).
         auto: bool,
-        /// `answer name|value …` rules.
-        answers: Vec<AnswerRule>,
+        /// Fixed response rules: `answer name|value …`, and `answer auto` of suffix rules.
+        answers: Vec<RespRule>,
     },
     /// `type FROM TO`
     Type(RecordType, RecordType),
@@ -154,8 +206,13 @@ fn rcode_arg(v: &str) -> Option<ResponseCode> {
 
 /// A match type and string as CoreDNS's rcode rules take them: lower-case FQDNs except for
 /// regular expressions.
-fn normalized_match(d: &Dispenser<'_>, kind: &str, v: &str) -> Result<NameMatch, Error> {
-    let n = fqdn(&v.to_ascii_lowercase());
+fn normalized_match(
+    d: &Dispenser<'_>,
+    rule: &str,
+    kind: &str,
+    v: &str,
+) -> Result<NameMatch, Error> {
+    let n = normalize(v);
     Ok(match kind {
         "exact" => NameMatch::Exact(n),
         "prefix" => NameMatch::Prefix(n),
@@ -164,19 +221,19 @@ fn normalized_match(d: &Dispenser<'_>, kind: &str, v: &str) -> Result<NameMatch,
         "regex" => {
             if v.len() > 10_000 {
                 return Err(d.err(format!(
-                    "regex pattern too long in a rcode rule: {} > 10000",
+                    "regex pattern too long in a {rule} rule: {} > 10000",
                     v.len()
                 )));
             }
             NameMatch::Regex(
                 Regex::new(v)
-                    .map_err(|_| d.err(format!("invalid regex pattern in a rcode rule: {v}")))?,
+                    .map_err(|_| d.err(format!("invalid regex pattern in a {rule} rule: {v}")))?,
             )
         }
         _ => {
-            return Err(d.err(
-                "rcode rule supports only exact, prefix, suffix, substring, and regex name matching",
-            ));
+            return Err(d.err(format!(
+                "{rule} rule supports only exact, prefix, suffix, substring, and regex name matching"
+            )));
         }
     })
 }
@@ -196,232 +253,228 @@ impl PartialEq for RewriteRule {
     }
 }
 
-fn go_to_rust_template(to: &str) -> String {
-    // CoreDNS writes groups as {1}; the regex crate as ${1}.
-    let mut out = String::new();
-    let mut rest = to;
-    while let Some(i) = rest.find('{') {
-        out.push_str(&rest[..i]);
-        match rest[i + 1..].find('}') {
-            Some(j) if rest[i + 1..i + 1 + j].chars().all(|c| c.is_ascii_digit()) && j > 0 => {
-                out.push_str(&format!("${{{}}}", &rest[i + 1..i + 1 + j]));
-                rest = &rest[i + j + 2..];
-            }
-            _ => {
-                out.push('{');
-                rest = &rest[i + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+/// Go's `plugin.Name(s).Normalize()`: lower case and fully qualified.
+fn normalize(s: &str) -> String {
+    fqdn(&s.to_ascii_lowercase())
 }
 
-/// For `name regex FROM TO answer auto`: a regex matching what TO produces, and a replacement
-/// that rebuilds what FROM matched. Works for patterns whose parts outside groups are literal
-/// (e.g. `(.*)-(us-west-1)\.example\.org` → `{1}.service.{2}.consul`).
-fn reverse_regex(from: &str, to: &str) -> Result<(String, String), String> {
-    // TO: literal text and {N} group references.
-    let mut re = String::from("^");
-    let mut refs: Vec<usize> = Vec::new();
-    let mut rest = to;
-    while let Some(i) = rest.find('{') {
-        re.push_str(&regex::escape(&rest[..i]));
-        let j = rest[i..]
-            .find('}')
-            .ok_or("answer auto: unbalanced { in the replacement")?;
-        let n: usize = rest[i + 1..i + j]
-            .parse()
-            .map_err(|_| "answer auto: only {N} groups can be reversed".to_string())?;
-        refs.push(n);
-        re.push_str("(.+?)");
-        rest = &rest[i + j + 1..];
+/// How many of `{0}`…`{100}` occur in `s` (CoreDNS's `getSubExprUsage`).
+fn sub_expr_usage(s: &str) -> usize {
+    (0..=100)
+        .filter(|i| s.contains(&format!("{{{i}}}")))
+        .count()
+}
+
+/// CoreDNS's `isValidRegexPattern`: FROM compiles, is not too long, and has at least as many
+/// groups as TO uses.
+fn valid_regex(from: &str, to: &str) -> Result<Regex, String> {
+    if from.len() > 10_000 {
+        return Err(format!("regex pattern too long: {} > 10000", from.len()));
     }
-    re.push_str(&regex::escape(rest.trim_end_matches('.')));
-    re.push_str("\\.?$");
-    // FROM: literal text (with escapes) and capture groups, which become ${k}.
-    let body = from.trim_start_matches('^').trim_end_matches('$');
-    let (mut back, mut group, mut chars) = (String::new(), 0usize, body.chars().peekable());
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => back.push(
-                chars
-                    .next()
-                    .ok_or("answer auto: trailing \\ in the pattern")?,
-            ),
-            '(' => {
-                group += 1;
-                let mut depth = 1;
-                for c in chars.by_ref() {
-                    match c {
-                        '(' => depth += 1,
-                        ')' => depth -= 1,
-                        _ => {}
-                    }
-                    if depth == 0 {
-                        break;
-                    }
+    let re = Regex::new(from).map_err(|_| format!("invalid regex matching pattern: {from}"))?;
+    if sub_expr_usage(to) > re.captures_len() - 1 {
+        return Err(format!(
+            "the rewrite regex pattern ({to}) uses more subexpressions than its corresponding matching regex pattern ({from})"
+        ));
+    }
+    Ok(re)
+}
+
+/// The `answer …` part of a name rule (CoreDNS's `parseAnswerRules`): whether `auto` was
+/// given, and the `name`/`value` rules. `answer` may be left out after the first.
+fn answer_rules(kind: &str, args: &[String]) -> Result<(bool, Vec<RespRule>), String> {
+    if args.len() < 2 {
+        return Err(format!("invalid arguments for {kind} rule"));
+    }
+    let (mut auto, mut rules, mut name_rules, mut i) = (false, Vec::new(), 0, 0);
+    let mut last = "";
+    while i < args.len() {
+        if last.is_empty() && args[i] != "answer" {
+            return Err(format!(
+                "exceeded the number of arguments for a non-answer rule argument for {kind} rule"
+            ));
+        }
+        if args[i] == "answer" {
+            i += 1;
+        }
+        let Some(what) = args.get(i) else {
+            return Err(format!("type missing for answer rule for {kind} rule"));
+        };
+        last = what.as_str();
+        i += 1;
+        match last {
+            "auto" => auto = true,
+            "name" | "value" => {
+                let (Some(from), Some(to)) = (args.get(i), args.get(i + 1)) else {
+                    return Err(format!(
+                        "{last} answer rule for {kind} rule: 2 arguments required"
+                    ));
+                };
+                let re = valid_regex(from, to)
+                    .map_err(|e| format!("{last} answer rule for {kind} rule: {e}"))?;
+                let rw = StrRw::Regex(re, normalize(to));
+                if last == "name" {
+                    name_rules += 1;
+                    rules.push(RespRule::Name(rw));
+                } else {
+                    rules.push(RespRule::Value(rw));
                 }
-                let k = refs.iter().position(|n| *n == group).ok_or_else(|| {
-                    format!("answer auto: group {group} is not used in the replacement")
-                })?;
-                back.push_str(&format!("${{{}}}", k + 1));
+                i += 2;
             }
-            '.' | '*' | '+' | '?' | '[' | ']' | '|' | '{' | '}' => {
+            other => {
                 return Err(format!(
-                    "answer auto cannot reverse \"{from}\": use answer name FROM TO"
+                    "invalid type \"{other}\" for answer rule for {kind} rule"
                 ));
             }
-            c => back.push(c),
         }
     }
-    Ok((re, back))
+    if auto && name_rules > 0 {
+        return Err(
+            "auto name answer rule cannot be combined with explicit name anwer rules".into(),
+        );
+    }
+    Ok((auto, rules))
 }
 
-fn name_match(d: &Dispenser<'_>, kind: &str, v: &str) -> Result<NameMatch, Error> {
-    Ok(match kind {
-        "exact" => NameMatch::Exact(fqdn(&v.to_ascii_lowercase())),
-        "prefix" => NameMatch::Prefix(v.to_ascii_lowercase()),
-        "suffix" => NameMatch::Suffix(v.to_ascii_lowercase()),
-        "substring" => NameMatch::Substring(v.to_ascii_lowercase()),
-        "regex" => {
-            if v.len() > 10_000 {
-                return Err(d.err("regex pattern too long"));
-            }
-            NameMatch::Regex(
-                Regex::new(v).map_err(|e| {
-                    d.err(format!("invalid regex pattern in a name rule: {v}: {e}"))
-                })?,
-            )
+/// A `name` rule (CoreDNS's `newNameRule`): FROM and TO are normalised (lower case, fully
+/// qualified) but for a regex FROM.
+fn name_rule(args: &[String]) -> Result<Rule, String> {
+    if args.len() < 2 {
+        return Err("too few arguments for a name rule".into());
+    }
+    let (kind, from, to) = if args.len() == 2 {
+        (
+            "exact".to_string(),
+            normalize(&args[0]),
+            normalize(&args[1]),
+        )
+    } else {
+        let kind = args[0].to_ascii_lowercase();
+        if kind == "regex" {
+            (kind, args[1].clone(), args[2].clone())
+        } else {
+            (kind, normalize(&args[1]), normalize(&args[2]))
         }
-        other => return Err(d.err(format!("invalid match type {other}"))),
+    };
+    let (auto, mut answers) = if args.len() > 3 {
+        answer_rules(&kind, &args[3..])?
+    } else {
+        (false, Vec::new())
+    };
+    let (from, to, auto) = match kind.as_str() {
+        "exact" => {
+            valid_regex(&to, &from)?;
+            (NameMatch::Exact(from), to, true)
+        }
+        "prefix" => (NameMatch::Prefix(from), to, auto),
+        "suffix" => {
+            if auto {
+                // The way back of a suffix rule is the suffix rule the other way round.
+                let back = StrRw::Suffix(to.clone(), from.clone());
+                answers.splice(0..0, [RespRule::Name(back.clone()), RespRule::Value(back)]);
+            }
+            (NameMatch::Suffix(from), to, false)
+        }
+        "substring" => (NameMatch::Substring(from), to, auto),
+        "regex" => (
+            NameMatch::Regex(valid_regex(&from, &to)?),
+            normalize(&args[2]),
+            auto,
+        ),
+        other => {
+            return Err(format!(
+                "name rule supports only exact, prefix, suffix, substring, and regex name matching, received: {other}"
+            ));
+        }
+    };
+    Ok(Rule::Name {
+        from,
+        to,
+        auto,
+        answers,
     })
 }
 
-const MATCH_TYPES: &[&str] = &["exact", "prefix", "suffix", "substring", "regex"];
+/// CoreDNS's `isValidTTL`: `TTL`, `MIN-MAX`, `MIN-` (up to 2147483647) or `-MAX`.
+fn ttl_range(v: &str) -> Option<(u32, u32)> {
+    let parts: Vec<&str> = v.split('-').collect();
+    let num = |s: &str| s.parse::<u32>().ok();
+    match parts[..] {
+        [one] => num(one).map(|n| (n, n)),
+        ["", ""] => None,
+        [lo, hi] => {
+            let lo = if lo.is_empty() { 0 } else { num(lo)? };
+            let hi = if hi.is_empty() {
+                2_147_483_647
+            } else {
+                num(hi)?
+            };
+            (lo <= hi).then_some((lo, hi))
+        }
+        _ => None,
+    }
+}
+
+/// A `ttl` rule (CoreDNS's `newTTLRule`).
+fn ttl_rule(d: &Dispenser<'_>, args: &[String]) -> Result<Rule, Error> {
+    let ttl = match args.len() {
+        0 | 1 => {
+            return Err(d.err(format!("too few ({}) arguments for a ttl rule", args.len())));
+        }
+        2 | 3 => &args[args.len() - 1],
+        _ => return Err(d.err("many few arguments for a ttl rule")),
+    };
+    let (lo, hi) =
+        ttl_range(ttl).ok_or_else(|| d.err(format!("invalid TTL '{ttl}' for a ttl rule")))?;
+    let m = if args.len() == 3 {
+        normalized_match(d, "ttl", &args[0].to_ascii_lowercase(), &args[1])?
+    } else {
+        NameMatch::Exact(normalize(&args[0]))
+    };
+    Ok(Rule::Ttl(m, lo, hi))
+}
 
 fn parse_rule(d: &Dispenser<'_>, args: &[String]) -> Result<RewriteRule, Error> {
-    let (cont, args) = match args.first().map(String::as_str) {
-        Some("continue") => (true, &args[1..]),
-        Some("stop") => (false, &args[1..]),
+    // CoreDNS's newRule: an optional mode, then the rule type.
+    let (cont, args) = match args.first().map(|a| a.to_ascii_lowercase()).as_deref() {
+        Some(m @ ("continue" | "stop")) => {
+            if args.len() < 2 {
+                return Err(d.err(format!("{m} rule must begin with a rule type")));
+            }
+            (m == "continue", &args[1..])
+        }
         _ => (false, args),
     };
     let Some((field, rest)) = args.split_first() else {
-        return Err(d.arg_err());
+        return Err(d.err("no rule type specified for rewrite"));
     };
-    let rule = match field.as_str() {
-        "name" => {
-            let (kind, rest) = match rest.first() {
-                Some(k) if MATCH_TYPES.contains(&k.as_str()) => (k.as_str(), &rest[1..]),
-                _ => ("exact", rest),
-            };
-            let [from, to, tail @ ..] = rest else {
-                return Err(d.arg_err());
-            };
-            let from_m = name_match(d, kind, from)?;
-            let to = match kind {
-                "exact" => fqdn(&to.to_ascii_lowercase()),
-                "regex" => go_to_rust_template(to),
-                _ => to.to_ascii_lowercase(),
-            };
-            let mut auto = matches!(kind, "exact");
-            let mut answers = Vec::new();
-            let mut it = tail.iter();
-            while let Some(w) = it.next() {
-                if w != "answer" {
-                    return Err(d.err(format!("unexpected argument '{w}' in a name rule")));
-                }
-                match it.next().map(String::as_str) {
-                    Some("auto") => auto = true,
-                    Some(which @ ("name" | "value")) => {
-                        let (Some(f), Some(t)) = (it.next(), it.next()) else {
-                            return Err(d.arg_err());
-                        };
-                        answers.push(AnswerRule {
-                            re: Regex::new(f).map_err(|e| {
-                                d.err(format!("invalid regex pattern in an answer rule: {f}: {e}"))
-                            })?,
-                            to: go_to_rust_template(t),
-                            values: which == "value",
-                        });
-                    }
-                    _ => return Err(d.err("answer must be followed by auto, name or value")),
-                }
-            }
-            if kind == "regex" && auto {
-                // Derive the way back from the two patterns (CoreDNS's `answer auto`).
-                let (re, back) = reverse_regex(from, rest[1].as_str()).map_err(|e| d.err(e))?;
-                let re = Regex::new(&re).map_err(|e| d.err(format!("answer auto: {e}")))?;
-                for values in [false, true] {
-                    answers.push(AnswerRule {
-                        re: re.clone(),
-                        to: back.clone(),
-                        values,
-                    });
-                }
-                auto = false;
-            }
-            Rule::Name {
-                from: from_m,
-                to,
-                auto,
-                answers,
-            }
-        }
+    let rule = match field.to_ascii_lowercase().as_str() {
+        "name" => name_rule(rest).map_err(|e| d.err(e))?,
         "type" => {
             let [f, t] = rest else {
-                return Err(d.arg_err());
+                return Err(d.err("type rules must have exactly two arguments"));
             };
             let p = |s: &str| {
                 s.to_ascii_uppercase()
                     .parse::<RecordType>()
-                    .map_err(|_| d.err(format!("invalid type {s}")))
+                    .ok()
+                    .filter(|t| !matches!(t, RecordType::Unknown(_)))
+                    .ok_or_else(|| d.err(format!("invalid type {:?}", s.to_ascii_uppercase())))
             };
             Rule::Type(p(f)?, p(t)?)
         }
         "class" => {
             let [f, t] = rest else {
-                return Err(d.arg_err());
+                return Err(d.err("class rules must have exactly two arguments"));
             };
             let p = |s: &str| {
                 s.to_ascii_uppercase()
                     .parse::<DNSClass>()
-                    .map_err(|_| d.err(format!("invalid class {s}")))
+                    .map_err(|_| d.err(format!("invalid class {:?}", s.to_ascii_uppercase())))
             };
             Rule::Class(p(f)?, p(t)?)
         }
-        "ttl" => {
-            let (kind, rest) = match rest.first() {
-                Some(k) if MATCH_TYPES.contains(&k.as_str()) => (k.as_str(), &rest[1..]),
-                _ => ("exact", rest),
-            };
-            let [n, ttl] = rest else {
-                return Err(d.arg_err());
-            };
-            let bad = || d.err(format!("invalid TTL '{ttl}'"));
-            let (lo, hi) = match ttl.split_once('-') {
-                None => {
-                    let v: u32 = ttl.parse().map_err(|_| bad())?;
-                    (v, v)
-                }
-                Some((a, b)) => (
-                    if a.is_empty() {
-                        0
-                    } else {
-                        a.parse().map_err(|_| bad())?
-                    },
-                    if b.is_empty() {
-                        u32::MAX
-                    } else {
-                        b.parse().map_err(|_| bad())?
-                    },
-                ),
-            };
-            if lo > hi {
-                return Err(bad());
-            }
-            Rule::Ttl(name_match(d, kind, n)?, lo, hi)
-        }
+        "ttl" => ttl_rule(d, rest)?,
         "edns0" => Rule::Edns0(edns0::parse(rest).map_err(|e| d.err(e))?),
         "cname" => {
             let (kind, from, to) = match rest {
@@ -476,7 +529,7 @@ fn parse_rule(d: &Dispenser<'_>, args: &[String]) -> Result<RewriteRule, Error> 
                     "invalid replacement RCODE '{new}' for a rcode rule"
                 ))
             })?;
-            Rule::Rcode(normalized_match(d, &kind, name)?, old, new)
+            Rule::Rcode(normalized_match(d, "rcode", &kind, name)?, old, new)
         }
         "answer" => return Err(d.err("response rewrites must begin with a name rule")),
         other => return Err(d.err(format!("invalid rule type \"{other}\""))),
@@ -488,26 +541,14 @@ fn parse_rule(d: &Dispenser<'_>, args: &[String]) -> Result<RewriteRule, Error> 
 pub fn parse(d: &mut Dispenser<'_>) -> Result<Vec<RewriteRule>, Error> {
     let mut out = Vec::new();
     while d.next() {
-        let args = d.remaining_args();
-        if args.is_empty() || (args.len() == 1 && matches!(args[0].as_str(), "continue" | "stop")) {
-            // Block form: `rewrite [continue|stop] { name … ; answer … }`.
-            let mode = args.first().cloned();
-            let mut lines: Vec<String> = Vec::new();
+        let mut args = d.remaining_args();
+        if args.len() < 2 {
+            // The block form: `rewrite [continue|stop] { name … answer … }` — the block's
+            // words follow the line's, as in CoreDNS's rewriteParse.
             while d.next_block() {
-                let mut l = vec![d.val().to_string()];
-                l.extend(d.remaining_args());
-                lines.push(l.join(" "));
+                args.push(d.val().to_string());
+                args.extend(d.remaining_args());
             }
-            let Some((first, rest)) = lines.split_first() else {
-                return Err(d.arg_err());
-            };
-            let mut words: Vec<String> = mode.into_iter().collect();
-            words.extend(first.split_whitespace().map(String::from));
-            for r in rest {
-                words.extend(r.split_whitespace().map(String::from));
-            }
-            out.push(parse_rule(d, &words)?);
-            continue;
         }
         out.push(parse_rule(d, &args)?);
     }
@@ -525,6 +566,8 @@ impl NameMatch {
         }
     }
 
+    /// The new question name (CoreDNS's name rules: `to` is normalised, so are the strings
+    /// but for regular expressions).
     fn apply(&self, name: &str, to: &str) -> Option<String> {
         Some(match self {
             Self::Exact(s) => (name == s).then(|| to.to_string())?,
@@ -532,25 +575,9 @@ impl NameMatch {
             Self::Suffix(s) => format!("{}{to}", name.strip_suffix(s.as_str())?),
             Self::Substring(s) => name
                 .contains(s.as_str())
-                .then(|| name.replacen(s.as_str(), to, 1))?,
-            Self::Regex(r) => {
-                let caps = r.captures(name)?;
-                let mut out = String::new();
-                caps.expand(to, &mut out);
-                fqdn(&out)
-            }
+                .then(|| name.replace(s.as_str(), to))?,
+            Self::Regex(r) => expand_groups(r, name, to)?,
         })
-    }
-
-    /// The inverse for `answer auto` (not for regex rules).
-    fn revert(&self, name: &str, to: &str) -> Option<String> {
-        match self {
-            Self::Exact(s) => (name == to).then(|| s.clone()),
-            Self::Prefix(s) => Some(format!("{s}{}", name.strip_prefix(to)?)),
-            Self::Suffix(s) => Some(format!("{}{s}", name.strip_suffix(to)?)),
-            Self::Substring(s) => name.contains(to).then(|| name.replacen(to, s, 1)),
-            Self::Regex(_) => None,
-        }
     }
 }
 
@@ -570,26 +597,68 @@ fn name_err(n: &str) -> HandlerError {
     HandlerError::Internal(format!("plugin/rewrite: invalid name after rewrite: {n}"))
 }
 
-/// Rewrites a record's owner name with `f`.
-fn rename_owner(r: &mut Record, f: &dyn Fn(&str) -> Option<String>) -> Result<(), HandlerError> {
-    if let Some(n) = f(&lower_fqdn(&r.name)).map(|n| fqdn(&n)) {
-        r.name = Name::from_ascii(&n).map_err(|_| name_err(&n))?;
-    }
-    Ok(())
-}
-
-/// Rewrites the domain name in a record's data (CNAME, PTR, NS, SRV, MX) with `f`.
-fn rename_value(r: &mut Record, f: &dyn Fn(&str) -> Option<String>) -> Result<(), HandlerError> {
-    let target = match &mut r.data {
+/// The name in a record's data that response rules rewrite (CoreDNS's
+/// `getRecordValueForRewrite`): CNAME, DNAME, NS, PTR, SRV and MX targets, the NAPTR
+/// replacement and the SOA MNAME.
+fn value_of(r: &mut Record) -> Option<&mut Name> {
+    Some(match &mut r.data {
         RData::CNAME(c) => &mut c.0,
         RData::PTR(p) => &mut p.0,
         RData::NS(n) => &mut n.0,
         RData::SRV(s) => &mut s.target,
         RData::MX(m) => &mut m.exchange,
-        _ => return Ok(()),
-    };
-    if let Some(n) = f(&lower_fqdn(target)).map(|n| fqdn(&n)) {
-        *target = Name::from_ascii(&n).map_err(|_| name_err(&n))?;
+        RData::NAPTR(n) => &mut n.replacement,
+        RData::SOA(s) => &mut s.mname,
+        _ => return None,
+    })
+}
+
+/// A DNAME (which hickory keeps as unknown data): its target, when it decodes.
+fn dname_target(r: &Record) -> Option<Name> {
+    match &r.data {
+        RData::Unknown { code, rdata } if *code == RecordType::DNAME => {
+            let mut dec = hickory_proto::serialize::binary::BinDecoder::new(&rdata.anything);
+            <Name as hickory_proto::serialize::binary::BinDecodable>::read(&mut dec).ok()
+        }
+        _ => None,
+    }
+}
+
+/// Applies one response rule to a record.
+fn apply_resp(rule: &RespRule, r: &mut Record) -> Result<(), HandlerError> {
+    let to_name = |n: String| Name::from_ascii(&n).map_err(|_| name_err(&n));
+    match rule {
+        RespRule::Name(rw) => {
+            if let Some(n) = rw.rewrite(&lower_fqdn(&r.name)) {
+                r.name = to_name(n)?;
+            }
+        }
+        RespRule::Value(rw) => {
+            if let Some(target) = dname_target(r) {
+                if let Some(n) = rw.rewrite(&lower_fqdn(&target)) {
+                    let mut buf = Vec::new();
+                    let mut enc = hickory_proto::serialize::binary::BinEncoder::new(&mut buf);
+                    enc.set_canonical_form(true);
+                    hickory_proto::serialize::binary::BinEncodable::emit(&to_name(n)?, &mut enc)
+                        .map_err(|e| name_err(&e.to_string()))?;
+                    r.data = RData::Unknown {
+                        code: RecordType::DNAME,
+                        rdata: hickory_proto::rr::rdata::NULL::with(buf),
+                    };
+                }
+            } else if let Some(target) = value_of(r)
+                && let Some(n) = rw.rewrite(&lower_fqdn(target))
+            {
+                *target = to_name(n)?;
+            }
+        }
+        RespRule::Ttl(lo, hi) => {
+            if r.ttl < *lo {
+                r.ttl = *lo;
+            } else if r.ttl > *hi {
+                r.ttl = *hi;
+            }
+        }
     }
     Ok(())
 }
@@ -603,17 +672,33 @@ impl Handler for Rewrite {
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
         let mut new = req.clone();
         let mut applied: Vec<&RewriteRule> = Vec::new();
+        // What matched rules do to each record of the reply, in rule order (applied backwards).
+        let mut resp_rules: Vec<RespRule> = Vec::new();
         // `edns0` rules: what the reply shows for each option code they touched (`revert`
         // keeps what it showed before the rule; the client's own option at first).
         let mut echo: Vec<(u16, Option<EdnsOption>)> = Vec::new();
         for r in &self.rules {
             let hit = match &r.rule {
-                Rule::Name { from, to, .. } => {
+                Rule::Name {
+                    from,
+                    to,
+                    auto,
+                    answers,
+                } => {
                     let cur = lower_fqdn(new.qname());
                     match from.apply(&cur, to) {
                         Some(n) => {
+                            if !crate::corefile::address::is_domain_name(&n) {
+                                return Err(name_err(&n));
+                            }
                             let name = Name::from_ascii(&n).map_err(|_| name_err(&n))?;
                             new.set_qname(name);
+                            if *auto {
+                                let back = StrRw::Remap(n, cur);
+                                resp_rules.push(RespRule::Name(back.clone()));
+                                resp_rules.push(RespRule::Value(back));
+                            }
+                            resp_rules.extend(answers.iter().cloned());
                             true
                         }
                         None => false,
@@ -627,7 +712,13 @@ impl Handler for Rewrite {
                     new.set_qclass(*t);
                     true
                 }
-                Rule::Ttl(m, ..) => m.matches(&lower_fqdn(new.qname())),
+                Rule::Ttl(m, lo, hi) => {
+                    let hit = m.matches(&lower_fqdn(new.qname()));
+                    if hit {
+                        resp_rules.push(RespRule::Ttl(*lo, *hi));
+                    }
+                    hit
+                }
                 Rule::Rcode(m, ..) => m.matches(&lower_fqdn(new.qname())),
                 Rule::Cname(..) => true,
                 Rule::Edns0(e) => {
@@ -663,7 +754,10 @@ impl Handler for Rewrite {
             }
         }
         if applied.is_empty() {
-            return next.run(req).await;
+            // An edns0 rule that did not apply still gave the query an OPT record (CoreDNS's
+            // setupEdns0Opt).
+            let edns_added = req.edns.is_none() && new.edns.is_some();
+            return next.run(if edns_added { &new } else { req }).await;
         }
         let rcode_rules = applied.iter().any(|r| matches!(r.rule, Rule::Rcode(..)));
         let mut resp = match next.run(&new).await {
@@ -674,50 +768,31 @@ impl Handler for Rewrite {
             }
             Err(e) => return Err(e),
         };
+        // CNAME targets first (they look the new target up), then every record of every
+        // section through the record rules backwards, then the rcode.
         for r in applied.iter().rev() {
-            match &r.rule {
-                Rule::Name {
-                    from,
-                    to,
-                    auto,
-                    answers,
-                } => {
-                    let msg = &mut resp.msg;
-                    for rec in msg.answers.iter_mut() {
-                        if *auto {
-                            let undo = |n: &str| from.revert(n, to);
-                            rename_owner(rec, &undo)?;
-                            if !matches!(from, NameMatch::Exact(_)) {
-                                rename_value(rec, &undo)?;
-                            }
-                        }
-                        for a in answers {
-                            let f = |n: &str| {
-                                a.re.is_match(n)
-                                    .then(|| a.re.replace(n, a.to.as_str()).into_owned())
-                            };
-                            if a.values {
-                                rename_value(rec, &f)?;
-                            } else {
-                                rename_owner(rec, &f)?;
-                            }
-                        }
-                    }
+            if let Rule::Cname(m, to) = &r.rule {
+                rewrite_cname(&new, &mut resp.msg, m, to).await;
+            }
+        }
+        if !resp_rules.is_empty() {
+            let msg = &mut resp.msg;
+            for rec in msg
+                .authorities
+                .iter_mut()
+                .chain(msg.answers.iter_mut())
+                .chain(msg.additionals.iter_mut())
+            {
+                for rule in resp_rules.iter().rev() {
+                    apply_resp(rule, rec)?;
                 }
-                Rule::Ttl(m, lo, hi) => {
-                    for rec in resp.msg.answers.iter_mut() {
-                        if m.matches(&lower_fqdn(&rec.name)) {
-                            rec.ttl = rec.ttl.clamp(*lo, *hi);
-                        }
-                    }
-                }
-                Rule::Rcode(_, old, new_rcode) => {
-                    if resp.msg.metadata.response_code == *old {
-                        resp.msg.metadata.response_code = *new_rcode;
-                    }
-                }
-                Rule::Cname(m, to) => rewrite_cname(&new, &mut resp.msg, m, to).await,
-                Rule::Type(..) | Rule::Class(..) | Rule::Edns0(_) => {}
+            }
+        }
+        for r in applied.iter().rev() {
+            if let Rule::Rcode(_, old, new_rcode) = &r.rule
+                && resp.msg.metadata.response_code == *old
+            {
+                resp.msg.metadata.response_code = *new_rcode;
             }
         }
         for (code, shown) in echo {
@@ -842,10 +917,9 @@ mod tests {
     async fn exact_name_is_reverted_in_answers() {
         let c = chain("rewrite name foo.example.com foo.default.svc.cluster.local");
         let got = ask(&c, "foo.example.com.").await;
-        assert_eq!(
-            got[0],
-            "foo.example.com. 300 www.foo.default.svc.cluster.local."
-        );
+        // CoreDNS's exact rules map the new name back in owners and values (remap).
+        assert_eq!(got[0], "foo.example.com. 300 www.foo.example.com.");
+        assert_eq!(got[1], "www.foo.example.com. 300 10.0.0.1");
         assert_eq!(got[2], "foo.example.com. 300 10.0.0.2");
         // Other names are untouched.
         assert_eq!(
@@ -887,28 +961,22 @@ mod tests {
             "foo-us-west-1.example.org. 300 www.foo-us-west-1.example.org."
         );
         assert_eq!(got[2], "foo-us-west-1.example.org. 300 10.0.0.2");
-        let (re, back) =
-            reverse_regex("(.*)-(us-west-1)\\.example\\.org", "{1}.service.{2}.consul").unwrap();
-        assert_eq!(back, "${1}-${2}.example.org");
-        assert!(
-            Regex::new(&re)
-                .unwrap()
-                .is_match("foo.service.us-west-1.consul.")
-        );
-        assert!(reverse_regex("a.*b(.*)", "{1}").is_err());
     }
 
     #[test]
     fn setup_errors() {
         for (bad, want) in [
-            ("rewrite", "Wrong argument count"),
+            ("rewrite", "no rule type specified for rewrite"),
             ("rewrite bogus a b", "invalid rule type \"bogus\""),
-            ("rewrite name regex ( x", "invalid regex pattern"),
+            (
+                "rewrite name regex ( x",
+                "invalid regex matching pattern: (",
+            ),
             (
                 "rewrite name exact a b answer bogus",
-                "answer must be followed by",
+                "invalid type \"bogus\" for answer rule for exact rule",
             ),
-            ("rewrite ttl a 9-1", "invalid TTL"),
+            ("rewrite ttl a 9-1", "invalid TTL '9-1' for a ttl rule"),
             (
                 "rewrite edns0 local bogus 0xffee abcd",
                 "invalid action: \"bogus\"",
