@@ -15,6 +15,7 @@ pub mod dns64;
 pub mod dnstap;
 pub mod errors;
 pub mod etcd;
+pub mod expression;
 pub mod fall;
 pub mod file;
 pub mod forward;

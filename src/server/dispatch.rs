@@ -433,7 +433,7 @@ impl Dispatcher {
         }
 
         let lq = &request.queries.queries()[0];
-        let src = request.src();
+        let src = crate::plugins::request::client_addr(request.src());
         let mut req = Request::with_query(lq.original().clone(), src, proto);
         let qtype = req.qtype();
         // Everything a view's expression may look at is filled in before the block is chosen.

@@ -48,12 +48,6 @@ fn own_cases_watch_paths() {
 const EXPECTED_FAIL: &[(&str, &str, &str, &str)] = &[
     (
         "server.yaml",
-        "template_upstream_test.go TestTemplateUpstream",
-        "A query gets the CNAME and the target's A",
-        "template `upstream` does not resolve the CNAME target through the server (tplhosts)",
-    ),
-    (
-        "server.yaml",
         "acl_autopath_test.go TestACLAuthorizesAutopathExpandedName",
         "autopath expanded protected query",
         "CoreDNS (#8290) runs autopath before acl; ORDER keeps 1.14.5's (acl first), and hosts' \

@@ -1,0 +1,67 @@
+//! An IPv4 client of a dual-stack `[::]` listener is an IPv4 client to every plugin (issue 19):
+//! CoreDNS's `state.IP()` is the `net.IP.To4()` form, so `whoami` answers an A record, template
+//! `.Remote` is `127.0.0.1` and the metrics' family label is 1 — never `::ffff:127.0.0.1`.
+
+use hickory_proto::rr::{RData, RecordType};
+
+use crate::util::{http_get, query, start, tcp, udp};
+
+const COREFILE: &str = r#".:0 {
+    bind ::
+    prometheus 127.0.0.1:0
+    template IN TXT remote.test {
+        answer "{{ .Name }} 60 IN TXT \"{{ .Remote }}\""
+    }
+    whoami
+}
+"#;
+
+#[tokio::test]
+async fn ipv4_client_of_a_dual_stack_socket_is_ipv4() {
+    let srv = start(COREFILE, vec![]).await;
+    assert!(
+        srv.running.dns_addrs[0].ip().is_unspecified() && srv.running.dns_addrs[0].is_ipv6(),
+        "listens on [::]: {:?}",
+        srv.running.dns_addrs
+    );
+    let addr = srv.dns(); // 127.0.0.1:PORT, reaching [::] through the v4-mapped path
+    for over_tcp in [false, true] {
+        let q = query("x.example.", RecordType::A, None);
+        let r = if over_tcp {
+            tcp(addr, &q).await
+        } else {
+            udp(addr, &q).await
+        };
+        let a: Vec<_> = r
+            .additionals
+            .iter()
+            .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+            .collect();
+        assert_eq!(a.len(), 1, "{r:?}");
+        assert_eq!(a[0].data, RData::A("127.0.0.1".parse().unwrap()), "{r:?}");
+
+        let q = query("remote.test.", RecordType::TXT, None);
+        let r = if over_tcp {
+            tcp(addr, &q).await
+        } else {
+            udp(addr, &q).await
+        };
+        assert_eq!(r.answers.len(), 1, "{r:?}");
+        assert_eq!(r.answers[0].data.to_string(), "127.0.0.1", "{r:?}");
+    }
+    // The requests counter's family label (1 = IPv4, as CoreDNS's state.Family()).
+    let (code, text) = http_get(srv.http("127.0.0.1:0"), "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("coredns_dns_requests_total{") && l.contains("family=\"1\"")),
+        "{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("coredns_dns_requests_total{") && l.contains("family=\"2\"")),
+        "{text}"
+    );
+    srv.running.shutdown().await;
+}
