@@ -31,6 +31,11 @@ impl Fall {
         Self { zones }
     }
 
+    /// Whether `fallthrough` was given (for any zone).
+    pub fn is_enabled(&self) -> bool {
+        !self.zones.is_empty()
+    }
+
     /// Whether `qname` (lower-case FQDN) falls through.
     pub fn through(&self, qname: &str) -> bool {
         self.zones.iter().any(|z| is_subdomain(z, qname))

@@ -15,6 +15,7 @@ pub mod dns64;
 pub mod dnstap;
 pub mod errors;
 pub mod etcd;
+pub mod expression;
 pub mod fall;
 pub mod fast;
 pub mod file;
@@ -622,6 +623,75 @@ mod tests {
                 listed.iter().any(|n| n == e.name),
                 "README plugin table lacks {}",
                 e.name
+            );
+        }
+    }
+
+    /// The plugin table's last column agrees with each plugin README's "CoreDNS's tests:" line
+    /// (issue 19): "ported (N cases), all pass" or "ported (N cases); deliberate differences: …",
+    /// and every plugin issue 19 names has its tests ported.
+    #[test]
+    fn readme_plugin_table_says_what_of_coredns_s_tests_passes() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+        let table = readme.split("## Plugins").nth(1).unwrap();
+        let table = table.split("\n## ").next().unwrap();
+        let mut checked = Vec::new();
+        for row in table.lines().filter(|l| l.starts_with("| [")) {
+            let Some(name) = row
+                .split("](src/plugins/")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+            else {
+                continue;
+            };
+            let cell = row.trim_end_matches('|').rsplit('|').next().unwrap().trim();
+            let own = std::fs::read_to_string(format!("{root}/src/plugins/{name}/README.md"))
+                .unwrap_or_default();
+            let Some(line) = own.lines().find(|l| l.starts_with("CoreDNS's tests:")) else {
+                assert_eq!(cell, "—", "{name}: no CoreDNS's tests line in its README");
+                continue;
+            };
+            let n = line
+                .split(" cases")
+                .next()
+                .and_then(|h| h.rsplit('(').next())
+                .unwrap();
+            let n: usize = n
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: case count in {line}"));
+            assert!(n > 0, "{name}");
+            if line.trim_end().ends_with("all pass.") {
+                assert_eq!(cell, format!("ported ({n} cases), all pass"), "{name}");
+            } else {
+                assert!(
+                    line.contains("deliberate differences:")
+                        && cell
+                            .starts_with(&format!("ported ({n} cases); deliberate differences: ")),
+                    "{name}: README line `{line}` vs table cell `{cell}`"
+                );
+            }
+            checked.push(name.to_string());
+        }
+        for p in [
+            "hosts",
+            "template",
+            "rewrite",
+            "dns64",
+            "any",
+            "cache",
+            "loadbalance",
+            "forward",
+            "errors",
+            "log",
+            "whoami",
+            "autopath",
+            "k8s_external",
+            "bind",
+        ] {
+            assert!(
+                checked.iter().any(|c| c == p),
+                "{p}: CoreDNS's tests not ported"
             );
         }
     }

@@ -15,6 +15,20 @@ pub fn lower_fqdn(name: &Name) -> String {
     s
 }
 
+/// The client's address as plugins see it: an IPv4 client of a dual-stack (`[::]`) socket
+/// arrives as `::ffff:a.b.c.d` and is `a.b.c.d` here, as in CoreDNS (whose `state.IP()` and
+/// family are those of `net.IP.To4()`), so `log {remote}`, template `.Remote`, `whoami`, `acl`
+/// and `view` all see the IPv4 address.
+pub fn client_addr(src: SocketAddr) -> SocketAddr {
+    match src {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::from((v4, v6.port())),
+            None => src,
+        },
+        SocketAddr::V4(_) => src,
+    }
+}
+
 /// Transport the query arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Proto {
@@ -145,7 +159,7 @@ impl Request {
             authentic_data: false,
             query,
             edns: None,
-            src,
+            src: client_addr(src),
             local: src,
             proto,
             size: 0,

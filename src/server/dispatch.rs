@@ -543,7 +543,7 @@ impl Dispatcher {
         }
 
         let lq = &request.queries.queries()[0];
-        let src = request.src();
+        let src = crate::plugins::request::client_addr(request.src());
         let mut req = Request::with_query(lq.original().clone(), src, proto);
         let qtype = req.qtype();
         // Everything a view's expression may look at is filled in before the block is chosen.
@@ -811,6 +811,8 @@ impl Dispatcher {
     /// when it needs the general path ([`Dispatcher::answer`]).
     pub(crate) fn answer_fast(&self, raw: &[u8], src: SocketAddr, proto: Proto) -> Option<Vec<u8>> {
         let start = Instant::now();
+        // As the general path: a v4-mapped client is IPv4 to every plugin and metric.
+        let src = crate::plugins::request::client_addr(src);
         let q = dnswire::Question::parse(raw)?;
         let (sent, lower) = (q.sent(), q.lower());
         let router = self.router.load();

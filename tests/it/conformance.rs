@@ -43,23 +43,16 @@ fn own_cases_watch_paths() {
 }
 
 /// Cases of tests/conformance/coredns (CoreDNS's whole-server tests, test/*_test.go) that fail
-/// today because of a plugin another branch is fixing: (file, suite, case, reason). The test
-/// below fails if one of them passes, so a fix must remove its line.
-const EXPECTED_FAIL: &[(&str, &str, &str, &str)] = &[
-    (
-        "server.yaml",
-        "template_upstream_test.go TestTemplateUpstream",
-        "A query gets the CNAME and the target's A",
-        "template `upstream` does not resolve the CNAME target through the server (tplhosts)",
-    ),
-    (
-        "server.yaml",
-        "acl_autopath_test.go TestACLAuthorizesAutopathExpandedName",
-        "autopath expanded protected query",
-        "CoreDNS (#8290) runs autopath before acl; ORDER keeps 1.14.5's (acl first), and hosts' \
-         'no entry' SERVFAIL ends the autopath walk here (lead: plugin order)",
-    ),
-];
+/// by a deliberate difference, each documented in its plugin's README: (file, suite, case,
+/// reason). The test below fails if one of them passes, so a change must remove its line.
+const EXPECTED_FAIL: &[(&str, &str, &str, &str)] = &[(
+    "server.yaml",
+    "acl_autopath_test.go TestACLAuthorizesAutopathExpandedName",
+    "autopath expanded protected query",
+    "CoreDNS (#8290) runs autopath before acl; ORDER keeps 1.14.5's (acl first), and hosts' \
+         'no entry' SERVFAIL ends the autopath walk here (deliberate: ORDER is the plugin.cfg \
+         clusters run; autopath README)",
+)];
 
 /// CoreDNS's whole-server tests (test/*_test.go) for the plugins built here, as kit suites in
 /// tests/conformance/coredns; every case passes except those in [`EXPECTED_FAIL`].

@@ -50,7 +50,7 @@ impl Errors {
             tokio::spawn(async move {
                 tokio::time::sleep(cfg.period).await;
                 let n = count.swap(0, Ordering::Relaxed);
-                if n > 1 || !cfg.show_first {
+                if n > 1 || (n == 1 && !cfg.show_first) {
                     let msg = format!(
                         "{n} errors like '{}' occurred in last {}",
                         cfg.pattern,
@@ -59,6 +59,25 @@ impl Errors {
                     log_at(cfg.level, &msg);
                 }
             });
+        }
+    }
+}
+
+/// On shutdown or reload (CoreDNS's `OnShutdown`: `stop`), what is still counted is reported.
+impl Drop for Errors {
+    fn drop(&mut self) {
+        for r in &self.rules {
+            let n = r.count.swap(0, Ordering::Relaxed);
+            if n > 1 || (n == 1 && !r.cfg.show_first) {
+                log_at(
+                    r.cfg.level,
+                    &format!(
+                        "{n} errors like '{}' occurred in last {}",
+                        r.cfg.pattern,
+                        humantime(r.cfg.period)
+                    ),
+                );
+            }
         }
     }
 }
@@ -160,6 +179,54 @@ mod tests {
             errors.rules[0].count.load(Ordering::Relaxed),
             0,
             "summary resets the count"
+        );
+    }
+
+    /// A `tracing` writer into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    // plugin/errors/errors_test.go: TestStop — errors still counted when the handler stops
+    // (CoreDNS's OnShutdown, here the handler's drop: on reload, or when the server releases
+    // its chains) are reported: "3 errors like '^error.*!$' occurred in last 2s".
+    #[tokio::test]
+    async fn test_stop_reports_what_is_counted() {
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(sub);
+        let cfg = ErrorsConfig {
+            stacktrace: false,
+            consolidate: vec![super::super::Consolidate {
+                period: Duration::from_secs(2),
+                pattern: "^error.*!$".into(),
+                level: Level::Error,
+                show_first: false,
+            }],
+        };
+        let errors = Errors::new(cfg);
+        for _ in 0..3 {
+            errors.report("2 example.org. A: error!".into(), "error!");
+        }
+        assert_eq!(errors.rules[0].count.load(Ordering::Relaxed), 3);
+        drop(errors);
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            out.contains("3 errors like '^error.*!$' occurred in last 2s"),
+            "{out}"
         );
     }
 }

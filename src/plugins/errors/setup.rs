@@ -78,22 +78,32 @@ fn consolidate(d: &mut Dispenser<'_>) -> Result<Consolidate, Error> {
         return Err(d.err("regex pattern too long: at most 10000 characters"));
     }
     regex::Regex::new(&pattern).map_err(|e| d.err(format!("invalid regexp '{pattern}': {e}")))?;
-    let mut level = Level::Error;
+    // CoreDNS's parseOptionalParams: at most one level, before `show_first`.
+    let mut level = None;
     let mut show_first = false;
     for a in &args[2..] {
-        match a.as_str() {
-            "warning" => level = Level::Warning,
-            "error" => level = Level::Error,
-            "info" => level = Level::Info,
-            "debug" => level = Level::Debug,
-            "show_first" => show_first = true,
-            other => {
-                return Err(d.err(format!(
-                    "unknown log level argument in consolidate: {other}"
-                )));
+        let l = match a.as_str() {
+            "warning" => Level::Warning,
+            "error" => Level::Error,
+            "info" => Level::Info,
+            "debug" => Level::Debug,
+            "show_first" => {
+                show_first = true;
+                continue;
             }
+            other => {
+                return Err(d.err(format!("unknown option in consolidate: {other}")));
+            }
+        };
+        if level.is_some() {
+            return Err(d.err("multiple log levels specified in consolidate"));
         }
+        if show_first {
+            return Err(d.err("log level must come before show_first in consolidate"));
+        }
+        level = Some(l);
     }
+    let level = level.unwrap_or(Level::Error);
     Ok(Consolidate {
         period,
         pattern,
@@ -148,7 +158,10 @@ mod tests {
             ("errors {\n consolidate 1m\n}", "Wrong argument count"),
             ("errors {\n consolidate x .*\n}", "invalid duration 'x'"),
             ("errors {\n consolidate 1m ( \n}", "invalid regexp"),
-            ("errors {\n consolidate 1m .* loud\n}", "unknown log level"),
+            (
+                "errors {\n consolidate 1m .* loud\n}",
+                "unknown option in consolidate: loud",
+            ),
             (
                 "errors {\n frobnicate\n}",
                 "Unexpected token 'frobnicate', expecting 'Unknown field frobnicate'",
@@ -158,6 +171,97 @@ mod tests {
             let e = run(input).unwrap_err().to_string();
             assert!(e.contains(want), "{input}: {e}");
             assert!(e.starts_with("Corefile:"), "{e}");
+        }
+    }
+
+    // plugin/errors/setup_test.go: TestErrorsParse (27 cases; the twice-in-a-block case
+    // through the loader) and TestShowFirstOption (5 cases).
+    #[test]
+    fn test_errors_parse() {
+        let cases: &[(&str, Option<(usize, bool)>)] = &[
+            ("errors", Some((0, false))),
+            ("errors stdout", Some((0, false))),
+            ("errors errors.txt", None),
+            ("errors visible", None),
+            ("errors { log visible }", None),
+            ("errors a b", None),
+            ("errors {\n consolidate\n}", None),
+            ("errors {\n consolidate 1m\n}", None),
+            ("errors {\n consolidate 1m .* extra\n}", None),
+            ("errors {\n consolidate abc .*\n}", None),
+            ("errors {\n consolidate 1 .*\n}", None),
+            ("errors {\n consolidate 1m ())\n}", None),
+            ("errors {\n stacktrace\n}", Some((0, true))),
+            (
+                "errors {\n stacktrace\n consolidate 1m ^exact$\n}",
+                Some((1, true)),
+            ),
+            ("errors {\n consolidate 1m ^exact$\n}", Some((1, false))),
+            ("errors {\n consolidate 1m error\n}", Some((1, false))),
+            (
+                "errors {\n consolidate 1m \"format error\"\n}",
+                Some((1, false)),
+            ),
+            (
+                "errors {\n consolidate 1m error1\n consolidate 5s error2\n}",
+                Some((2, false)),
+            ),
+            (
+                "errors {\n consolidate 1m error show_first\n}",
+                Some((1, false)),
+            ),
+            (
+                "errors {\n consolidate 1m error warning show_first\n}",
+                Some((1, false)),
+            ),
+            ("errors {\n consolidate 1m error invalid_option\n}", None),
+            ("errors {\n consolidate 1m error warning error\n}", None),
+            ("errors {\n consolidate 1m error info debug\n}", None),
+            (
+                "errors {\n consolidate 1m error show_first warning\n}",
+                None,
+            ),
+            ("errors {\n consolidate 1m error show_first info\n}", None),
+        ];
+        for (input, want) in cases {
+            match (run(input), want) {
+                (Ok(c), Some((n, stack))) => {
+                    assert_eq!((c.consolidate.len(), c.stacktrace), (*n, *stack), "{input}")
+                }
+                (Err(_), None) => {}
+                (got, _) => panic!("{input}: {got:?}"),
+            }
+        }
+        assert!(
+            crate::config::load("Corefile", ".:53 {\n errors\n errors\n}\n", 53).is_err(),
+            "errors twice in a block"
+        );
+        for (input, show_first, level) in [
+            (
+                "errors {\n consolidate 1m .* show_first\n}",
+                true,
+                Level::Error,
+            ),
+            (
+                "errors {\n consolidate 1m .* warning show_first\n}",
+                true,
+                Level::Warning,
+            ),
+            (
+                "errors {\n consolidate 1m .* error show_first\n}",
+                true,
+                Level::Error,
+            ),
+            ("errors {\n consolidate 1m .*\n}", false, Level::Error),
+            ("errors {\n consolidate 1m .* info\n}", false, Level::Info),
+        ] {
+            let c = run(input).unwrap();
+            assert_eq!(c.consolidate.len(), 1, "{input}");
+            assert_eq!(
+                (c.consolidate[0].show_first, c.consolidate[0].level),
+                (show_first, level),
+                "{input}"
+            );
         }
     }
 }

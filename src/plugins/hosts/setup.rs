@@ -75,6 +75,10 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<HostsConfi
                 c.reload = parse_duration(&v)
                     .ok_or_else(|| d.err(format!("invalid duration for reload '{v}'")))?;
             }
+            first if c.fall.is_enabled() => {
+                // CoreDNS: inline entries only before `fallthrough`.
+                return Err(d.err(format!("unknown property '{first}'")));
+            }
             first => {
                 // Anything else is an inline hosts line: `IP NAME...`.
                 let mut line = vec![first.to_string()];
@@ -91,6 +95,9 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<HostsConfi
                 c.inline.push(line.join(" "));
             }
         }
+    }
+    if c.fallthrough_unsupported && !c.fall.is_enabled() {
+        return Err(d.err("fallthrough_unsupported requires fallthrough"));
     }
     Ok(c)
 }
@@ -132,6 +139,108 @@ mod tests {
         ] {
             let e = run(bad).unwrap_err().to_string();
             assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    // plugin/hosts/setup_test.go: TestHostsParse (9 cases; server block keys none, so the
+    // origins default to the block's `.`).
+    #[test]
+    fn test_hosts_parse() {
+        let root = || vec![".".to_string()];
+        for (input, file, zones, fall) in [
+            ("hosts\n", "/etc/hosts", root(), false),
+            ("hosts /tmp", "/tmp", root(), false),
+            (
+                "hosts /etc/hosts miek.nl.",
+                "/etc/hosts",
+                vec!["miek.nl.".into()],
+                false,
+            ),
+            (
+                "hosts /etc/hosts miek.nl. pun.gent.",
+                "/etc/hosts",
+                vec!["miek.nl.".into(), "pun.gent.".into()],
+                false,
+            ),
+            ("hosts {\n fallthrough\n}", "/etc/hosts", root(), true),
+            ("hosts /tmp {\n fallthrough\n}", "/tmp", root(), true),
+            (
+                "hosts /etc/hosts miek.nl. {\n fallthrough\n}",
+                "/etc/hosts",
+                vec!["miek.nl.".into()],
+                true,
+            ),
+            (
+                "hosts /etc/hosts miek.nl 10.0.0.9/8 {\n fallthrough\n}",
+                "/etc/hosts",
+                vec!["miek.nl.".into(), "10.in-addr.arpa.".into()],
+                true,
+            ),
+        ] {
+            let c = run(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(c.file.to_str().unwrap(), file, "{input}");
+            assert_eq!(c.zones, zones, "{input}");
+            assert_eq!(c.fall.through("x.miek.nl."), fall, "{input}");
+        }
+        // Twice in one block.
+        let e = crate::config::load(
+            "Corefile",
+            ".:53 {\n hosts /etc/hosts {\n  fallthrough\n }\n hosts /etc/hosts {\n  fallthrough\n }\n}\n",
+            53,
+        )
+        .unwrap_err();
+        assert!(
+            e[0].to_string()
+                .contains("can only be used once per Server Block"),
+            "{e:?}"
+        );
+    }
+
+    // plugin/hosts/setup_test.go: TestHostsInlineParse (3 cases).
+    #[test]
+    fn test_hosts_inline_parse() {
+        let c = run("hosts highly_unlikely_to_exist_hosts_file example.org {\n 10.0.0.1 example.org\n fallthrough\n}").unwrap();
+        assert_eq!(c.inline, ["10.0.0.1 example.org"]);
+        assert!(c.fall.through("example.org."));
+        let table = super::super::Table::parse(&c.inline.join("\n"), &c.zones, true);
+        assert_eq!(
+            table.by_addr[&"10.0.0.1".parse::<std::net::IpAddr>().unwrap()],
+            ["example.org."]
+        );
+        let c = run(
+            "hosts highly_unlikely_to_exist_hosts_file example.org {\n 10.0.0.1 example.org\n}",
+        )
+        .unwrap();
+        assert_eq!(c.inline, ["10.0.0.1 example.org"]);
+        assert!(!c.fall.through("example.org."));
+        assert!(
+            run("hosts highly_unlikely_to_exist_hosts_file example.org {\n fallthrough\n 10.0.0.1 example.org\n}")
+                .is_err()
+        );
+    }
+
+    // plugin/hosts/setup_test.go: TestHostsParseFallthroughUnsupported (4 cases).
+    #[test]
+    fn test_hosts_parse_fallthrough_unsupported() {
+        for (input, ok) in [
+            ("hosts {\n fallthrough\n fallthrough_unsupported\n}", true),
+            (
+                "hosts {\n fallthrough_unsupported\n fallthrough example.org\n}",
+                true,
+            ),
+            ("hosts {\n fallthrough_unsupported\n}", false),
+            (
+                "hosts {\n fallthrough\n fallthrough_unsupported example.org\n}",
+                false,
+            ),
+        ] {
+            match run(input) {
+                Ok(c) => {
+                    assert!(ok, "{input}");
+                    assert!(c.fallthrough_unsupported, "{input}");
+                }
+                Err(_) => assert!(!ok, "{input}"),
+            }
         }
     }
 }

@@ -193,4 +193,150 @@ mod tests {
             assert!(e.contains(want), "{input}: {e}");
         }
     }
+
+    // plugin/log/setup_test.go: TestLogParse (22 cases) and TestLogParseUnknownProperty; a
+    // rule of several names is CoreDNS's one rule per name, compared flattened.
+    #[test]
+    fn test_log_parse() {
+        let all = Classes::ALL;
+        let denial = Classes {
+            denial: true,
+            ..Classes::NONE
+        };
+        let denial_error = Classes {
+            denial: true,
+            error: true,
+            ..Classes::NONE
+        };
+        type Want<'a> = Option<&'a [(&'a str, String, Classes)]>;
+        let cases: &[(&str, Want<'_>)] = &[
+            ("log", Some(&[(".", COMMON.into(), all)])),
+            (
+                "log example.org",
+                Some(&[("example.org.", COMMON.into(), all)]),
+            ),
+            (
+                "log example.org. {common}",
+                Some(&[("example.org.", COMMON.into(), all)]),
+            ),
+            (
+                "log example.org {combined}",
+                Some(&[("example.org.", COMBINED.into(), all)]),
+            ),
+            (
+                "log example.org.\nlog example.net {combined}",
+                Some(&[
+                    ("example.org.", COMMON.into(), all),
+                    ("example.net.", COMBINED.into(), all),
+                ]),
+            ),
+            (
+                "log example.org {host}\nlog example.org {when}",
+                Some(&[
+                    ("example.org.", "{host}".into(), all),
+                    ("example.org.", "{when}".into(), all),
+                ]),
+            ),
+            (
+                "log example.org example.net",
+                Some(&[
+                    ("example.org.", COMMON.into(), all),
+                    ("example.net.", COMMON.into(), all),
+                ]),
+            ),
+            (
+                "log example.org example.net {host}",
+                Some(&[
+                    ("example.org.", "{host}".into(), all),
+                    ("example.net.", "{host}".into(), all),
+                ]),
+            ),
+            (
+                "log example.org example.net {when} {\n class denial\n}",
+                Some(&[
+                    ("example.org.", "{when}".into(), denial),
+                    ("example.net.", "{when}".into(), denial),
+                ]),
+            ),
+            (
+                "log example.org {\n class all\n}",
+                Some(&[("example.org.", COMMON.into(), all)]),
+            ),
+            (
+                "log example.org {\n class denial\n}",
+                Some(&[("example.org.", COMMON.into(), denial)]),
+            ),
+            (
+                "log {\n class denial\n}",
+                Some(&[(".", COMMON.into(), denial)]),
+            ),
+            (
+                "log {\n class denial error\n}",
+                Some(&[(".", COMMON.into(), denial_error)]),
+            ),
+            (
+                "log {\n class denial\n class error\n}",
+                Some(&[(".", COMMON.into(), denial_error)]),
+            ),
+            ("log {\n class abracadabra\n}", None),
+            ("log {\n class\n}", None),
+            ("log {\n unknown\n}", None),
+            (
+                "log example.org \"{combined} {/forward/upstream}\"",
+                Some(&[(
+                    "example.org.",
+                    format!("{COMBINED} {{/forward/upstream}}"),
+                    all,
+                )]),
+            ),
+            (
+                "log example.org \"{common} {/forward/upstream}\"",
+                Some(&[(
+                    "example.org.",
+                    format!("{COMMON} {{/forward/upstream}}"),
+                    all,
+                )]),
+            ),
+            (
+                "log example.org \"{when} {combined} {/forward/upstream}\"",
+                Some(&[(
+                    "example.org.",
+                    format!("{{when}} {COMBINED} {{/forward/upstream}}"),
+                    all,
+                )]),
+            ),
+            (
+                "log example.org \"{when} {common} {/forward/upstream}\"",
+                Some(&[(
+                    "example.org.",
+                    format!("{{when}} {COMMON} {{/forward/upstream}}"),
+                    all,
+                )]),
+            ),
+        ];
+        for (input, want) in cases {
+            match (run(input), want) {
+                (Ok(cfg), Some(want)) => {
+                    let got: Vec<(String, String, Classes)> = cfg
+                        .rules
+                        .iter()
+                        .flat_map(|r| {
+                            r.names
+                                .iter()
+                                .map(|n| (n.clone(), r.format.clone(), r.classes))
+                        })
+                        .collect();
+                    let want: Vec<(String, String, Classes)> = want
+                        .iter()
+                        .map(|(n, f, c)| (n.to_string(), f.clone(), *c))
+                        .collect();
+                    assert_eq!(got, want, "{input}");
+                }
+                (Err(_), None) => {}
+                (got, _) => panic!("{input}: {got:?}"),
+            }
+        }
+        let e = run("log { unknown }").unwrap_err().to_string();
+        assert!(e.contains("unknown property"), "{e}");
+    }
 }

@@ -1,110 +1,45 @@
 //! `template`: answers from templates of resource records (plugin/template).
 //!
-//! The Go-template fields real Corefiles use are supported — `{{ .Name }}`, `{{ .Zone }}`,
-//! `{{ .Class }}`, `{{ .Type }}`, `{{ .Remote }}`, `{{ index .Match N }}`,
-//! `{{ .Group.NAME }}` and `{{ .Meta "LABEL" }}` — and any other `{{ … }}` is rejected when the
-//! Corefile is loaded.
+//! Records are Go templates (the `text/template` subset in [`gotmpl`]) over CoreDNS's data
+//! (`.Name`, `.Zone`, `.Class`, `.Type`, `.Remote`, `.Match`, `.Group`, `.Var`, `.Question`,
+//! `.Message`, `.Meta "LABEL"`); `var` and `expr` options are expr-lang expressions
+//! ([`crate::plugins::expression`]). Matching, fallthrough and errors follow CoreDNS's
+//! template.go: a template whose zone, class and type fit and one of whose regexes matches
+//! answers; a variable or condition that fails to evaluate, a template that fails to execute or
+//! renders something that is not a record is SERVFAIL.
 
+mod gotmpl;
+
+use std::path::Path;
 use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
-use hickory_proto::serialize::txt::Parser;
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use regex::Regex;
 
+use self::gotmpl::{TV, Template as Tmpl};
 use crate::corefile::{Dispenser, Error};
+use crate::plugins::expression::{Env, Expr, Scope, Value};
 use crate::plugins::log::rcode_from_name;
 use crate::plugins::{Fall, Handler, HandlerError, Next, Request, Response, is_subdomain, origins};
 
 /// Directive name.
 pub const NAME: &str = "template";
 
-/// One piece of a rendered template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Text(String),
-    Name,
-    Zone,
-    Class,
-    Type,
-    Remote,
-    Match(usize),
-    Group(String),
-    Meta(String),
-}
+/// A regex may be at most this long (CoreDNS's maxRegexpLen).
+const MAX_REGEX_LEN: usize = 10000;
 
 /// A compiled `answer`/`additional`/`authority` template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rr(Vec<Part>);
-
-impl Rr {
-    fn compile(text: &str) -> Result<Self, String> {
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(i) = rest.find("{{") {
-            parts.push(Part::Text(rest[..i].to_string()));
-            let end = rest[i..]
-                .find("}}")
-                .ok_or_else(|| format!("unterminated template action in \"{text}\""))?;
-            let action = rest[i + 2..i + end]
-                .trim()
-                .trim_start_matches('-')
-                .trim_end_matches('-')
-                .trim();
-            let words: Vec<&str> = action.split_whitespace().collect();
-            parts.push(match words.as_slice() {
-                [".Name"] => Part::Name,
-                [".Zone"] => Part::Zone,
-                [".Class"] => Part::Class,
-                [".Type"] => Part::Type,
-                [".Remote"] => Part::Remote,
-                ["index", ".Match", n] => Part::Match(
-                    n.parse().map_err(|_| format!("bad index in \"{{{{ {action} }}}}\""))?,
-                ),
-                [g] if g.starts_with(".Group.") => Part::Group(g[7..].to_string()),
-                ["index", ".Group", g] => Part::Group(g.trim_matches('"').to_string()),
-                [".Meta", label] if label.len() > 1 && label.starts_with('"') && label.ends_with('"') => {
-                    Part::Meta(label[1..label.len() - 1].to_string())
-                }
-                _ => {
-                    return Err(format!(
-                        "template action \"{{{{ {action} }}}}\" is not supported by clusterdns (supported: .Name .Zone .Class .Type .Remote, index .Match N, .Group.NAME, .Meta \"LABEL\")"
-                    ));
-                }
-            });
-            rest = &rest[i + end + 2..];
-        }
-        parts.push(Part::Text(rest.to_string()));
-        Ok(Self(parts))
-    }
-
-    fn render(&self, v: &Vars<'_>) -> String {
-        let mut out = String::new();
-        for p in &self.0 {
-            match p {
-                Part::Text(t) => out.push_str(t),
-                Part::Name => out.push_str(v.name),
-                Part::Zone => out.push_str(v.zone),
-                Part::Class => out.push_str(&v.class.to_string()),
-                Part::Type => out.push_str(&v.qtype.to_string()),
-                Part::Remote => out.push_str(&v.remote),
-                Part::Match(n) => out.push_str(v.caps.get(*n).map_or("", |m| m.as_str())),
-                Part::Group(g) => out.push_str(v.caps.name(g).map_or("", |m| m.as_str())),
-                Part::Meta(l) => out.push_str(v.req.meta(l).unwrap_or("")),
-            }
-        }
-        out
-    }
+#[derive(Debug, Clone)]
+pub struct Rr {
+    text: String,
+    tmpl: Tmpl,
 }
 
-struct Vars<'a> {
-    name: &'a str,
-    zone: &'a str,
-    class: DNSClass,
-    qtype: RecordType,
-    remote: String,
-    caps: regex::Captures<'a>,
-    req: &'a Request,
+impl PartialEq for Rr {
+    fn eq(&self, o: &Self) -> bool {
+        self.text == o.text
+    }
 }
 
 /// One `template` line.
@@ -121,6 +56,10 @@ pub struct TemplateConfig {
     /// `ederror CODE [REASON]`: an Extended DNS Error (RFC 8914) on the reply.
     ederror: Option<(u16, String)>,
     fall: Fall,
+    /// `var NAME EXPRESSION`, in order.
+    vars: Vec<(String, Expr)>,
+    /// `expr EXPRESSION`: all must be true.
+    exprs: Vec<Expr>,
 }
 
 impl PartialEq for TemplateConfig {
@@ -136,6 +75,8 @@ impl PartialEq for TemplateConfig {
             && self.rcode == o.rcode
             && self.ederror == o.ederror
             && self.fall == o.fall
+            && self.vars == o.vars
+            && self.exprs == o.exprs
     }
 }
 
@@ -173,7 +114,10 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Vec<Templa
             rcode: ResponseCode::NoError,
             ederror: None,
             fall: Fall::none(),
+            vars: Vec::new(),
+            exprs: Vec::new(),
         };
+        let mut scope = Scope::new(true);
         while d.next_block() {
             let opt = d.val().to_string();
             let a = d.remaining_args();
@@ -183,6 +127,12 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Vec<Templa
                         return Err(d.arg_err());
                     }
                     for r in a {
+                        if r.len() > MAX_REGEX_LEN {
+                            return Err(d.err(format!(
+                                "regex pattern too long: {} > {MAX_REGEX_LEN}",
+                                r.len()
+                            )));
+                        }
                         t.regexes.push(
                             Regex::new(&r)
                                 .map_err(|e| d.err(format!("could not parse regex: {r}, {e}")))?,
@@ -194,13 +144,36 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Vec<Templa
                         return Err(d.arg_err());
                     }
                     for text in a {
-                        let rr = Rr::compile(&text).map_err(|e| d.err(e))?;
+                        let tmpl = Tmpl::parse(&opt, &text).map_err(|e| {
+                            d.err(format!("could not compile template: {opt}, {e}"))
+                        })?;
+                        let rr = Rr { text, tmpl };
                         match opt.as_str() {
                             "answer" => t.answer.push(rr),
                             "additional" => t.additional.push(rr),
                             _ => t.authority.push(rr),
                         }
                     }
+                }
+                "var" => {
+                    let [name, expr @ ..] = a.as_slice() else {
+                        return Err(d.arg_err());
+                    };
+                    if expr.is_empty() {
+                        return Err(d.arg_err());
+                    }
+                    let e = Expr::parse(&expr.join(" "), &scope)
+                        .map_err(|e| d.err(format!("could not compile expression: {name}, {e}")))?;
+                    scope.declare(name, &e).map_err(|e| d.err(e))?;
+                    t.vars.push((name.clone(), e));
+                }
+                "expr" => {
+                    if a.is_empty() {
+                        return Err(d.arg_err());
+                    }
+                    let e = Expr::parse(&a.join(" "), &scope)
+                        .map_err(|e| d.err(format!("could not compile expression: {e}")))?;
+                    t.exprs.push(e);
                 }
                 "rcode" => {
                     let [c] = a.as_slice() else {
@@ -222,7 +195,7 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Vec<Templa
                 }
                 "fallthrough" => t.fall = Fall::parse(&a),
                 "upstream" => {
-                    // Accepted; CNAME answers are not chased (see README).
+                    // Accepted and ignored, as CoreDNS: CNAME targets are always looked up.
                 }
                 other => return Err(d.err(format!("unknown property '{other}'"))),
             }
@@ -233,6 +206,187 @@ pub fn parse(d: &mut Dispenser<'_>, block_zones: &[String]) -> Result<Vec<Templa
         out.push(t);
     }
     Ok(out)
+}
+
+/// What a matching template's records are rendered from (CoreDNS's templateData).
+struct Data<'a> {
+    zone: &'a str,
+    name: &'a str,
+    regex: &'a str,
+    matches: Vec<String>,
+    /// Every group by index ("0", "1", …) and the named ones by name.
+    group: Vec<(String, String)>,
+    class: String,
+    qtype: String,
+    remote: String,
+    var: Vec<(String, Value)>,
+    req: &'a Request,
+}
+
+fn tv(v: &Value) -> TV {
+    match v {
+        Value::Int(n) => TV::Int(*n),
+        Value::Str(s) => TV::Str(s.clone()),
+        Value::Bool(b) => TV::Bool(*b),
+        Value::List(l) => TV::List(l.iter().map(tv).collect()),
+        Value::Nil => TV::Nil,
+    }
+}
+
+impl gotmpl::Data for Data<'_> {
+    fn field(&self, name: &str) -> Option<TV> {
+        let s = |v: &str| TV::Str(v.to_string());
+        let req = self.req;
+        let question = || {
+            TV::Struct(
+                "dns.Question",
+                vec![
+                    ("Name", s(req.qname_sent())),
+                    ("Qtype", TV::Int(i64::from(u16::from(req.qtype())))),
+                    ("Qclass", TV::Int(i64::from(u16::from(req.qclass())))),
+                ],
+            )
+        };
+        Some(match name {
+            "Zone" => s(self.zone),
+            "Name" => s(self.name),
+            "Regex" => s(self.regex),
+            "Class" => s(&self.class),
+            "Type" => s(&self.qtype),
+            "Remote" => s(&self.remote),
+            "Match" => TV::List(self.matches.iter().map(|m| s(m)).collect()),
+            "Group" => TV::Map(
+                self.group.iter().map(|(k, v)| (k.clone(), s(v))).collect(),
+                Box::new(TV::Str(String::new())),
+            ),
+            "Var" => TV::Map(
+                self.var.iter().map(|(k, v)| (k.clone(), tv(v))).collect(),
+                Box::new(TV::Nil),
+            ),
+            "Question" => question(),
+            "Message" => TV::Struct(
+                "*dns.Msg",
+                vec![
+                    ("Id", TV::Int(i64::from(req.id))),
+                    ("Opcode", TV::Int(i64::from(u8::from(req.op_code)))),
+                    ("RecursionDesired", TV::Bool(req.recursion_desired)),
+                    ("CheckingDisabled", TV::Bool(req.checking_disabled)),
+                    ("AuthenticatedData", TV::Bool(req.authentic_data)),
+                    ("Question", TV::List(vec![question()])),
+                ],
+            ),
+            _ => return None,
+        })
+    }
+
+    fn meta(&self, label: &str) -> String {
+        self.req.meta(label).unwrap_or("").to_string()
+    }
+}
+
+/// The outcome of matching one template (CoreDNS's `match`: data, matched, fallthrough).
+enum Matched<'a> {
+    Yes(Box<Data<'a>>),
+    /// Not this template's; `true`: try the next one, `false`: SERVFAIL.
+    No(bool),
+}
+
+impl TemplateConfig {
+    fn matches<'a>(&'a self, req: &'a Request) -> Matched<'a> {
+        let name = req.qname_lower();
+        let Some(zone) = self
+            .zones
+            .iter()
+            .filter(|z| is_subdomain(z, name))
+            .max_by_key(|z| z.len())
+        else {
+            return Matched::No(true);
+        };
+        let (qc, qt) = (req.qclass(), req.qtype());
+        if self.class.is_some_and(|c| qc != DNSClass::ANY && qc != c)
+            || self.qtype.is_some_and(|t| qt != RecordType::ANY && qt != t)
+        {
+            return Matched::No(true);
+        }
+        for re in &self.regexes {
+            let Some(caps) = re.captures(name) else {
+                continue;
+            };
+            let text = |i: usize| caps.get(i).map_or("", |m| m.as_str());
+            let matches: Vec<String> = (0..caps.len()).map(|i| text(i).to_string()).collect();
+            let mut group: Vec<(String, String)> = matches
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (i.to_string(), m.clone()))
+                .collect();
+            for (i, n) in re.capture_names().enumerate() {
+                if let Some(n) = n {
+                    group.push((n.to_string(), text(i).to_string()));
+                }
+            }
+            let class = match (qc, self.class) {
+                (DNSClass::ANY, Some(c)) => c.to_string(),
+                (DNSClass::ANY, None) => "ANY".to_string(),
+                (c, _) => c.to_string(),
+            };
+            let qtype = match (qt, self.qtype) {
+                (RecordType::ANY, Some(t)) => t.to_string(),
+                (RecordType::ANY, None) => "ANY".to_string(),
+                (t, _) => t.to_string(),
+            };
+            let mut var = Vec::new();
+            if !self.vars.is_empty() || !self.exprs.is_empty() {
+                let refs: Vec<&str> = matches.iter().map(String::as_str).collect();
+                let named: Vec<(&str, &str)> = re
+                    .capture_names()
+                    .enumerate()
+                    .filter_map(|(i, n)| Some((n?, text(i))))
+                    .collect();
+                let mut values = Vec::new();
+                for (n, e) in &self.vars {
+                    let env = Env {
+                        req,
+                        vars: &values,
+                        groups: &refs,
+                        named: &named,
+                    };
+                    match e.eval(&env) {
+                        Ok(v) => {
+                            values.push(v.clone());
+                            var.push((n.clone(), v));
+                        }
+                        Err(_) => return Matched::No(false),
+                    }
+                }
+                for e in &self.exprs {
+                    let env = Env {
+                        req,
+                        vars: &values,
+                        groups: &refs,
+                        named: &named,
+                    };
+                    match e.eval(&env) {
+                        Ok(Value::Bool(true)) => {}
+                        Ok(_) => return Matched::No(self.fall.through(name)),
+                        Err(_) => return Matched::No(false),
+                    }
+                }
+            }
+            return Matched::Yes(Box::new(Data {
+                zone,
+                name,
+                regex: re.as_str(),
+                matches,
+                group,
+                class,
+                qtype,
+                remote: req.src.ip().to_string(),
+                var,
+                req,
+            }));
+        }
+        Matched::No(self.fall.through(name))
+    }
 }
 
 /// The handler: templates tried in order.
@@ -247,18 +401,36 @@ impl Template {
     }
 }
 
-fn records(rrs: &[Rr], v: &Vars<'_>) -> Result<Vec<Record>, String> {
-    let mut out = Vec::new();
-    for rr in rrs {
-        let text = rr.render(v);
-        let (_, sets) = Parser::new(text.as_str(), None, Some(Name::root()))
-            .parse()
-            .map_err(|e| format!("invalid RR \"{text}\": {e}"))?;
-        for set in sets.into_values() {
-            out.extend(set.records_without_rrsigs().cloned());
-        }
+/// Renders `rr` into one record, as miekg/dns's `NewRR`: relative names are below the root, a
+/// record without TTL gets 3600 and without class IN.
+fn record(rr: &Rr, section: &str, data: &Data<'_>) -> Result<Record, String> {
+    let text = rr.tmpl.execute(data)?;
+    if text.lines().any(|l| l.trim_start().starts_with('$')) {
+        return Err(format!(
+            "{section}: \"{text}\": a control entry is not a record"
+        ));
     }
-    Ok(out)
+    let parse = |prefix: &str| {
+        crate::zonefile::parse_str(
+            &format!("$TTL 3600\n{prefix}{text}\n"),
+            Path::new(section),
+            &Name::root(),
+        )
+    };
+    // The zone-file reader takes a missing class from the record before: a first record of
+    // class IN gives miekg/dns's default.
+    let (entries, skip) = match parse("") {
+        Err(e) if e.msg.contains("missing last class") => (parse(". 0 IN TXT \"\"\n"), 1),
+        other => (other, 0),
+    };
+    let mut entries = entries
+        .map_err(|e| format!("{section}: \"{text}\": {}", e.msg))?
+        .into_iter()
+        .skip(skip);
+    match (entries.next(), entries.next()) {
+        (Some(e), None) => Ok(e.record),
+        _ => Err(format!("{section}: \"{text}\" is not one record")),
+    }
 }
 
 #[async_trait::async_trait]
@@ -269,49 +441,53 @@ impl Handler for Template {
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Result<Response, HandlerError> {
         let name = req.qname_lower();
+        if !self
+            .templates
+            .iter()
+            .any(|t| t.zones.iter().any(|z| is_subdomain(z, name)))
+        {
+            return next.run(req).await;
+        }
         for t in &self.templates {
-            let Some(zone) = t
-                .zones
-                .iter()
-                .filter(|z| is_subdomain(z, name))
-                .max_by_key(|z| z.len())
-            else {
-                continue;
-            };
-            if t.class.is_some_and(|c| c != req.qclass())
-                || t.qtype.is_some_and(|q| q != req.qtype())
-            {
-                continue;
-            }
-            let Some(caps) = t.regexes.iter().find_map(|r| r.captures(name)) else {
-                if t.fall.through(name) {
-                    continue;
+            let data = match t.matches(req) {
+                Matched::Yes(d) => d,
+                Matched::No(true) => continue,
+                Matched::No(false) => {
+                    return Err(HandlerError::Internal(format!(
+                        "plugin/template: no match for {name}"
+                    )));
                 }
-                return Err(HandlerError::Internal(format!(
-                    "plugin/template: no match for {name}"
-                )));
             };
             if t.rcode == ResponseCode::ServFail {
                 return Err(HandlerError::Internal(
                     "plugin/template: rcode SERVFAIL".into(),
                 ));
             }
-            let v = Vars {
-                name,
-                zone,
-                class: req.qclass(),
-                qtype: req.qtype(),
-                remote: req.src.ip().to_string(),
-                caps,
-                req,
-            };
+            let err = |e: String| HandlerError::Internal(format!("plugin/template: {e}"));
             let mut msg = req.reply();
             msg.metadata.authoritative = true;
             msg.metadata.response_code = t.rcode;
-            let err = |e: String| HandlerError::Internal(format!("plugin/template: {e}"));
-            msg.add_answers(records(&t.answer, &v).map_err(err)?);
-            msg.add_additionals(records(&t.additional, &v).map_err(err)?);
-            msg.add_authorities(records(&t.authority, &v).map_err(err)?);
+            let qt = req.qtype();
+            for rr in &t.answer {
+                let r = record(rr, "answer", &data).map_err(err)?;
+                let target = match (&r.data, qt) {
+                    (RData::CNAME(c), RecordType::A | RecordType::AAAA) => Some(c.0.clone()),
+                    _ => None,
+                };
+                msg.add_answer(r);
+                if let Some(target) = target {
+                    if let Ok(up) = req.lookup(target, qt).await {
+                        msg.metadata.truncation = up.metadata.truncation;
+                        msg.add_answers(up.answers);
+                    }
+                }
+            }
+            for rr in &t.additional {
+                msg.add_additional(record(rr, "additional", &data).map_err(err)?);
+            }
+            for rr in &t.authority {
+                msg.add_authority(record(rr, "authority", &data).map_err(err)?);
+            }
             if let Some((code, reason)) = &t.ederror {
                 crate::plugins::response::set_option(
                     &mut msg,
@@ -330,160 +506,4 @@ pub fn build(cfgs: &[TemplateConfig]) -> Arc<dyn Handler> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-    use crate::corefile::lexer::lex;
-    use crate::plugins::{Chain, Proto};
-
-    fn run(s: &str) -> Result<Vec<TemplateConfig>, Error> {
-        let toks = lex(&Arc::from("Corefile"), s);
-        parse(&mut Dispenser::new(&toks), &[".".to_string()])
-    }
-
-    async fn ask(chain: &Chain, name: &str, t: RecordType) -> Result<Response, HandlerError> {
-        let req = Request::new(
-            Name::from_ascii(name).unwrap(),
-            t,
-            "10.1.2.3:5353".parse().unwrap(),
-            Proto::Udp,
-        );
-        chain.run(&req).await
-    }
-
-    #[tokio::test]
-    async fn aks_nxdomain_templates() {
-        // AKS's two templates, verbatim.
-        let t = run(r#"template ANY ANY internal.cloudapp.net {
-  match "^(?:[^.]+\.){4,}internal\.cloudapp\.net\.$"
-  rcode NXDOMAIN
-  fallthrough
-}
-template ANY ANY reddog.microsoft.com {
-  rcode NXDOMAIN
-}"#)
-        .unwrap();
-        let chain = Chain::new(vec![build(&t)]);
-        let r = ask(
-            &chain,
-            "www.example.com.ns1.svc.internal.cloudapp.net.",
-            RecordType::A,
-        )
-        .await
-        .unwrap();
-        assert_eq!(r.rcode(), ResponseCode::NXDomain);
-        assert!(r.msg.metadata.authoritative);
-        let r = ask(&chain, "x.reddog.microsoft.com.", RecordType::AAAA)
-            .await
-            .unwrap();
-        assert_eq!(r.rcode(), ResponseCode::NXDomain);
-        // Too few labels: falls through to the (missing) next plugin.
-        assert!(
-            ask(&chain, "vm1.internal.cloudapp.net.", RecordType::A)
-                .await
-                .is_err()
-        );
-    }
-
-    #[tokio::test]
-    async fn answers_with_fields_and_groups() {
-        let t = run(r#"template IN A example.org {
-  match "^ip-(?P<a>[0-9]+)-(?P<b>[0-9]+)\.example\.org\.$"
-  answer "{{ .Name }} 60 IN A 10.0.{{ .Group.a }}.{{ index .Match 2 }}"
-  additional "ns.{{ .Zone }} 60 IN A {{ .Remote }}"
-}"#)
-        .unwrap();
-        let chain = Chain::new(vec![build(&t)]);
-        let r = ask(&chain, "ip-7-9.example.org.", RecordType::A)
-            .await
-            .unwrap()
-            .msg;
-        assert_eq!(r.answers[0].data.to_string(), "10.0.7.9");
-        assert_eq!(r.answers[0].ttl, 60);
-        assert_eq!(r.additionals[0].name.to_string(), "ns.example.org.");
-        assert_eq!(r.additionals[0].data.to_string(), "10.1.2.3");
-        // Zone matches, regex does not, no fallthrough: SERVFAIL.
-        assert!(matches!(
-            ask(&chain, "other.example.org.", RecordType::A).await,
-            Err(HandlerError::Internal(_))
-        ));
-        // Another type: not this template's.
-        assert!(matches!(
-            ask(&chain, "ip-7-9.example.org.", RecordType::MX).await,
-            Err(HandlerError::NoNextPlugin(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn ederror_and_meta() {
-        // CoreDNS's template_test.go ederror case: `.invalid` answered NXDOMAIN with an SOA and
-        // Extended DNS Error 21 (Not Supported) with its reason.
-        let t = run(r#"template ANY ANY invalid {
-  rcode NXDOMAIN
-  authority "invalid. 60 {{ .Class }} SOA ns.invalid. hostmaster.invalid. (1 60 60 60 60)"
-  ederror 21 "Blocked due to RFC2606"
-}
-template IN TXT meta.test {
-  answer "{{ .Name }} 60 IN TXT \"{{ .Meta \"test/who\" }}\""
-}"#)
-        .unwrap();
-        let chain = Chain::new(vec![build(&t)]);
-        let r = ask(&chain, "test.invalid.", RecordType::A).await.unwrap();
-        assert_eq!(r.rcode(), ResponseCode::NXDomain);
-        assert_eq!(r.msg.authorities[0].record_type(), RecordType::SOA);
-        let opt = r.msg.edns.clone().unwrap();
-        let (_, ede) = &opt.options().as_ref()[0];
-        let mut want = vec![0, 21];
-        want.extend_from_slice(b"Blocked due to RFC2606");
-        assert_eq!(
-            *ede,
-            hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, want)
-        );
-        // `.Meta`: the metadata plugin's labels (empty without them).
-        let mut req = Request::new(
-            Name::from_ascii("x.meta.test.").unwrap(),
-            RecordType::TXT,
-            "10.1.2.3:5353".parse().unwrap(),
-            Proto::Udp,
-        );
-        let mut meta = crate::plugins::metadata::Meta::default();
-        meta.set("test/who", "ns1");
-        req.meta = Some(std::sync::Arc::new(meta));
-        let r = chain.run(&req).await.unwrap();
-        assert_eq!(r.msg.answers[0].data.to_string(), "ns1");
-        let r = ask(&chain, "x.meta.test.", RecordType::TXT).await.unwrap();
-        assert_eq!(r.msg.answers[0].data.to_string(), "");
-    }
-
-    #[test]
-    fn setup_errors() {
-        for (bad, want) in [
-            ("template IN", "Wrong argument count"),
-            ("template IN BOGUS", "invalid RR type BOGUS"),
-            ("template IN A {\n match (\n}", "could not parse regex"),
-            ("template IN A {\n rcode MAYBE\n}", "unknown rcode MAYBE"),
-            (
-                "template IN A {\n answer \"{{ .Message.Id }} A 1.2.3.4\"\n}",
-                "is not supported by clusterdns",
-            ),
-            ("template IN A {\n bogus\n}", "unknown property 'bogus'"),
-            ("template IN A {\n ederror\n}", "Wrong argument count"),
-            (
-                "template IN A {\n ederror 21 a b\n}",
-                "Wrong argument count",
-            ),
-            (
-                "template IN A {\n ederror blocked\n}",
-                "error parsing extended DNS error code blocked",
-            ),
-            (
-                "template IN A {\n ederror 70000\n}",
-                "error parsing extended DNS error code 70000",
-            ),
-        ] {
-            let e = run(bad).unwrap_err().to_string();
-            assert!(e.contains(want), "{bad}: {e}");
-        }
-    }
-}
+mod tests;

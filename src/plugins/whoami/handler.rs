@@ -97,4 +97,51 @@ mod tests {
             assert_eq!(srv.port, req.src.port());
         }
     }
+
+    // plugin/whoami/whoami_test.go: TestWhoami (4 cases: case-preserving owners of the
+    // additional records, IPv4 and IPv6 clients; test.ResponseWriter's client is 10.240.0.1).
+    #[tokio::test]
+    async fn test_whoami() {
+        assert_eq!(Whoami.name(), "whoami");
+        let chain = Chain::new(vec![Arc::new(Whoami)]);
+        for (qname, remote, owners, addr) in [
+            (
+                "example.org",
+                "10.240.0.1:40212",
+                ["example.org.", "_udp.example.org."],
+                "10.240.0.1",
+            ),
+            (
+                "Example.ORG",
+                "10.240.0.1:40212",
+                ["Example.ORG.", "_udp.Example.ORG."],
+                "10.240.0.1",
+            ),
+            (
+                "example.org",
+                "[2003::1]:40212",
+                ["example.org.", "_udp.example.org."],
+                "2003::1",
+            ),
+            (
+                "Example.ORG",
+                "[2003::1]:40212",
+                ["Example.ORG.", "_udp.Example.ORG."],
+                "2003::1",
+            ),
+        ] {
+            let req = Request::new(
+                Name::from_ascii(format!("{qname}.")).unwrap(),
+                RecordType::A,
+                remote.parse().unwrap(),
+                Proto::Udp,
+            );
+            let resp = chain.run(&req).await.unwrap();
+            assert_eq!(resp.rcode(), hickory_proto::op::ResponseCode::NoError);
+            let extra = &resp.msg.additionals;
+            let names: Vec<String> = extra.iter().map(|r| r.name.to_string()).collect();
+            assert_eq!(names, owners, "{qname} {remote}");
+            assert_eq!(extra[0].data.to_string(), addr);
+        }
+    }
 }

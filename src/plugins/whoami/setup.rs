@@ -20,10 +20,13 @@ mod tests {
     use super::*;
     use crate::corefile::lexer::lex;
 
+    // plugin/whoami/setup_test.go: TestSetup (`whoami` ok, `whoami example.org` refused), and
+    // a block.
     #[test]
     fn table() {
         let cases: &[(&str, Option<&str>)] = &[
             ("whoami", None),
+            ("whoami example.org", Some("Wrong argument count")),
             (
                 "whoami extra",
                 Some("Wrong argument count or unexpected line ending after 'extra'"),
