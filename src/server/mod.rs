@@ -6,7 +6,7 @@ mod dispatch;
 mod encrypted;
 mod http;
 mod limits;
-mod panics;
+pub(crate) mod panics;
 mod transport;
 
 use std::collections::{BTreeMap, HashMap};

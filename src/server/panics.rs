@@ -58,6 +58,18 @@ pub(crate) fn quiet_sync<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Calls `f` with the hook quiet and catches its panic: for another crate's code reading
+/// untrusted input (the zone file scanner), whose panic the caller turns into an error.
+/// Returns where it panicked on `Err`.
+pub(crate) fn catch_quiet<R>(f: impl FnOnce() -> R) -> Result<R, Option<String>> {
+    install();
+    let caught = {
+        let _quiet = Quiet::enter();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+    };
+    caught.map_err(|_| take_location())
+}
+
 /// Marks this thread quiet while alive; unwinding drops it after the hook has run.
 struct Quiet;
 
