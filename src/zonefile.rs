@@ -91,6 +91,7 @@ fn parse_text(
         // had one for a quoted string at the very end) is this entry's error, not a crash.
         // Quiet: no backtrace printed for it, and a fuzzer's abort-on-panic hook is not called
         // (0.12.3 also indexes past a character string's end: fuzz seed scanner-charstr-oob).
+        crate::server::panics::install();
         let scanned = crate::server::panics::catch_quiet(|| zf.next_entry())
             .map_err(|_| err(line, "the zone file scanner failed on this entry".into()))?;
         let entry = match scanned {

@@ -830,9 +830,7 @@ impl Dispatcher {
             start,
         };
         let mut out = Vec::with_capacity(512);
-        let plugin = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            super::panics::quiet_sync(|| block.chain.run_fast(&fq, &mut out))
-        })) {
+        let plugin = match super::panics::catch_quiet(|| block.chain.run_fast(&fq, &mut out)) {
             Ok(plugin) => plugin?,
             Err(panic) => {
                 self.recovered(&*panic);

@@ -52,22 +52,12 @@ pub(crate) async fn quiet<F: Future>(f: F) -> F::Output {
     .await
 }
 
-/// Calls `f` with the hook quiet: [`quiet`] for synchronous code (the fast path).
-pub(crate) fn quiet_sync<R>(f: impl FnOnce() -> R) -> R {
+/// Calls `f` with the hook quiet and catches its panic: [`quiet`] for synchronous code (the
+/// fast path; another crate's code reading untrusted input, such as the zone file scanner).
+/// The caller reports the payload (with [`take_location`]) or turns it into an error.
+pub(crate) fn catch_quiet<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
     let _quiet = Quiet::enter();
-    f()
-}
-
-/// Calls `f` with the hook quiet and catches its panic: for another crate's code reading
-/// untrusted input (the zone file scanner), whose panic the caller turns into an error.
-/// Returns where it panicked on `Err`.
-pub(crate) fn catch_quiet<R>(f: impl FnOnce() -> R) -> Result<R, Option<String>> {
-    install();
-    let caught = {
-        let _quiet = Quiet::enter();
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-    };
-    caught.map_err(|_| take_location())
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
 }
 
 /// Marks this thread quiet while alive; unwinding drops it after the hook has run.

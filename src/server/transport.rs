@@ -116,10 +116,7 @@ pub(crate) fn reply_fast(d: &Dispatcher, raw: &[u8], src: SocketAddr) -> Option<
     if accept(raw) != Accept::Yes {
         return None;
     }
-    let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        super::panics::quiet_sync(|| d.answer_fast(raw, src, Proto::Udp))
-    }));
-    match run {
+    match super::panics::catch_quiet(|| d.answer_fast(raw, src, Proto::Udp)) {
         Ok(out) => out,
         Err(panic) => {
             d.recovered(&*panic);
