@@ -25,30 +25,7 @@ cat >"$W/Corefile" <<EOC
     }
 }
 EOC
-mkdir -p "$W/knot/db" "$W/knot/run"
-cat >"$W/knot/knot.conf" <<EOC
-server:
-    rundir: "$W/knot/run"
-    listen: 127.0.0.1@5301
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: stderr
-    any: error
-database:
-    storage: "$W/knot/db"
-template:
-  - id: default
-    storage: "$W/data"
-    zonefile-sync: -1
-    zonefile-load: whole
-    journal-content: none
-    semantic-checks: off
-zone:
-  - domain: cluster.local
-    file: "cluster.local.zone"
-EOC
+python3 bench/knot_conf.py "$W/knot" "$W/data" 5301 cluster.local >/dev/null
 TCK=$(getconf CLK_TCK)
 # measure NAME PORT CMD...: one line "NAME queries user_us/q sys_us/q total_us/q"
 measure() {

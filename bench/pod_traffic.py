@@ -66,6 +66,8 @@ import dns.message
 import dns.query
 import dns.rcode
 
+import knot_conf  # bench/knot_conf.py, beside this file
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZONE = "cluster.local"
 TTL = 30
@@ -471,36 +473,7 @@ policy.add(policy.all(policy.FORWARD('127.0.0.1@{stub}')))
 
 
 def stub_config(d, data, port):
-    os.makedirs(os.path.join(d, "db"), exist_ok=True)
-    os.makedirs(os.path.join(d, "run"), exist_ok=True)
-    with open(os.path.join(d, "knot.conf"), "w") as f:
-        f.write(f"""server:
-    rundir: "{d}/run"
-    listen: 127.0.0.1@{port}
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: stderr
-    any: error
-database:
-    storage: "{d}/db"
-template:
-  - id: default
-    storage: "{data}"
-    zonefile-sync: -1
-    zonefile-load: whole
-    journal-content: none
-    semantic-checks: off
-zone:
-  - domain: .
-    file: "root.zone"
-  - domain: {ZONE}
-    file: "{ZONE}.zone"
-  - domain: 96.10.in-addr.arpa
-    file: "96.10.in-addr.arpa.zone"
-""")
-    return ["knotd", "-c", os.path.join(d, "knot.conf")]
+    return knot_conf.write(d, data, port, [".", ZONE, "96.10.in-addr.arpa"])
 
 
 def version(server):
