@@ -270,6 +270,18 @@ pub struct Question<'a> {
     text_len: usize,
 }
 
+/// The bytes a plain name's labels may hold: letters, digits, `-` and `_`.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        i += 1;
+    }
+    t
+};
+
 /// The longest name text (253 characters and the root's dot; a longer name is not plain).
 const MAX_TEXT: usize = 256;
 
@@ -297,13 +309,12 @@ impl<'a> Question<'a> {
             if len > 63 || n + len + 1 > MAX_TEXT - 1 {
                 return None;
             }
-            for &b in raw.get(at + 1..at + 1 + len)? {
-                if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                    return None;
-                }
-                text[n] = b;
-                n += 1;
+            let label = raw.get(at + 1..at + 1 + len)?;
+            if !label.iter().all(|&b| PLAIN[usize::from(b)]) {
+                return None;
             }
+            text[n..n + len].copy_from_slice(label);
+            n += len;
             text[n] = b'.';
             n += 1;
             at += 1 + len;
@@ -367,6 +378,11 @@ impl<'a> Question<'a> {
     pub fn question(&self) -> &'a [u8] {
         &self.raw[HEADER..self.end]
     }
+
+    /// The question's name as sent, in wire format (labels, then the root label).
+    pub fn name_wire(&self) -> &'a [u8] {
+        &self.raw[HEADER..self.end - 4]
+    }
 }
 
 /// Writes a message the way hickory-proto's encoder does, byte for byte, for the record types
@@ -378,6 +394,14 @@ impl<'a> Question<'a> {
 pub struct Writer<'b> {
     buf: &'b mut Vec<u8>,
     compressed: usize,
+    /// Whether the thread's [`Remembered`] holds this writer's names (cleared on first use, so
+    /// a reply that compresses nothing against memory never touches it).
+    remembering: bool,
+    /// Whether [`Writer::question_name`] wrote the question's name at [`HEADER`].
+    question: bool,
+    /// Where that name's root label is while its labels are not yet remembered: a reply whose
+    /// only later names are the question's again ([`Writer::qname`]) never remembers them.
+    question_pending: Option<usize>,
 }
 
 /// Names a [`Writer`] remembers: where each starts in the message, and its labels
@@ -409,12 +433,44 @@ pub enum Compress {
 impl<'b> Writer<'b> {
     /// A writer appending to `buf` (the header comes first): names are remembered from here on.
     pub fn new(buf: &'b mut Vec<u8>) -> Self {
-        REMEMBERED.with(|r| {
-            let mut r = r.borrow_mut();
-            r.names.clear();
-            r.seen.clear();
-        });
-        Self { buf, compressed: 0 }
+        Self {
+            buf,
+            compressed: 0,
+            remembering: false,
+            question: false,
+            question_pending: None,
+        }
+    }
+
+    /// Writes the question's name as [`Writer::name`] with [`Compress::Yes`] would when it is
+    /// the first name (at [`HEADER`]): `wire` is its labels as the query sent them (no pointers,
+    /// ending in the root label) and `text` the same name as text (`Question::sent`). Its
+    /// labels are remembered only when a later name needs them.
+    pub fn question_name(&mut self, wire: &[u8], text: &str) -> Option<()> {
+        if self.buf.len() != HEADER || self.remembering || self.compressed != 0 || wire.len() < 2 {
+            return self.name(text, Compress::Yes);
+        }
+        if wire.len() > 255 {
+            return None;
+        }
+        self.compressed += 1;
+        self.buf.extend_from_slice(wire);
+        self.question = true;
+        self.question_pending = Some(self.buf.len() - 1);
+        Some(())
+    }
+
+    /// Writes the question's name `text` again, compressed: a pointer to it where
+    /// [`Writer::question_name`] wrote it (the first name remembered, so the pointer
+    /// [`Writer::name`] would write), else as [`Writer::name`].
+    pub fn qname(&mut self, text: &str) -> Option<()> {
+        if self.question && self.compressed < MAX_COMPRESSED {
+            self.compressed += 1;
+            self.buf
+                .extend_from_slice(&(0xc000 | HEADER as u16).to_be_bytes());
+            return Some(());
+        }
+        self.name(text, Compress::Yes)
     }
 
     /// The bytes so far.
@@ -434,9 +490,26 @@ impl<'b> Writer<'b> {
         if compress {
             self.compressed += 1;
         }
+        let fresh = !std::mem::replace(&mut self.remembering, true);
+        let pending = self.question_pending.take();
         let buf = &mut *self.buf;
         REMEMBERED.with(|r| {
             let r = &mut *r.borrow_mut();
+            if fresh {
+                r.names.clear();
+                r.seen.clear();
+            }
+            if let Some(end) = pending {
+                // The question's labels, remembered as writing its text would have: none of a
+                // name's own suffixes can be compressed against another.
+                let mut at = HEADER;
+                while at < end && r.names.len() < MAX_REMEMBERED {
+                    r.names
+                        .push((at as u16, r.seen.len() as u16, (end - at) as u16));
+                    r.seen.extend_from_slice(&buf[at..end]);
+                    at += 1 + usize::from(buf[at]);
+                }
+            }
             let start = buf.len();
             r.label_at.clear();
             // Only names whose text needs no escapes (hickory would read those differently).
@@ -612,5 +685,57 @@ mod tests {
         want.set_edns(edns);
         assert_eq!(want.to_vec().unwrap(), buf);
         assert_eq!(Flags::of(&buf).rcode, 3);
+    }
+
+    /// The question written from its wire bytes (its labels remembered only when a later name
+    /// needs them) and written again as a pointer gives the bytes that writing its text does.
+    #[test]
+    fn question_name_writes_what_name_writes() {
+        // None: the question's name again; Some: another name.
+        type Op = Option<(&'static str, Compress)>;
+        let sequences: [&[Op]; 6] = [
+            &[],
+            &[None, None],
+            &[None, Some(("ns.dns.cluster.local.", Compress::Yes))],
+            &[Some(("cluster.local.", Compress::Yes)), None],
+            &[
+                None,
+                Some(("a-1.Svc.ns.svc.cluster.local.", Compress::No)),
+                Some(("a-1.svc.ns.svc.cluster.local.", Compress::Yes)),
+                None,
+            ],
+            &[Some(("other.example.", Compress::Yes)), None, None],
+        ];
+        for qtext in [
+            "Svc.ns.svc.cluster.local.",
+            "x.",
+            "_dns._udp.a-b.example.",
+            ".",
+        ] {
+            let mut wire = Vec::new();
+            for label in qtext.split('.').filter(|l| !l.is_empty()) {
+                wire.push(label.len() as u8);
+                wire.extend_from_slice(label.as_bytes());
+            }
+            wire.push(0);
+            for ops in sequences {
+                let (mut lazy, mut plain) = (vec![0u8; HEADER], vec![0u8; HEADER]);
+                let mut w = Writer::new(&mut lazy);
+                w.question_name(&wire, qtext).unwrap();
+                for op in ops {
+                    match op {
+                        None => w.qname(qtext).unwrap(),
+                        Some((t, c)) => w.name(t, *c).unwrap(),
+                    }
+                }
+                let mut w = Writer::new(&mut plain);
+                w.name(qtext, Compress::Yes).unwrap();
+                for op in ops {
+                    let (t, c) = op.unwrap_or((qtext, Compress::Yes));
+                    w.name(t, c).unwrap();
+                }
+                assert_eq!(lazy, plain, "{qtext} {ops:?}");
+            }
+        }
     }
 }

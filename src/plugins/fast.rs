@@ -103,7 +103,7 @@ impl FastQuery<'_> {
             ..dnswire::Flags::default()
         }
         .write_answer_bits(b);
-        out.name(self.sent, dnswire::Compress::Yes)?;
+        out.question_name(self.q.name_wire(), self.sent)?;
         let b = out.buf();
         b.extend_from_slice(&self.q.qtype.to_be_bytes());
         b.extend_from_slice(&1u16.to_be_bytes());

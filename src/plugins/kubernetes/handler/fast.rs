@@ -139,13 +139,14 @@ fn write(fq: &FastQuery<'_>, q: &Query<'_>, answer: &Answer, out: &mut Vec<u8>) 
     match answer {
         Answer::Addrs(ips) if !ips.is_empty() => {
             for ip in ips {
-                address(&mut w, qname, ttl, *ip)?;
+                w.qname(qname)?;
+                address_data(&mut w, ttl, *ip)?;
             }
             counts[0] = u16::try_from(ips.len()).ok()?;
         }
         Answer::Srv(weight, answers, extra) if !answers.is_empty() => {
             for (target, port) in answers {
-                w.name(qname, Compress::Yes)?;
+                w.qname(qname)?;
                 let at = w.record_head(u16::from(RecordType::SRV), ttl);
                 let b = w.buf();
                 b.extend_from_slice(&0u16.to_be_bytes());
@@ -165,7 +166,7 @@ fn write(fq: &FastQuery<'_>, q: &Query<'_>, answer: &Answer, out: &mut Vec<u8>) 
         }
         Answer::Ptr(targets) if !targets.is_empty() => {
             for target in targets {
-                w.name(qname, Compress::Yes)?;
+                w.qname(qname)?;
                 let at = w.record_head(u16::from(RecordType::PTR), ttl);
                 w.name(target, Compress::Yes)?;
                 w.rdata_done(at)?;
@@ -194,6 +195,11 @@ fn write(fq: &FastQuery<'_>, q: &Query<'_>, answer: &Answer, out: &mut Vec<u8>) 
 
 fn address(w: &mut Writer<'_>, owner: &str, ttl: u32, ip: IpAddr) -> Option<()> {
     w.name(owner, Compress::Yes)?;
+    address_data(w, ttl, ip)
+}
+
+/// An address record after its owner name.
+fn address_data(w: &mut Writer<'_>, ttl: u32, ip: IpAddr) -> Option<()> {
     let (rtype, data): (RecordType, &[u8]) = match &ip {
         IpAddr::V4(v4) => (RecordType::A, &v4.octets()[..]),
         IpAddr::V6(v6) => (RecordType::AAAA, &v6.octets()[..]),
