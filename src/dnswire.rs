@@ -397,11 +397,10 @@ pub struct Writer<'b> {
     /// Whether the thread's [`Remembered`] holds this writer's names (cleared on first use, so
     /// a reply that compresses nothing against memory never touches it).
     remembering: bool,
-    /// Whether [`Writer::question_name`] wrote the question's name at [`HEADER`].
-    question: bool,
-    /// Where that name's root label is while its labels are not yet remembered: a reply whose
-    /// only later names are the question's again ([`Writer::qname`]) never remembers them.
-    question_pending: Option<usize>,
+    /// Where the question's root label is, when [`Writer::question_name`] wrote the name at
+    /// [`HEADER`]. Its labels are remembered by the first [`Writer::name`]: a reply whose only
+    /// later names are the question's again ([`Writer::qname`]) never remembers them.
+    question_end: Option<usize>,
 }
 
 /// Names a [`Writer`] remembers: where each starts in the message, and its labels
@@ -437,8 +436,7 @@ impl<'b> Writer<'b> {
             buf,
             compressed: 0,
             remembering: false,
-            question: false,
-            question_pending: None,
+            question_end: None,
         }
     }
 
@@ -455,8 +453,7 @@ impl<'b> Writer<'b> {
         }
         self.compressed += 1;
         self.buf.extend_from_slice(wire);
-        self.question = true;
-        self.question_pending = Some(self.buf.len() - 1);
+        self.question_end = Some(self.buf.len() - 1);
         Some(())
     }
 
@@ -464,7 +461,7 @@ impl<'b> Writer<'b> {
     /// [`Writer::question_name`] wrote it (the first name remembered, so the pointer
     /// [`Writer::name`] would write), else as [`Writer::name`].
     pub fn qname(&mut self, text: &str) -> Option<()> {
-        if self.question && self.compressed < MAX_COMPRESSED {
+        if self.question_end.is_some() && self.compressed < MAX_COMPRESSED {
             self.compressed += 1;
             self.buf
                 .extend_from_slice(&(0xc000 | HEADER as u16).to_be_bytes());
@@ -491,7 +488,8 @@ impl<'b> Writer<'b> {
             self.compressed += 1;
         }
         let fresh = !std::mem::replace(&mut self.remembering, true);
-        let pending = self.question_pending.take();
+        // `question_name` writes lazily only before anything is remembered.
+        let pending = self.question_end.filter(|_| fresh);
         let buf = &mut *self.buf;
         REMEMBERED.with(|r| {
             let r = &mut *r.borrow_mut();
@@ -512,8 +510,6 @@ impl<'b> Writer<'b> {
             }
             let start = buf.len();
             r.label_at.clear();
-            // Only names whose text needs no escapes (hickory would read those differently).
-            let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
             for part in parts {
                 // Where the current label's length byte is.
                 let mut open: Option<usize> = None;
@@ -523,7 +519,9 @@ impl<'b> Writer<'b> {
                             buf[at] = u8::try_from(buf.len() - at - 1).ok().filter(|n| *n <= 63)?;
                         }
                     } else {
-                        if !plain(b) {
+                        // Only names whose text needs no escapes (hickory would read
+                        // those differently).
+                        if !PLAIN[usize::from(b)] {
                             return None;
                         }
                         if open.is_none() {
