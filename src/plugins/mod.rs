@@ -411,6 +411,9 @@ pub struct StartCtx {
     /// Cancelled when this configuration is replaced (reload) or the process stops: background
     /// tasks end with it.
     pub stop: tokio_util::sync::CancellationToken,
+    /// Tasks that must finish their work after `stop` (a dnstap writer draining its queue):
+    /// a server shutting down waits for them (up to 5 s) before it returns.
+    pub tracker: tokio_util::task::TaskTracker,
     /// The process's Kubernetes sources, shared across reloads.
     pub sources: Arc<crate::kube::Sources>,
 }

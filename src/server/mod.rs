@@ -424,6 +424,7 @@ impl Running {
         let ctx = StartCtx {
             readiness: readiness.clone(),
             stop: generation.clone(),
+            tracker: self.tracker.clone(),
             sources: self.sources.clone(),
         };
         if let Err(e) =

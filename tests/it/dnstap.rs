@@ -61,10 +61,11 @@ impl Drop for Capture {
     }
 }
 
-/// Waits until `path` exists (the collector is listening).
+/// Waits until the collector listens on `path` (the file appears at bind(), before listen():
+/// a connect in between is refused, and the sink would not dial again for 10 s).
 async fn wait_for(path: &Path) {
     for _ in 0..100 {
-        if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -146,9 +147,8 @@ async fn client_and_forwarder_messages_reach_fstrm_capture_on_a_unix_socket() {
     assert_eq!(a.answers.len(), 1);
     let f = tcp(s.dns(), &query("www.example.org.", RecordType::A, None)).await;
     assert_eq!(f.answers.len(), 1);
-    // Shutting down flushes the queue and ends the stream (STOP/FINISH).
+    // Shutting down flushes the queue and ends the stream (STOP/FINISH) before it returns.
     s.running.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     cap.stop();
 
     let got = frames(&file);
@@ -276,7 +276,6 @@ async fn tcp_sink_without_full_and_a_restarted_collector() {
         }
     }
     s.running.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     cap.stop();
     assert!(seen, "no reconnect to the new collector");
     let quiet = ldns(&second, false).await;

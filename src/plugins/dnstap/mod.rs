@@ -36,7 +36,7 @@ pub fn taps(cfgs: &[DnstapConfig], ctx: &mut BuildCtx<'_>) -> Taps {
     ctx.services.starters.0.push(Box::new(move |start| {
         Box::pin(async move {
             for t in started.iter() {
-                t.start(start.stop.clone());
+                t.start(start.stop.clone(), &start.tracker);
             }
             Ok(())
         })

@@ -16,6 +16,7 @@ use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::pb;
 use super::setup::{DnstapConfig, Endpoint};
@@ -115,8 +116,10 @@ impl Tap {
         }
     }
 
-    /// Starts the writer (once; later calls do nothing). It runs until `stop`.
-    pub fn start(&self, stop: CancellationToken) {
+    /// Starts the writer (once; later calls do nothing) on `tracker`. It runs until `stop`,
+    /// then writes what is still queued and closes the stream (STOP/FINISH), so a server
+    /// that waits for `tracker` on shutdown loses no message it answered.
+    pub fn start(&self, stop: CancellationToken, tracker: &TaskTracker) {
         let Some(rx) = self.rx.lock().ok().and_then(|mut r| r.take()) else {
             return;
         };
@@ -136,7 +139,7 @@ impl Tap {
                 .into_bytes(),
             dropped: self.dropped.clone(),
         };
-        tokio::spawn(w.run(rx, stop));
+        tracker.spawn(w.run(rx, stop));
     }
 }
 
