@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every figure of the README's Performance section from one run (a benchmark, not a test: about
-# 32 minutes, needs root for the peers' packages and taskset; all traffic on 127.0.0.1).
+# 40 minutes, needs root for the peers' packages and taskset; all traffic on 127.0.0.1).
 #
 #   bash bench/run.sh [DURATION]        # DURATION: seconds per dnsperf run (default 10)
+#   ROUNDS=N bash bench/run.sh          # rounds of sections 1-3's comparisons (default 3)
 #
 # 1. cluster answers (kubernetes alone) next to knotd, nsd, unbound and dnsmasq: srv_us/q, QPS
 # 2. p50/p99 at half of clusterdns's own maximum QPS, knotd at the same rate
@@ -17,19 +18,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${1:-10}
+R=${ROUNDS:-3}
 OUT=bench/last-run.txt
 exec > >(tee "$OUT") 2>&1
 echo "# clusterdns bench/run.sh $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(nproc) cpus"
 cargo build --release --quiet
 cargo bench --bench answer --quiet 2>/dev/null | grep -v '^$' || true
 
-echo "== 1. cluster answers next to the peers"
-bash bench/vs_peers.sh cluster "$D" 1 | tee /tmp/clusterdns-run-1.txt
-QPS=$(awk '$1=="clusterdns-cluster"{print int($5)}' /tmp/clusterdns-run-1.txt | tail -1)
-echo "== 2. latency at 50 % of clusterdns's maximum ($QPS QPS): $((QPS / 2)) QPS"
-PEERS=knot bash bench/vs_peers.sh cluster "$D" 1 --lat-only --lat-qps $((QPS / 2))
-echo "== 3. metrics, log, kubeadm's Corefile, cache hits (clusterdns only)"
-for mode in metrics log kubeadm cache; do
+echo "== 1. cluster answers next to the peers ($R interleaved rounds, medians last)"
+bash bench/vs_peers.sh cluster "$D" "$R" | python3 bench/medians.py | tee /tmp/clusterdns-run-1.txt
+QPS=$(awk '$1=="median" && $4=="clusterdns-cluster" {print int($6)}' /tmp/clusterdns-run-1.txt)
+echo "== 2. latency at 50 % of clusterdns's maximum ($QPS QPS): $((QPS / 2)) QPS, $R rounds"
+PEERS=knot bash bench/vs_peers.sh cluster "$D" "$R" --lat-only --lat-qps $((QPS / 2)) | python3 bench/medians.py
+echo "== 3. metrics, log, kubeadm's Corefile, cache hits (clusterdns only; metrics and log $R rounds)"
+for mode in metrics log; do
+    PEERS= bash bench/vs_peers.sh "$mode" "$D" "$R" | python3 bench/medians.py | grep -E '^(peer|clusterdns|median)'
+done
+for mode in kubeadm cache; do
     PEERS= bash bench/vs_peers.sh "$mode" "$D" 1 | grep -E '^(peer|clusterdns)'
 done
 echo "== 4. memory"

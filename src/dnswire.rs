@@ -470,6 +470,43 @@ impl<'b> Writer<'b> {
         self.name(text, Compress::Yes)
     }
 
+    /// Writes a pointer to the question's name from `offset` on (a label boundary of it; 0 is
+    /// the whole name), when [`Writer::question_name`] wrote the question and nothing has been
+    /// remembered since: what [`Writer::name`] writes for that suffix of the question then.
+    /// Returns false, writing nothing, otherwise.
+    pub fn question_suffix(&mut self, offset: usize) -> bool {
+        let Some(end) = self.question_end else {
+            return false;
+        };
+        if self.remembering || self.compressed >= MAX_COMPRESSED || HEADER + offset >= end {
+            return false;
+        }
+        let mut at = HEADER;
+        while at < HEADER + offset {
+            at += 1 + usize::from(self.buf[at]);
+        }
+        if at != HEADER + offset {
+            return false;
+        }
+        self.compressed += 1;
+        self.buf
+            .extend_from_slice(&(0xc000 | at as u16).to_be_bytes());
+        true
+    }
+
+    /// The question's label that ends at `offset` (a label boundary), as [`Writer::question_suffix`]
+    /// finds the question: `None` at the first label or without a lazily written question.
+    pub fn question_label_before(&self, offset: usize) -> Option<&[u8]> {
+        let end = self.question_end?;
+        let (mut at, mut prev) = (HEADER, None);
+        while at < HEADER + offset && at < end {
+            prev = Some(at);
+            at += 1 + usize::from(self.buf[at]);
+        }
+        let p = prev.filter(|_| at == HEADER + offset)?;
+        self.buf.get(p + 1..at)
+    }
+
     /// The bytes so far.
     pub fn buf(&mut self) -> &mut Vec<u8> {
         self.buf

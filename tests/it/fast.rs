@@ -68,6 +68,17 @@ const QUERIES: &[(&str, RecordType, bool)] = &[
     ("web.shop.shop.svc.cluster.local.", RecordType::A, true),
     ("svc.cluster.local.", RecordType::A, true),
     ("cluster.local.", RecordType::A, true),
+    // NXDOMAIN and NODATA: the SOA's names are pointers into the question, except where the
+    // question's label before the zone is the first of `dns.<zone>` or `hostmaster.<zone>`.
+    ("dns.cluster.local.", RecordType::A, true),
+    ("ns.dns.cluster.local.", RecordType::AAAA, true),
+    ("x.Hostmaster.cluster.local.", RecordType::A, true),
+    ("hostmaster.svc.cluster.local.", RecordType::A, true),
+    (
+        "kube-dns.kube-system.svc.cluster.local.",
+        RecordType::AAAA,
+        true,
+    ),
     ("10.0.96.10.in-addr.arpa.", RecordType::PTR, true),
     ("10.1.244.10.in-addr.arpa.", RecordType::PTR, true),
     ("1.1.1.10.in-addr.arpa.", RecordType::PTR, false),

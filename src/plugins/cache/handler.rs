@@ -673,6 +673,12 @@ impl Handler for Cache {
         if !c.covers(name, q.qtype()) {
             return FastStep::Pass;
         }
+        // A name neither bucket may store (kubeadm's `disable success|denial cluster.local`)
+        // is never in either cache: no lookup.
+        let disabled = |b: &super::setup::Bucket| b.disabled.iter().any(|d| is_subdomain(d, name));
+        if disabled(&c.cfg.success) && disabled(&c.cfg.denial) {
+            return FastStep::Pass;
+        }
         let hash = key_hash_of(
             &c.hasher,
             name,
@@ -732,12 +738,7 @@ impl Handler for Cache {
             }
             return FastStep::Answered;
         }
-        let disabled = |b: &super::setup::Bucket| b.disabled.iter().any(|d| is_subdomain(d, name));
-        if disabled(&c.cfg.success) && disabled(&c.cfg.denial) {
-            FastStep::Pass
-        } else {
-            FastStep::No
-        }
+        FastStep::No
     }
 
     /// A miss that was not stored: counted, and every record's TTL set to the cache duration,

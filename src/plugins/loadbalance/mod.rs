@@ -284,6 +284,13 @@ fn weighted(records: &mut Vec<Record>, weights: &Weights, draw: impl FnOnce(u32)
 /// earlier name swap whole (nothing points into them). Anything else is left alone and `false`
 /// returned (the caller shuffles the decoded message instead).
 pub fn shuffle_wire(wire: &mut [u8]) -> bool {
+    // Fewer than two records in every section (a single answer, OPT alone): nothing moves.
+    if [6, 8, 10]
+        .iter()
+        .all(|&at| dnswire::u16_at(wire, at).is_some_and(|n| n < 2))
+    {
+        return true;
+    }
     let Some(records) = dnswire::records(wire) else {
         return false;
     };
@@ -663,6 +670,11 @@ mod tests {
         let mut two = rs[1..].to_vec();
         two[0].name = n;
         assert!(!shuffle_wire(&mut encoded(two)));
+        // One record in each section: done, nothing touched (not re-encoded).
+        let one = encoded(rs[1..2].to_vec());
+        let mut w = one.clone();
+        assert!(shuffle_wire(&mut w));
+        assert_eq!(w, one);
     }
 
     #[test]

@@ -175,11 +175,17 @@ fn write(fq: &FastQuery<'_>, q: &Query<'_>, answer: &Answer, out: &mut Vec<u8>) 
         }
         // NXDOMAIN, or NODATA: the SOA.
         _ => {
-            w.name(q.zone_q, Compress::Yes)?;
-            let at = w.record_head(u16::from(RecordType::SOA), ttl.min(300));
-            // `join("ns.dns", zone)` and `join("hostmaster", zone)`, as the handler's SOA.
-            w.name_of(&["ns.dns", q.zone_q], Compress::Yes)?;
-            w.name_of(&["hostmaster", q.zone_q], Compress::Yes)?;
+            let zone_at = qname.len() - q.zone_q.len();
+            let at = if let Some(at) = soa_head_by_pointers(&mut w, zone_at, ttl) {
+                at
+            } else {
+                w.name(q.zone_q, Compress::Yes)?;
+                let at = w.record_head(u16::from(RecordType::SOA), ttl.min(300));
+                // `join("ns.dns", zone)` and `join("hostmaster", zone)`, as the handler's SOA.
+                w.name_of(&["ns.dns", q.zone_q], Compress::Yes)?;
+                w.name_of(&["hostmaster", q.zone_q], Compress::Yes)?;
+                at
+            };
             let b = w.buf();
             for v in [q.idx.serial, 7200, 1800, 86400, ttl] {
                 b.extend_from_slice(&v.to_be_bytes());
@@ -191,6 +197,33 @@ fn write(fq: &FastQuery<'_>, q: &Query<'_>, answer: &Answer, out: &mut Vec<u8>) 
     fq.reply_end(out, counts)?;
     fq.push_opt(out);
     Some(())
+}
+
+/// The SOA's owner, fixed fields and names up to its serial when the zone is the question's
+/// suffix from `zone_at` on: pointers into the question, as compression writes them then (the
+/// owner a pointer to the zone, `ns.dns` and `hostmaster` each a label or two and a pointer to
+/// the zone) — unless the question's label before the zone is `dns` or `hostmaster`, where
+/// compression points into the question instead. Returns where RDLENGTH goes, or `None` having
+/// written nothing (the caller writes the names in full).
+fn soa_head_by_pointers(w: &mut Writer<'_>, zone_at: usize, ttl: u32) -> Option<usize> {
+    if w.question_label_before(zone_at)
+        .is_some_and(|l| l.eq_ignore_ascii_case(b"dns") || l.eq_ignore_ascii_case(b"hostmaster"))
+    {
+        return None;
+    }
+    let start = w.buf().len();
+    if !w.question_suffix(zone_at) {
+        return None;
+    }
+    let at = w.record_head(u16::from(RecordType::SOA), ttl.min(300));
+    for labels in [&b"\x02ns\x03dns"[..], b"\x0ahostmaster"] {
+        w.buf().extend_from_slice(labels);
+        if !w.question_suffix(zone_at) {
+            w.buf().truncate(start);
+            return None;
+        }
+    }
+    Some(at)
 }
 
 fn address(w: &mut Writer<'_>, owner: &str, ttl: u32, ip: IpAddr) -> Option<()> {
