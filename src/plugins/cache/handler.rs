@@ -693,26 +693,28 @@ impl Handler for Cache {
                 continue;
             };
             let k = &item.key;
-            if *k.name != *name
-                || k.qtype != q.q.qtype
-                || k.qclass != 1
-                || k.dnssec_ok != q.do_bit()
-                || k.checking_disabled != q.q.checking_disabled
-            {
+            if k.dnssec_ok != q.do_bit() || k.checking_disabled != q.q.checking_disabled {
                 continue;
             }
-            let left = remaining(&item, now.duration_since(item.stored));
+            // The stored reply's question, byte for byte the query's (name in the same letter
+            // case, type, class IN), is the key's name, type and class: the stored bytes are
+            // read next anyway, the key's name would be one more place in memory.
             let question = q.q.question();
             let stored_question = item
                 .wire
                 .get(dnswire::HEADER..dnswire::HEADER + question.len());
+            if stored_question != Some(question) {
+                if *k.name != *name || k.qtype != q.q.qtype || k.qclass != 1 {
+                    // Another name with the same hash.
+                    continue;
+                }
+                // Asked in another letter case.
+                return FastStep::No;
+            }
+            let left = remaining(&item, now.duration_since(item.stored));
             // With prefer_positive a non-answer may stand in front of the answer it replaced.
             let shadowing = success && c.cfg.prefer_positive && !item.answering;
-            if left <= 0
-                || shadowing
-                || c.cfg.prefetch.is_some()
-                || stored_question != Some(question)
-            {
+            if left <= 0 || shadowing || c.cfg.prefetch.is_some() {
                 return FastStep::No;
             }
             out.clear();
