@@ -34,12 +34,12 @@ for line in sys.stdin:
             continue
         lat.setdefault(f[0], []).append((p50, p99))
 for name, (qps, us, n) in table.items():
-    ratio = us / table["knot"][1] if "knot" in table else float("nan")
-    print(f"median of {n}: {name:<20} qps {qps:9.0f}  srv_us/q {us:6.2f}  vs knotd {ratio:.2f}x")
+    vs = f"  vs knotd {us / table['knot'][1]:.2f}x" if "knot" in table else ""
+    print(f"median of {n}: {name:<20} qps {qps:9.0f}  srv_us/q {us:6.2f}{vs}")
 for name, rows in lat.items():
     p50 = statistics.median(r[0] for r in rows)
     p99 = statistics.median(r[1] for r in rows)
     k = lat.get("knot")
-    r50 = p50 / statistics.median(r[0] for r in k) if k else float("nan")
-    r99 = p99 / statistics.median(r[1] for r in k) if k else float("nan")
-    print(f"median of {len(rows)}: {name:<20} p50 {p50:.3f} ms ({r50:.2f}x knotd)  p99 {p99:.3f} ms ({r99:.2f}x knotd)")
+    r50 = f" ({p50 / statistics.median(r[0] for r in k):.2f}x knotd)" if k else ""
+    r99 = f" ({p99 / statistics.median(r[1] for r in k):.2f}x knotd)" if k else ""
+    print(f"median of {len(rows)}: {name:<20} p50 {p50:.3f} ms{r50}  p99 {p99:.3f} ms{r99}")

@@ -64,7 +64,7 @@ impl Drop for Capture {
 /// Waits until the collector listens on `path` (the file appears at bind(), before listen():
 /// a connect in between is refused, and the sink would not dial again for 10 s).
 async fn wait_for(path: &Path) {
-    for _ in 0..100 {
+    for _ in 0..250 {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return;
         }
