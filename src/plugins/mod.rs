@@ -525,7 +525,7 @@ pub fn build(
         PluginConfig::Kubernetes(c) => Some(kubernetes::build(c, ctx)),
         PluginConfig::K8sExternal(c) => Some(k8s_external::build(c, ctx)?),
         PluginConfig::Hosts(c) => Some(hosts::build(c, ctx)),
-        PluginConfig::Template(c) => Some(template::build(c)),
+        PluginConfig::Template(c) => Some(template::build(c, ctx)),
         PluginConfig::Autopath(c) => Some(autopath::build(c, ctx)?),
         PluginConfig::Rewrite(c) => Some(rewrite::Rewrite::handler(c.clone())),
         PluginConfig::Reload(_) => None,

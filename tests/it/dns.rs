@@ -395,6 +395,57 @@ async fn dns64_synthesizes_aaaa_through_the_chain() {
     s.running.shutdown().await;
 }
 
+/// CoreDNS's plugin/template/template.go: a match counts before anything is rendered; a
+/// record template that fails to execute counts in template_failures, one whose text is not a
+/// record in rr_failures, labelled with the section and the template; either is SERVFAIL.
+#[tokio::test]
+async fn template_metrics_count_matches_and_failures() {
+    let s = start(
+        r#".:0 {
+    bind 127.0.0.1
+    prometheus 127.0.0.1:0
+    template IN A example.org {
+        match "^ok\.example\.org\.$"
+        answer "{{ .Name }} 30 IN A 192.0.2.7"
+        fallthrough
+    }
+    template IN A example.org {
+        match "^badrr\.example\.org\.$"
+        answer "{{ .Name }} 30 IN A not-an-address"
+        fallthrough
+    }
+    template IN A example.org {
+        match "^badtmpl\.example\.org\.$"
+        answer "{{ .Nope }} 30 IN A 192.0.2.7"
+    }
+}
+"#,
+        vec![],
+    )
+    .await;
+    let dns = s.dns();
+    for (name, rcode, n) in [
+        ("ok.example.org.", ResponseCode::NoError, 2),
+        ("badrr.example.org.", ResponseCode::ServFail, 1),
+        ("badtmpl.example.org.", ResponseCode::ServFail, 1),
+    ] {
+        for _ in 0..n {
+            let r = udp(dns, &query(name, RecordType::A, None)).await;
+            assert_eq!(r.metadata.response_code, rcode, "{name}");
+        }
+    }
+    let (code, body) = http_get(s.http("127.0.0.1:0"), "/metrics").await;
+    assert_eq!(code, 200);
+    let labels = r#"server="dns://127.0.0.1:0",type="A",view="",zone="example.org.""#;
+    for want in [
+        format!(r#"coredns_template_matches_total{{class="IN",{labels}}} 4"#),
+        r#"coredns_template_rr_failures_total{class="IN",section="answer",server="dns://127.0.0.1:0",template="{{ .Name }} 30 IN A not-an-address",type="A",view="",zone="example.org."} 1"#.to_string(),
+        r#"coredns_template_template_failures_total{class="IN",section="answer",server="dns://127.0.0.1:0",template="{{ .Nope }} 30 IN A 192.0.2.7",type="A",view="",zone="example.org."} 1"#.to_string(),
+    ] {
+        assert!(body.lines().any(|l| l == want), "no {want} in\n{body}");
+    }
+}
+
 #[tokio::test]
 async fn template_rewrite_and_any_over_sockets() {
     let s = crate::util::start(

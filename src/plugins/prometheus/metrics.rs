@@ -57,6 +57,8 @@ pub struct Metrics {
     pub local: std::sync::Arc<crate::plugins::local::LocalMetrics>,
     /// `dns64`'s metric.
     pub dns64: std::sync::Arc<crate::plugins::dns64::Dns64Metrics>,
+    /// `template`'s metrics.
+    pub template: std::sync::Arc<crate::plugins::template::TemplateMetrics>,
 }
 
 /// CoreDNS's `TimeBuckets`: 0.25 ms × 2^i, i = 0..15.
@@ -195,8 +197,11 @@ impl Metrics {
         let acl = std::sync::Arc::new(crate::plugins::acl::AclMetrics::new(&registry)?);
         let local = std::sync::Arc::new(crate::plugins::local::LocalMetrics::new(&registry)?);
         let dns64 = std::sync::Arc::new(crate::plugins::dns64::Dns64Metrics::new(&registry)?);
+        let template =
+            std::sync::Arc::new(crate::plugins::template::TemplateMetrics::new(&registry)?);
         Ok(Self {
             dns64,
+            template,
             autopath,
             hosts,
             reload_failed,

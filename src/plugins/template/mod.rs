@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use prometheus::{IntCounterVec, Opts, Registry};
 use regex::Regex;
 
 use self::gotmpl::{TV, Template as Tmpl};
@@ -392,19 +393,90 @@ impl TemplateConfig {
 /// The handler: templates tried in order.
 pub struct Template {
     templates: Vec<TemplateConfig>,
+    metrics: Arc<TemplateMetrics>,
 }
 
 impl Template {
-    /// A handler for `templates`.
-    pub fn new(templates: Vec<TemplateConfig>) -> Self {
-        Self { templates }
+    /// A handler for `templates`, counting in `metrics`.
+    pub fn new(templates: Vec<TemplateConfig>, metrics: Arc<TemplateMetrics>) -> Self {
+        Self { templates, metrics }
+    }
+}
+
+/// `template`'s metrics, as CoreDNS's plugin/template/metrics.go names and labels them.
+pub struct TemplateMetrics {
+    /// `coredns_template_matches_total{server,zone,view,class,type}`
+    matches: IntCounterVec,
+    /// `coredns_template_template_failures_total{server,zone,view,class,type,section,template}`
+    template_failures: IntCounterVec,
+    /// `coredns_template_rr_failures_total{server,zone,view,class,type,section,template}`
+    rr_failures: IntCounterVec,
+}
+
+impl TemplateMetrics {
+    /// Creates and registers the metrics.
+    pub fn new(r: &Registry) -> Result<Self, prometheus::Error> {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            r.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let failure = [
+            "server", "zone", "view", "class", "type", "section", "template",
+        ];
+        Ok(Self {
+            matches: counter(
+                "coredns_template_matches_total",
+                "Counter of template regex matches.",
+                &failure[..5],
+            )?,
+            template_failures: counter(
+                "coredns_template_template_failures_total",
+                "Counter of go template failures.",
+                &failure,
+            )?,
+            rr_failures: counter(
+                "coredns_template_rr_failures_total",
+                "Counter of mis-templated RRs.",
+                &failure,
+            )?,
+        })
     }
 }
 
 /// Renders `rr` into one record, as miekg/dns's `NewRR`: relative names are below the root, a
-/// record without TTL gets 3600 and without class IN.
-fn record(rr: &Rr, section: &str, data: &Data<'_>) -> Result<Record, String> {
-    let text = rr.tmpl.execute(data)?;
+/// record without TTL gets 3600 and without class IN. A template that fails to execute counts
+/// in `template_failures`, one that renders no single record in `rr_failures` (labelled with
+/// the template's text).
+fn record(
+    rr: &Rr,
+    section: &str,
+    data: &Data<'_>,
+    metrics: &TemplateMetrics,
+) -> Result<Record, String> {
+    let count = |c: &IntCounterVec| {
+        let req = data.req;
+        let view = req.view.as_deref().unwrap_or("");
+        c.with_label_values(&[
+            &*req.server,
+            data.zone,
+            view,
+            &data.class,
+            &data.qtype,
+            section,
+            &rr.text,
+        ])
+        .inc();
+    };
+    let text = rr
+        .tmpl
+        .execute(data)
+        .inspect_err(|_| count(&metrics.template_failures))?;
+    record_of(&text, section).inspect_err(|_| count(&metrics.rr_failures))
+}
+
+/// [`record`]'s parsing of the rendered `text`.
+fn record_of(text: &str, section: &str) -> Result<Record, String> {
     if text.lines().any(|l| l.trim_start().starts_with('$')) {
         return Err(format!(
             "{section}: \"{text}\": a control entry is not a record"
@@ -458,6 +530,16 @@ impl Handler for Template {
                     )));
                 }
             };
+            self.metrics
+                .matches
+                .with_label_values(&[
+                    &*req.server,
+                    data.zone,
+                    req.view.as_deref().unwrap_or(""),
+                    &data.class,
+                    &data.qtype,
+                ])
+                .inc();
             if t.rcode == ResponseCode::ServFail {
                 return Err(HandlerError::Internal(
                     "plugin/template: rcode SERVFAIL".into(),
@@ -469,7 +551,7 @@ impl Handler for Template {
             msg.metadata.response_code = t.rcode;
             let qt = req.qtype();
             for rr in &t.answer {
-                let r = record(rr, "answer", &data).map_err(err)?;
+                let r = record(rr, "answer", &data, &self.metrics).map_err(err)?;
                 let target = match (&r.data, qt) {
                     (RData::CNAME(c), RecordType::A | RecordType::AAAA) => Some(c.0.clone()),
                     _ => None,
@@ -483,10 +565,10 @@ impl Handler for Template {
                 }
             }
             for rr in &t.additional {
-                msg.add_additional(record(rr, "additional", &data).map_err(err)?);
+                msg.add_additional(record(rr, "additional", &data, &self.metrics).map_err(err)?);
             }
             for rr in &t.authority {
-                msg.add_authority(record(rr, "authority", &data).map_err(err)?);
+                msg.add_authority(record(rr, "authority", &data, &self.metrics).map_err(err)?);
             }
             if let Some((code, reason)) = &t.ederror {
                 crate::plugins::response::set_option(
@@ -501,8 +583,8 @@ impl Handler for Template {
 }
 
 /// Builds the handler.
-pub fn build(cfgs: &[TemplateConfig]) -> Arc<dyn Handler> {
-    Arc::new(Template::new(cfgs.to_vec()))
+pub fn build(cfgs: &[TemplateConfig], ctx: &crate::plugins::BuildCtx<'_>) -> Arc<dyn Handler> {
+    Arc::new(Template::new(cfgs.to_vec(), ctx.metrics.template.clone()))
 }
 
 #[cfg(test)]

@@ -54,7 +54,9 @@ fn req(name: &str, class: DNSClass, t: RecordType) -> Request {
 }
 
 async fn serve(cfg: Vec<TemplateConfig>, r: &Request) -> Out {
-    let chain = Chain::new(vec![build(&cfg), Arc::new(Fallthrough)]);
+    let metrics = TemplateMetrics::new(&prometheus::Registry::new()).unwrap();
+    let handler = Arc::new(Template::new(cfg, Arc::new(metrics)));
+    let chain = Chain::new(vec![handler, Arc::new(Fallthrough)]);
     match chain.run(r).await {
         Ok(resp) if resp.plugin == "fallthrough" => Out::Fallthrough,
         Ok(resp) => Out::Answer(resp.msg.into_message()),
