@@ -461,50 +461,39 @@ impl<'b> Writer<'b> {
     /// [`Writer::question_name`] wrote it (the first name remembered, so the pointer
     /// [`Writer::name`] would write), else as [`Writer::name`].
     pub fn qname(&mut self, text: &str) -> Option<()> {
-        if self.question_end.is_some() && self.compressed < MAX_COMPRESSED {
-            self.compressed += 1;
-            self.buf
-                .extend_from_slice(&(0xc000 | HEADER as u16).to_be_bytes());
+        if self.question_end.is_some() && self.pointer(0xc000 | HEADER as u16).is_some() {
             return Some(());
         }
         self.name(text, Compress::Yes)
     }
 
-    /// Writes a pointer to the question's name from `offset` on (a label boundary of it; 0 is
-    /// the whole name), when [`Writer::question_name`] wrote the question and nothing has been
-    /// remembered since: what [`Writer::name`] writes for that suffix of the question then.
-    /// Returns false, writing nothing, otherwise.
-    pub fn question_suffix(&mut self, offset: usize) -> bool {
-        let Some(end) = self.question_end else {
-            return false;
-        };
-        if self.remembering || self.compressed >= MAX_COMPRESSED || HEADER + offset >= end {
-            return false;
+    /// Where the question's name from `offset` on (a label boundary of it; 0 is the whole name)
+    /// is, as the compression pointer [`Writer::name`] writes for that suffix while the
+    /// question written by [`Writer::question_name`] is all it could point to (nothing
+    /// remembered yet), and the question's label just before it (`None` at the first label).
+    /// `None` otherwise. Write the pointer with [`Writer::pointer`].
+    pub fn question_suffix(&self, offset: usize) -> Option<(u16, Option<&[u8]>)> {
+        let end = self.question_end.filter(|_| !self.remembering)?;
+        if HEADER + offset >= end {
+            return None;
         }
-        let mut at = HEADER;
-        while at < HEADER + offset {
-            at += 1 + usize::from(self.buf[at]);
-        }
-        if at != HEADER + offset {
-            return false;
-        }
-        self.compressed += 1;
-        self.buf
-            .extend_from_slice(&(0xc000 | at as u16).to_be_bytes());
-        true
-    }
-
-    /// The question's label that ends at `offset` (a label boundary), as [`Writer::question_suffix`]
-    /// finds the question: `None` at the first label or without a lazily written question.
-    pub fn question_label_before(&self, offset: usize) -> Option<&[u8]> {
-        let end = self.question_end?;
         let (mut at, mut prev) = (HEADER, None);
-        while at < HEADER + offset && at < end {
+        while at < HEADER + offset {
             prev = Some(at);
             at += 1 + usize::from(self.buf[at]);
         }
-        let p = prev.filter(|_| at == HEADER + offset)?;
-        self.buf.get(p + 1..at)
+        (at == HEADER + offset).then(|| (0xc000 | at as u16, prev.map(|p| &self.buf[p + 1..at])))
+    }
+
+    /// Writes the compression pointer `ptr` as a compressed name, counted as [`Writer::name`]
+    /// counts one; `None`, writing nothing, once hickory's limit of compressed names is reached.
+    pub fn pointer(&mut self, ptr: u16) -> Option<()> {
+        if self.compressed >= MAX_COMPRESSED {
+            return None;
+        }
+        self.compressed += 1;
+        self.buf.extend_from_slice(&ptr.to_be_bytes());
+        Some(())
     }
 
     /// The bytes so far.

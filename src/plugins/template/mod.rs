@@ -224,6 +224,21 @@ struct Data<'a> {
     req: &'a Request,
 }
 
+impl Data<'_> {
+    /// The labels every `coredns_template_*` series starts with: server, zone, view, class,
+    /// type.
+    fn metric_labels(&self) -> [&str; 5] {
+        let req = self.req;
+        [
+            &req.server,
+            self.zone,
+            req.view.as_deref().unwrap_or(""),
+            &self.class,
+            &self.qtype,
+        ]
+    }
+}
+
 fn tv(v: &Value) -> TV {
     match v {
         Value::Int(n) => TV::Int(*n),
@@ -455,18 +470,9 @@ fn record(
     metrics: &TemplateMetrics,
 ) -> Result<Record, String> {
     let count = |c: &IntCounterVec| {
-        let req = data.req;
-        let view = req.view.as_deref().unwrap_or("");
-        c.with_label_values(&[
-            &*req.server,
-            data.zone,
-            view,
-            &data.class,
-            &data.qtype,
-            section,
-            &rr.text,
-        ])
-        .inc();
+        let [server, zone, view, class, qtype] = data.metric_labels();
+        c.with_label_values(&[server, zone, view, class, qtype, section, &rr.text])
+            .inc();
     };
     let text = rr
         .tmpl
@@ -532,13 +538,7 @@ impl Handler for Template {
             };
             self.metrics
                 .matches
-                .with_label_values(&[
-                    &*req.server,
-                    data.zone,
-                    req.view.as_deref().unwrap_or(""),
-                    &data.class,
-                    &data.qtype,
-                ])
+                .with_label_values(&data.metric_labels())
                 .inc();
             if t.rcode == ResponseCode::ServFail {
                 return Err(HandlerError::Internal(

@@ -206,19 +206,18 @@ fn write(fq: &FastQuery<'_>, q: &Query<'_>, answer: &Answer, out: &mut Vec<u8>) 
 /// compression points into the question instead. Returns where RDLENGTH goes, or `None` having
 /// written nothing (the caller writes the names in full).
 fn soa_head_by_pointers(w: &mut Writer<'_>, zone_at: usize, ttl: u32) -> Option<usize> {
-    if w.question_label_before(zone_at)
+    let (zone, before) = w.question_suffix(zone_at)?;
+    if before
         .is_some_and(|l| l.eq_ignore_ascii_case(b"dns") || l.eq_ignore_ascii_case(b"hostmaster"))
     {
         return None;
     }
     let start = w.buf().len();
-    if !w.question_suffix(zone_at) {
-        return None;
-    }
+    w.pointer(zone)?;
     let at = w.record_head(u16::from(RecordType::SOA), ttl.min(300));
     for labels in [&b"\x02ns\x03dns"[..], b"\x0ahostmaster"] {
         w.buf().extend_from_slice(labels);
-        if !w.question_suffix(zone_at) {
+        if w.pointer(zone).is_none() {
             w.buf().truncate(start);
             return None;
         }
